@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: oom_facts
+short_description: Report a Linux host's out-of-memory risk posture as facts
+version_added: 0.1.0
+description:
+  - Reads the host's memory state once (C(/proc/meminfo), C(/proc/vmstat), C(/proc/zoneinfo),
+    C(/proc/buddyinfo), C(/proc/slabinfo), C(/proc/pressure/memory), the OOM-related sysctls,
+    transparent huge pages, NUMA nodes, the cgroup v1/v2/hybrid layout and per-cgroup memory state,
+    every process's C(oom_score), and the systemd units' OOM settings with one C(systemctl show) call).
+  - Judges it and returns C(ansible_facts.oom_posture) with a risk score, a risk level and findings,
+    each with its evidence and the role and variable that fixes it. The catalogue of findings is in
+    the collection's C(docs/findings.md).
+  - Read-only. Works without root; what needs root (C(/proc/slabinfo)) is skipped with a note.
+  - Can run as an entry of C(FACTS_MODULES) so that C(gather_facts) brings it.
+author:
+  - oomguard.linux contributors
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; check mode returns the same facts.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is nothing to diff.
+  facts:
+    support: full
+    description: Returns C(ansible_facts.oom_posture); usable in C(FACTS_MODULES).
+options:
+  victims_count:
+    description:
+      - How many processes to list in C(victims), the ones the kernel's OOM killer would pick first
+        (highest C(oom_score)).
+    type: int
+    default: 10
+  skip:
+    description:
+      - Readers to leave out, to save time on large hosts. Findings that depend on a skipped reader
+        are listed in C(not_evaluated).
+      - C(processes) skips the process scan (victims, early killer detection, forking programs).
+      - C(cgroups) skips the cgroup walk; C(slabinfo) skips C(/proc/slabinfo); C(systemd) skips the
+        C(systemctl show) call; C(numa) skips the per-node meminfo.
+    type: list
+    elements: str
+    choices: [processes, cgroups, slabinfo, systemd, numa]
+    default: []
+  thresholds:
+    description:
+      - Overrides of the posture thresholds (name to number). The names and defaults are listed in
+        C(docs/findings.md).
+    type: dict
+    default: {}
+  include_snapshot:
+    description:
+      - Also return the full raw snapshot the posture was judged from (every cgroup, every reading),
+        under C(oom_posture.snapshot). Large on container hosts.
+    type: bool
+    default: false
+  root:
+    description:
+      - Root of the filesystem to read, for analysing a captured C(/proc) and C(/sys) tree. With
+        anything but C(/) the systemd units are not read.
+    type: path
+    default: /
+notes:
+  - On cgroup v1 and hybrid hosts the memory state comes from the v1 memory hierarchy; on v2 from
+    the unified hierarchy.
+'''
+
+EXAMPLES = r'''
+- name: Read the OOM posture
+  oomguard.linux.oom_facts:
+
+- name: Fail when the host is at high risk
+  ansible.builtin.assert:
+    that: ansible_facts.oom_posture.risk_level in ['low', 'medium']
+    fail_msg: "{{ ansible_facts.oom_posture.findings | map(attribute='title') | list }}"
+
+- name: A cheap run on a busy container host
+  oomguard.linux.oom_facts:
+    skip: [cgroups, slabinfo]
+    victims_count: 5
+
+# In ansible.cfg, to have gather_facts bring the posture with the usual facts:
+# [defaults]
+# facts_modules = ansible.builtin.setup, oomguard.linux.oom_facts
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: Facts to add to ansible_facts.
+  returned: always
+  type: complex
+  contains:
+    oom_posture:
+      description: The host's OOM posture.
+      returned: always
+      type: complex
+      contains:
+        risk_score:
+          description: 0 (nothing found) to 100 (several serious findings). The rule is in docs/findings.md.
+          type: int
+          sample: 35
+        risk_level:
+          description: C(low), C(medium), C(high) or C(critical); a single critical finding makes the level critical.
+          type: str
+          sample: medium
+        findings:
+          description: What is wrong or worth knowing, worst first.
+          type: list
+          elements: dict
+          sample:
+            - id: panic_without_reboot
+              severity: critical
+              title: vm.panic_on_oom is set but kernel.panic is 0
+              evidence: {vm.panic_on_oom: 1, kernel.panic: 0}
+              advice: Set kernel.panic through oomguard.linux.sysctl (oomguard_sysctl).
+        summary:
+          description: Number of findings per severity.
+          type: dict
+        not_evaluated:
+          description: Checks that could not run, with the reason (a skipped or unreadable source).
+          type: list
+          elements: dict
+        cgroup_mode:
+          description: C(v1), C(v2), C(hybrid), or C(none) where no cgroup filesystem is mounted.
+          type: str
+          sample: v2
+        memory_controller:
+          description: Which hierarchy holds the memory controller (1 or 2), null if none.
+          type: int
+        kernel:
+          description: Kernel release, architecture, word size, HighMem presence, command line.
+          type: dict
+        memory:
+          description: C(/proc/meminfo) values in kB (HugePages_* counts are under C(hugepages)).
+          type: dict
+          sample: {MemTotal: 24684092, MemAvailable: 23815412}
+        hugepages:
+          description: HugePages_* counts from C(/proc/meminfo).
+          type: dict
+        pressure:
+          description: Memory pressure stall information (avg10/avg60/avg300 percent, total_us), null without PSI.
+          type: dict
+        oom_kills_since_boot:
+          description: The C(oom_kill) counter of C(/proc/vmstat), null on kernels before 4.13.
+          type: int
+        sysctl:
+          description: The OOM-related sysctls this kernel has, by name.
+          type: dict
+          sample: {vm.panic_on_oom: 0, kernel.panic: 0, vm.overcommit_memory: 0}
+        thp:
+          description: Transparent huge pages C(enabled) and C(defrag) modes, null without THP.
+          type: dict
+          sample: {enabled: madvise, defrag: madvise}
+        numa_nodes:
+          description: NUMA nodes with their CPUs and memory in kB.
+          type: list
+          elements: dict
+        zones:
+          description: Per-zone free memory and min/low/high watermarks in kB.
+          type: list
+          elements: dict
+        victims:
+          description: The processes the kernel's OOM killer would pick first, highest C(oom_score) first.
+          type: list
+          elements: dict
+          sample:
+            - {pid: 981, comm: mysqld, oom_score: 702, oom_score_adj: 0, rss_kb: 412300, uid: 27,
+               cgroup: /system.slice/mariadb.service, unit: mariadb.service, cmdline: /usr/sbin/mariadbd}
+        protected:
+          description: Processes exempt from the OOM killer (C(oom_score_adj) -1000).
+          type: list
+          elements: dict
+        early_killers:
+          description: Userspace early OOM killers found running (earlyoom, systemd-oomd, oomd, nohang).
+          type: list
+          elements: dict
+        process_count:
+          description: Number of user processes scanned.
+          type: int
+        cgroups:
+          description: Cgroups with a memory limit, OOM counters or failures (at most 50, most OOM kills first).
+          type: list
+          elements: dict
+        cgroup_count:
+          description: Number of cgroups read in the memory hierarchy.
+          type: int
+        systemd_units:
+          description: Number of systemd units read, null when systemd was not read.
+          type: int
+        is_root:
+          description: Whether the module ran as root.
+          type: bool
+        notes:
+          description: Readers that were skipped or could not read, with the reason.
+          type: list
+          elements: dict
+          sample: [{reader: slabinfo, reason: permission denied (needs root)}]
+        snapshot:
+          description: The full raw snapshot, with I(include_snapshot=true) only.
+          type: dict
+          returned: when include_snapshot is true
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
+from ansible_collections.oomguard.linux.plugins.module_utils.posture import DEFAULT_THRESHOLDS, judge
+from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
+from ansible_collections.oomguard.linux.plugins.module_utils.snapshot import SKIPPABLE, collect
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            victims_count=dict(type='int', default=10),
+            skip=dict(type='list', elements='str', choices=list(SKIPPABLE), default=[]),
+            thresholds=dict(type='dict', default={}),
+            include_snapshot=dict(type='bool', default=False),
+            root=dict(type='path', default='/'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params['victims_count'] < 0:
+        module.fail_json(msg='victims_count must be 0 or more, got %d' % params['victims_count'])
+
+    unknown = sorted(set(params['thresholds']) - set(DEFAULT_THRESHOLDS))
+    if unknown:
+        module.fail_json(msg='thresholds: unknown name(s) %s; allowed: %s'
+                         % (', '.join(unknown), ', '.join(sorted(DEFAULT_THRESHOLDS))))
+
+    host = HostRoot(params['root'])
+    systemctl = None
+    if host.live and 'systemd' not in params['skip']:
+        systemctl = module.get_bin_path('systemctl')
+    try:
+        snapshot = collect(
+            host,
+            skip=params['skip'],
+            victims_count=params['victims_count'],
+            run_command=(lambda argv: module.run_command(argv)) if host.live else None,
+            systemctl_path=systemctl,
+        )
+    except ReadError as exc:
+        module.fail_json(msg='cannot read the host memory state: %s' % exc)
+    try:
+        verdict = judge(snapshot, params['thresholds'] or None)
+    except (KeyError, TypeError, ValueError) as exc:
+        module.fail_json(msg='invalid thresholds: %s' % exc)
+    module.exit_json(changed=False, ansible_facts={
+        'oom_posture': posture_facts(snapshot, verdict, params['include_snapshot']),
+    })
+
+
+if __name__ == '__main__':
+    main()
