@@ -130,10 +130,26 @@ def parse_flat_keyed(text):
     return result
 
 
+def _stat_bytes(host, directory, keys):
+    """Selected memory.stat counters (bytes) under our own names."""
+    stat = parse_flat_keyed(_read_value(host, directory + '/memory.stat'))
+    return dict((name, stat.get(key)) for name, key in keys)
+
+
+# memory.stat keys for the split a near-limit check needs: anon memory cannot
+# be reclaimed without swap, inactive file cache goes first under pressure.
+_V2_STAT_KEYS = (('anon_bytes', 'anon'), ('file_bytes', 'file'), ('inactive_file_bytes', 'inactive_file'))
+_V1_STAT_KEYS = (('anon_bytes', 'total_rss'), ('file_bytes', 'total_cache'),
+                 ('inactive_file_bytes', 'total_inactive_file'))
+
+
 def read_v2_memory(host, directory):
     events = parse_flat_keyed(_read_value(host, directory + '/memory.events'))
+    # memory.events counts the whole subtree since 5.2; .local is this cgroup alone.
+    events_local = _read_value(host, directory + '/memory.events.local')
     oom_group = _read_value(host, directory + '/memory.oom.group')
-    return {
+    state = _stat_bytes(host, directory, _V2_STAT_KEYS)
+    state.update({
         'max_bytes': _bytes_or_none(_read_value(host, directory + '/memory.max')),
         'high_bytes': _bytes_or_none(_read_value(host, directory + '/memory.high')),
         'low_bytes': _bytes_or_none(_read_value(host, directory + '/memory.low')),
@@ -141,16 +157,19 @@ def read_v2_memory(host, directory):
         'swap_max_bytes': _bytes_or_none(_read_value(host, directory + '/memory.swap.max')),
         'current_bytes': _bytes_or_none(_read_value(host, directory + '/memory.current')),
         'events': events,
+        'events_local': parse_flat_keyed(events_local) if events_local is not None else None,
         'oom_group': oom_group == '1' if oom_group is not None else None,
         'oom_kills': events.get('oom_kill', 0),
         'ooms': events.get('oom', 0),
-    }
+    })
+    return state
 
 
 def read_v1_memory(host, directory):
     oom_control = parse_flat_keyed(_read_value(host, directory + '/memory.oom_control'))
     failcnt = _read_value(host, directory + '/memory.failcnt')
-    return {
+    state = _stat_bytes(host, directory, _V1_STAT_KEYS)
+    state.update({
         'max_bytes': _bytes_or_none(_read_value(host, directory + '/memory.limit_in_bytes'),
                                     V1_UNLIMITED_BYTES),
         'soft_limit_bytes': _bytes_or_none(_read_value(host, directory + '/memory.soft_limit_in_bytes'),
@@ -162,7 +181,8 @@ def read_v1_memory(host, directory):
         # memory.oom_control has counted kills since 4.13; older kernels say nothing.
         'oom_kills': oom_control.get('oom_kill', 0),
         'under_oom': bool(oom_control.get('under_oom', 0)),
-    }
+    })
+    return state
 
 
 def _walk(host, mount, max_depth, max_cgroups):
@@ -213,6 +233,7 @@ def read_memory_cgroups(host, layout, max_cgroups=DEFAULT_MAX_CGROUPS, max_depth
             effective[path] = (parent_limit, parent_owner)
         state['effective_max_bytes'], state['limited_by'] = effective[path]
         state['path'] = path
+        state['unit'] = unit_of(path)
         state['version'] = controller['version']
         cgroups.append(state)
     return cgroups, truncated

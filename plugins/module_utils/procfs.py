@@ -438,5 +438,13 @@ def read_kernel(host, meminfo_kb, zones):
         'bits': bits,
         'highmem': bool(high_total_kb) or high_zone,
         'high_total_kb': high_total_kb,
-        'cmdline': cmdline.strip() if cmdline else None,
+        'cmdline': _kernel_args(cmdline),
     }
+
+
+def _kernel_args(cmdline):
+    """The kernel's own parameters: what follows ' -- ' is init's argv and
+    may carry a supervisor's addresses or secrets, so it is not reported."""
+    if not cmdline:
+        return None
+    return cmdline.strip().split(' -- ', 1)[0]
