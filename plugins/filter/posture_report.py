@@ -37,9 +37,11 @@ EXAMPLES = r'''
 
 RETURN = r'''
 _value:
-  description: The report, one list item per line.
-  type: list
-  elements: str
+  description:
+    - The report as one multi-line string.
+    - Printed with C(ansible.builtin.debug), it is easiest to read with the YAML result format
+      (C(ANSIBLE_CALLBACK_RESULT_FORMAT=yaml)), which shows it as a block of lines.
+  type: str
 '''
 
 from ansible.errors import AnsibleFilterError
@@ -128,10 +130,12 @@ def posture_report(posture, host=None, victims=5):
         lines.append('  %7s %6s %6s %10s  %-28s %s' % ('PID', 'SCORE', 'ADJ', 'RSS', 'UNIT/CGROUP', 'COMMAND'))
         for victim in top:
             where = victim.get('unit') or victim.get('cgroup') or '-'
+            if len(where) > 28:
+                where = '...' + where[-25:]
             command = victim.get('cmdline') or victim.get('comm') or ''
             lines.append('  %7d %6d %6d %10s  %-28s %s' % (
                 victim['pid'], victim['oom_score'], victim['oom_score_adj'], _size_kb(victim.get('rss_kb')),
-                where[-28:], command[:60]))
+                where, command[:60]))
     else:
         lines.append('  (no process scan)')
     not_evaluated = posture.get('not_evaluated') or []
@@ -143,7 +147,7 @@ def posture_report(posture, host=None, victims=5):
             lines.append('  - %s: %s' % (note.get('reader'), note.get('reason')))
         for item in not_evaluated:
             lines.append('  - check %s: %s' % (item.get('id') or item.get('check'), item.get('reason')))
-    return lines
+    return '\n'.join(lines)
 
 
 class FilterModule(object):

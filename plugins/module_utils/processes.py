@@ -119,7 +119,7 @@ def _read_fast(path):
         os.close(fd)
 
 
-def scan_processes(host, page_kb=4, top_n=10):
+def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
     """Rank user processes by oom_score and collect what the posture needs.
 
     Returns a dict with 'victims' (top_n by oom_score, then rss), 'protected'
@@ -128,7 +128,8 @@ def scan_processes(host, page_kb=4, top_n=10):
     'vanished' (exited during the scan).
 
     Only stat and oom_score are read for every process; oom_score_adj, uid,
-    cmdline and cgroup only for the few that are reported.  An oom_score of 0
+    cmdline and cgroup only for the few that are reported.  exclude_pids
+    (the scanning process itself on a live host) are left out of victims.  An oom_score of 0
     is how the kernel shows oom_score_adj -1000 (or no memory at all), so the
     protected ones are found without reading every oom_score_adj.
     """
@@ -174,6 +175,8 @@ def scan_processes(host, page_kb=4, top_n=10):
         if len(victims) >= top_n or score <= 0:
             # oom_score 0: exempt (-1000) or nothing to free; never chosen.
             break
+        if pid in exclude_pids:
+            continue
         adj = _read_int(host, 'proc/%d/oom_score_adj' % pid)
         if adj is None:
             continue

@@ -94,7 +94,10 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
 
     snap['processes'] = None
     if 'processes' not in skip:
-        snap['processes'] = scan_processes(host, page_kb, victims_count)
+        # The module's own python is briefly the biggest process; it is not a
+        # victim anyone needs to hear about.
+        own = (os.getpid(),) if host.live else ()
+        snap['processes'] = scan_processes(host, page_kb, victims_count, exclude_pids=own)
 
     snap['systemd'] = None
     if 'systemd' not in skip:
