@@ -14,7 +14,7 @@ description:
     terminal - the risk level, the findings with their evidence and fix, who dies next, and what
     could not be read.
 author:
-  - oomguard.linux contributors
+  - oomguard.linux maintainers (@oomguard)
 options:
   _input:
     description: The C(ansible_facts.oom_posture) dictionary.

@@ -27,6 +27,11 @@ DEFAULT_MAX_CGROUPS = 4000
 DEFAULT_MAX_DEPTH = 8
 
 
+# Mount options of a v1 cgroup mount that are not controller names.
+_MOUNT_OPTIONS = ('rw', 'ro', 'nosuid', 'nodev', 'noexec', 'relatime', 'noatime',
+                  'clone_children', 'nsdelegate', 'xattr')
+
+
 def parse_mounts(text):
     """cgroup and cgroup2 mounts from /proc/mounts (or /proc/self/mounts)."""
     v1 = {}
@@ -39,10 +44,8 @@ def parse_mounts(text):
         if fstype == 'cgroup2':
             v2.append(mountpoint)
         elif fstype == 'cgroup':
-            controllers = [o for o in options if o not in ('rw', 'ro', 'nosuid', 'nodev', 'noexec',
-                                                             'relatime', 'noatime', 'clone_children',
-                                                             'nsdelegate', 'xattr')
-                           and not o.startswith('release_agent=')]
+            controllers = [o for o in options
+                           if o not in _MOUNT_OPTIONS and not o.startswith('release_agent=')]
             for controller in controllers:
                 v1[controller] = mountpoint
     return v1, v2
@@ -276,7 +279,7 @@ def parse_proc_cgroup(text):
         parts = line.split(':', 2)
         if len(parts) != 3:
             continue
-        _, controllers, path = parts
+        controllers, path = parts[1], parts[2]
         if controllers == '':
             result[''] = path
         for controller in controllers.split(','):

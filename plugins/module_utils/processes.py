@@ -54,7 +54,7 @@ def parse_status(text):
     """The few /proc/PID/status lines the posture needs (kB and uids)."""
     result = {}
     for line in text.splitlines():
-        key, _, value = line.partition(':')
+        key, dummy, value = line.partition(':')
         if key in ('RssAnon', 'RssFile', 'RssShmem', 'VmRSS', 'VmSwap'):
             try:
                 result[key] = int(value.split()[0])

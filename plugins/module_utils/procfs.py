@@ -88,7 +88,7 @@ def parse_meminfo(text):
     for line in text.splitlines():
         if ':' not in line:
             continue
-        key, _, value = line.partition(':')
+        key, dummy, value = line.partition(':')
         key = key.split()[-1] if key.strip() else key
         fields = value.split()
         if not fields:
@@ -145,7 +145,7 @@ def parse_zoneinfo(text, page_kb=4):
         stripped = line.strip()
         if line.startswith('Node '):
             # 'Node 0, zone   Normal'
-            head, _, name = line.partition(', zone')
+            head, dummy, name = line.partition(', zone')
             try:
                 node = int(head.split()[1])
             except (IndexError, ValueError):
@@ -213,7 +213,7 @@ def parse_slabinfo(text, page_kb=4):
     for line in text.splitlines():
         if line.startswith('slabinfo') or line.startswith('#'):
             continue
-        head, _, rest = line.partition(':')
+        head, dummy, rest = line.partition(':')
         fields = head.split()
         slabdata = rest.rpartition('slabdata')[2].split()
         if len(fields) < 6:
@@ -253,7 +253,7 @@ def parse_pressure(text):
             continue
         values = {}
         for item in fields[1:]:
-            key, _, value = item.partition('=')
+            key, dummy, value = item.partition('=')
             if key == 'total':
                 values['total_us'] = int(value)
             else:

@@ -22,7 +22,7 @@ description:
   - Read-only. Works without root; what needs root (C(/proc/slabinfo)) is skipped with a note.
   - Can run as an entry of C(FACTS_MODULES) so that C(gather_facts) brings it.
 author:
-  - oomguard.linux contributors
+  - oomguard.linux maintainers (@oomguard)
 attributes:
   check_mode:
     support: full
@@ -247,7 +247,7 @@ def main():
             host,
             skip=params['skip'],
             victims_count=params['victims_count'],
-            run_command=(lambda argv: module.run_command(argv)) if host.live else None,
+            run_command=module.run_command if host.live else None,
             systemctl_path=systemctl,
         )
     except ReadError as exc:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='re
 
 
 def test_memtotal_matches_sysconf():
-    memory_kb, _ = procfs.read_meminfo(LIVE)
+    memory_kb = procfs.read_meminfo(LIVE)[0]
     # sysconf(_SC_PHYS_PAGES) is totalram_pages, the same number MemTotal prints.
     assert memory_kb['MemTotal'] == os.sysconf('SC_PHYS_PAGES') * PAGE_KB
 
@@ -94,12 +94,12 @@ def test_thp_matches_file():
 
 def test_cgroup_mode_matches_statfs():
     layout = cgroups.read_layout(LIVE)
-    fstype = subprocess.run(['stat', '-f', '-c', '%T', '/sys/fs/cgroup'], stdout=subprocess.PIPE).stdout.decode().strip()
+    fstype = subprocess.run(['stat', '-f', '-c', '%T', '/sys/fs/cgroup'], stdout=subprocess.PIPE, check=True).stdout.decode().strip()
     if fstype == 'cgroup2fs':
         assert layout['mode'] == 'v2'
     else:
         unified = subprocess.run(['stat', '-f', '-c', '%T', '/sys/fs/cgroup/unified'],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout.decode().strip()
         assert layout['mode'] == ('hybrid' if unified == 'cgroup2fs' else 'v1')
 
 
@@ -149,7 +149,7 @@ def test_victims_match_proc_oom_score():
 
 def test_process_count_matches_ps():
     result = scan_processes(LIVE, PAGE_KB)
-    out = subprocess.run(['ps', '-e', '-o', 'pid=,ppid=,comm='], stdout=subprocess.PIPE).stdout.decode()
+    out = subprocess.run(['ps', '-e', '-o', 'pid=,ppid=,comm='], stdout=subprocess.PIPE, check=True).stdout.decode()
     user = [line for line in out.splitlines() if line.split()[1] != '2' and line.split()[0] != '2']
     assert abs(result['count'] - len(user)) <= 5
 
@@ -164,7 +164,7 @@ def test_scan_survives_processes_exiting_mid_scan():
         '    [p.wait() for p in ps]\n')])
     try:
         time.sleep(0.2)
-        for _ in range(3):
+        for dummy in range(3):
             result = scan_processes(LIVE, PAGE_KB)
             assert result['count'] > 0
     finally:

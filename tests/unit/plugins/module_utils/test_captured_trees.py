@@ -1,0 +1,189 @@
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The readers on real /proc and /sys trees captured from other kernels.
+
+Every tree under tests/unit/fixtures/trees/<origin>/ was captured with
+tests/unit/fixtures/capture-tree.sh (see the README there).  Each tree's
+expected.yml holds facts read off the raw files by hand; the generic checks
+below compare the readers with a second, naive read of the same files.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import re
+import shutil
+
+import pytest
+import yaml
+
+from ansible_collections.oomguard.linux.plugins.module_utils import cgroups, procfs, snapshot, systemd
+from ansible_collections.oomguard.linux.plugins.module_utils.processes import scan_processes
+
+TREES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'trees')
+TREES = sorted(name for name in os.listdir(TREES_DIR)
+               if os.path.isfile(os.path.join(TREES_DIR, name, 'expected.yml'))) if os.path.isdir(TREES_DIR) else []
+
+
+def _tree(name):
+    return os.path.join(TREES_DIR, name)
+
+
+def _expected(name):
+    with open(os.path.join(_tree(name), 'expected.yml')) as handle:
+        return yaml.safe_load(handle)
+
+
+def _raw(name, rel):
+    path = os.path.join(_tree(name), rel)
+    if not os.path.exists(path):
+        return None
+    with open(path, 'rb') as handle:
+        return handle.read().decode('utf-8', 'replace')
+
+
+def _systemctl_runner(name):
+    """Replays the tree's one captured `systemctl show` call."""
+    text = _raw(name, '.capture/systemctl-show.txt')
+    status = (_raw(name, '.capture/systemctl-show.rc.txt') or '0').strip()
+
+    def run(argv):
+        return int(status), text or '', ''
+    return run
+
+
+def _collect(name):
+    run = _systemctl_runner(name) if _raw(name, '.capture/systemctl-show.txt') is not None else None
+    return snapshot.collect(procfs.HostRoot(_tree(name)), run_command=run, systemctl_path='systemctl')
+
+
+def test_there_are_trees():
+    assert len(TREES) >= 2, 'expected at least two captured trees with an expected.yml'
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_expected_facts(name):
+    expected = _expected(name)
+    snap = _collect(name)
+    assert snap['memory']['MemTotal'] == expected['mem_total_kb']
+    assert snap['cgroup']['mode'] == expected['cgroup_mode']
+    controller = snap['cgroup']['memory_controller']
+    assert (controller or {}).get('version') == expected['memory_controller']
+    assert (snap['thp'] or {}).get('enabled') == expected['thp_enabled']
+    assert len(snap['numa']['nodes']) == expected['numa_nodes']
+    assert snap['kernel']['release'] == expected['kernel_release']
+    assert snap['kernel']['highmem'] is False
+    assert (snap['pressure'] is not None) == expected['has_psi']
+    assert (snap['slabinfo'] is not None) == expected['has_slabinfo']
+    for key, value in expected.get('sysctl', {}).items():
+        assert snap['sysctl'][key] == value
+    if expected.get('systemd_units') is not None:
+        assert snap['systemd'] is not None, snap['notes']
+        ids = [u['id'] for u in snap['systemd']['units']]
+        for unit, props in expected.get('units', {}).items():
+            assert unit in ids
+            found = [u for u in snap['systemd']['units'] if u['id'] == unit][0]
+            for key, value in props.items():
+                assert found[key] == value, (unit, key)
+    else:
+        assert snap['systemd'] is None
+    for path in expected.get('cgroups_present', []):
+        assert path in [c['path'] for c in snap['cgroups']]
+    for killer in expected.get('early_killers', []):
+        assert killer in [k['name'] for k in snap['processes']['early_killers']]
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_meminfo_lines_all_parsed(name):
+    memory_kb, hugepages = procfs.read_meminfo(procfs.HostRoot(_tree(name)))
+    lines = [line for line in _raw(name, 'proc/meminfo').splitlines() if line.strip()]
+    assert len(memory_kb) + len(hugepages) == len(lines)
+    for line in lines:
+        key, value = line.split(':')
+        number = int(value.split()[0])
+        assert memory_kb.get(key, hugepages.get(key)) == number
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_zones_and_buddy(name):
+    host = procfs.HostRoot(_tree(name))
+    zones = procfs.read_zoneinfo(host)
+    raw_free = re.findall(r'^\s+pages free\s+(\d+)', _raw(name, 'proc/zoneinfo'), re.M)
+    assert [z['free_kb'] for z in zones] == [int(p) * 4 for p in raw_free]
+    for zone in zones:
+        assert zone['min_kb'] <= zone['low_kb'] <= zone['high_kb']
+    buddy = procfs.read_buddyinfo(host)
+    assert len(buddy) == len([line for line in _raw(name, 'proc/buddyinfo').splitlines() if line.strip()])
+    assert all(len(b['free_blocks']) == 11 for b in buddy)
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_victims_are_the_highest_oom_scores(name):
+    host = procfs.HostRoot(_tree(name))
+    result = scan_processes(host, top_n=10)
+    # A naive oracle: every user process's oom_score straight from the tree.
+    scores = []
+    for pid in os.listdir(os.path.join(_tree(name), 'proc')):
+        if not pid.isdigit():
+            continue
+        stat = _raw(name, 'proc/%s/stat' % pid)
+        score = _raw(name, 'proc/%s/oom_score' % pid)
+        if stat is None or score is None:
+            continue
+        flags = int(stat[stat.rindex(')') + 2:].split()[6])
+        if flags & 0x00200000:
+            continue  # kernel thread
+        if int(score) > 0:
+            scores.append(int(score))
+    top = sorted(scores, reverse=True)[:10]
+    assert [v['oom_score'] for v in result['victims']] == top
+    for victim in result['victims']:
+        assert victim['oom_score_adj'] == int(_raw(name, 'proc/%d/oom_score_adj' % victim['pid']))
+        assert victim['comm'] == _raw(name, 'proc/%d/comm' % victim['pid']).strip()
+    for entry in result['protected']:
+        assert int(_raw(name, 'proc/%d/oom_score_adj' % entry['pid'])) == -1000
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_mounts_mode(name):
+    v1, v2 = cgroups.parse_mounts(_raw(name, 'proc/mounts'))
+    raw = _raw(name, 'proc/mounts')
+    assert bool(v2) == (' cgroup2 ' in raw)
+    assert bool(v1) == (' cgroup ' in raw)
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_systemctl_show_parse(name):
+    text = _raw(name, '.capture/systemctl-show.txt')
+    status = (_raw(name, '.capture/systemctl-show.rc.txt') or '0').strip()
+    if text is None or status != '0':
+        pytest.skip('no systemd in this capture')
+    units = systemd.parse_show(text)
+    blocks = [b for b in text.split('\n\n') if 'Id=' in b and 'LoadState=not-found' not in b
+              and 'LoadState=masked' not in b]
+    assert len(units) == len(blocks)
+    assert all(u['oom_policy'] in ('continue', 'stop', 'kill', None) for u in units)
+
+
+def test_processes_vanishing_mid_scan(tmp_path):
+    """A process that exits between listdir and its reads is counted, not fatal."""
+    name = TREES[0]
+    proc_copy = tmp_path / 'proc'
+    shutil.copytree(os.path.join(_tree(name), 'proc'), str(proc_copy))
+    before = scan_processes(procfs.HostRoot(str(tmp_path)))
+    victims = [v['pid'] for v in before['victims']]
+    # Gone after listdir: stat missing for one, oom_score for another, and the
+    # top victim's oom_score_adj/status/cmdline/cgroup missing (exited before
+    # enrichment).
+    os.remove(str(proc_copy / str(victims[-1]) / 'stat'))
+    os.remove(str(proc_copy / str(victims[-2]) / 'oom_score'))
+    victim = victims[0]
+    for leaf in ('status', 'cmdline', 'cgroup', 'oom_score_adj'):
+        path = proc_copy / str(victim) / leaf
+        if path.exists():
+            os.remove(str(path))
+    after = scan_processes(procfs.HostRoot(str(tmp_path)))
+    assert after['vanished'] >= before['vanished'] + 2
+    assert victim not in [v['pid'] for v in after['victims']]
+    assert len(after['victims']) == len(before['victims'])
