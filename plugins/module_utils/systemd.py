@@ -16,14 +16,18 @@ UNIT_PROPERTIES = (
     'MemorySwapMax', 'MemoryCurrent', 'MemoryAccounting', 'AllowedMemoryNodes',
     'ManagedOOMMemoryPressure', 'ManagedOOMSwap',
 )
-UNIT_PATTERNS = ('*.service', '*.slice', '*.scope')
+UNIT_TYPES = 'service,slice,scope'
 
 # systemd prints these for "no value".
 _UNSET = ('', 'infinity', '[not set]', '18446744073709551615')
 
 
 def show_command(systemctl='systemctl'):
-    return [systemctl, 'show', '--all', '--property=' + ','.join(UNIT_PROPERTIES), '--'] + list(UNIT_PATTERNS)
+    # The '*' pattern makes `show` list every loaded unit (not the manager);
+    # --type keeps the ones that own processes or group them.  This is the
+    # call recorded in the test captures (tests/unit/fixtures/trees).
+    return [systemctl, 'show', '--type=' + UNIT_TYPES, '--all',
+            '--property=' + ','.join(UNIT_PROPERTIES), '*']
 
 
 def _size(value):

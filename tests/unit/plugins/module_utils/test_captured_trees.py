@@ -16,56 +16,47 @@ import re
 import shutil
 
 import pytest
-import yaml
 
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups, procfs, snapshot, systemd
 from ansible_collections.oomguard.linux.plugins.module_utils.processes import scan_processes
-
-TREES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'trees')
-TREES = sorted(name for name in os.listdir(TREES_DIR)
-               if os.path.isfile(os.path.join(TREES_DIR, name, 'expected.yml'))) if os.path.isdir(TREES_DIR) else []
+from ansible_collections.oomguard.linux.tests.unit.trees import TREE_NAMES as TREES, expected as _expected
 
 
-def _tree(name):
-    return os.path.join(TREES_DIR, name)
-
-
-def _expected(name):
-    with open(os.path.join(_tree(name), 'expected.yml')) as handle:
-        return yaml.safe_load(handle)
-
-
-def _raw(name, rel):
-    path = os.path.join(_tree(name), rel)
+def _raw(root, rel):
+    path = os.path.join(root, rel)
     if not os.path.exists(path):
         return None
     with open(path, 'rb') as handle:
         return handle.read().decode('utf-8', 'replace')
 
 
-def _systemctl_runner(name):
-    """Replays the tree's one captured `systemctl show` call."""
-    text = _raw(name, '.capture/systemctl-show.txt')
-    status = (_raw(name, '.capture/systemctl-show.rc.txt') or '0').strip()
+def _systemctl_status(root):
+    """Exit status of the capture's one `systemctl show` call (its .cmd.txt says)."""
+    text = _raw(root, '.capture/systemctl-show.cmd.txt') or ''
+    statuses = re.findall(r'^exit status: (\d+)', text, re.M)
+    return int(statuses[-1]) if statuses else None
 
+
+def _systemctl_runner(root):
+    """Replays the capture's `systemctl show` output as the command's result."""
     def run(argv):
-        return int(status), text or '', ''
+        return _systemctl_status(root), _raw(root, '.capture/systemctl-show.txt') or '', ''
     return run
 
 
-def _collect(name):
-    run = _systemctl_runner(name) if _raw(name, '.capture/systemctl-show.txt') is not None else None
-    return snapshot.collect(procfs.HostRoot(_tree(name)), run_command=run, systemctl_path='systemctl')
+def _collect(root):
+    return snapshot.collect(procfs.HostRoot(root), run_command=_systemctl_runner(root), systemctl_path='systemctl')
 
 
 def test_there_are_trees():
-    assert len(TREES) >= 2, 'expected at least two captured trees with an expected.yml'
+    assert len(TREES) >= 2, 'expected at least two captured trees'
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_expected_facts(name):
+def test_expected_facts(name, captured_tree):
+    root = captured_tree(name)
     expected = _expected(name)
-    snap = _collect(name)
+    snap = _collect(root)
     assert snap['memory']['MemTotal'] == expected['mem_total_kb']
     assert snap['cgroup']['mode'] == expected['cgroup_mode']
     controller = snap['cgroup']['memory_controller']
@@ -90,14 +81,17 @@ def test_expected_facts(name):
         assert snap['systemd'] is None
     for path in expected.get('cgroups_present', []):
         assert path in [c['path'] for c in snap['cgroups']]
-    for killer in expected.get('early_killers', []):
-        assert killer in [k['name'] for k in snap['processes']['early_killers']]
+    protected = [p['comm'] for p in snap['processes']['protected']]
+    assert sorted(protected) == sorted(expected['protected_comms'])
+    if snap['systemd'] is not None:
+        assert len(snap['systemd']['units']) == expected['systemd_units']
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_meminfo_lines_all_parsed(name):
-    memory_kb, hugepages = procfs.read_meminfo(procfs.HostRoot(_tree(name)))
-    lines = [line for line in _raw(name, 'proc/meminfo').splitlines() if line.strip()]
+def test_meminfo_lines_all_parsed(name, captured_tree):
+    root = captured_tree(name)
+    memory_kb, hugepages = procfs.read_meminfo(procfs.HostRoot(root))
+    lines = [line for line in _raw(root, 'proc/meminfo').splitlines() if line.strip()]
     assert len(memory_kb) + len(hugepages) == len(lines)
     for line in lines:
         key, value = line.split(':')
@@ -106,29 +100,31 @@ def test_meminfo_lines_all_parsed(name):
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_zones_and_buddy(name):
-    host = procfs.HostRoot(_tree(name))
+def test_zones_and_buddy(name, captured_tree):
+    root = captured_tree(name)
+    host = procfs.HostRoot(root)
     zones = procfs.read_zoneinfo(host)
-    raw_free = re.findall(r'^\s+pages free\s+(\d+)', _raw(name, 'proc/zoneinfo'), re.M)
+    raw_free = re.findall(r'^\s+pages free\s+(\d+)', _raw(root, 'proc/zoneinfo'), re.M)
     assert [z['free_kb'] for z in zones] == [int(p) * 4 for p in raw_free]
     for zone in zones:
         assert zone['min_kb'] <= zone['low_kb'] <= zone['high_kb']
     buddy = procfs.read_buddyinfo(host)
-    assert len(buddy) == len([line for line in _raw(name, 'proc/buddyinfo').splitlines() if line.strip()])
+    assert len(buddy) == len([line for line in _raw(root, 'proc/buddyinfo').splitlines() if line.strip()])
     assert all(len(b['free_blocks']) == 11 for b in buddy)
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_victims_are_the_highest_oom_scores(name):
-    host = procfs.HostRoot(_tree(name))
+def test_victims_are_the_highest_oom_scores(name, captured_tree):
+    root = captured_tree(name)
+    host = procfs.HostRoot(root)
     result = scan_processes(host, top_n=10)
     # A naive oracle: every user process's oom_score straight from the tree.
     scores = []
-    for pid in os.listdir(os.path.join(_tree(name), 'proc')):
+    for pid in os.listdir(os.path.join(root, 'proc')):
         if not pid.isdigit():
             continue
-        stat = _raw(name, 'proc/%s/stat' % pid)
-        score = _raw(name, 'proc/%s/oom_score' % pid)
+        stat = _raw(root, 'proc/%s/stat' % pid)
+        score = _raw(root, 'proc/%s/oom_score' % pid)
         if stat is None or score is None:
             continue
         flags = int(stat[stat.rindex(')') + 2:].split()[6])
@@ -139,25 +135,26 @@ def test_victims_are_the_highest_oom_scores(name):
     top = sorted(scores, reverse=True)[:10]
     assert [v['oom_score'] for v in result['victims']] == top
     for victim in result['victims']:
-        assert victim['oom_score_adj'] == int(_raw(name, 'proc/%d/oom_score_adj' % victim['pid']))
-        assert victim['comm'] == _raw(name, 'proc/%d/comm' % victim['pid']).strip()
+        assert victim['oom_score_adj'] == int(_raw(root, 'proc/%d/oom_score_adj' % victim['pid']))
+        assert victim['comm'] == _raw(root, 'proc/%d/comm' % victim['pid']).strip()
     for entry in result['protected']:
-        assert int(_raw(name, 'proc/%d/oom_score_adj' % entry['pid'])) == -1000
+        assert int(_raw(root, 'proc/%d/oom_score_adj' % entry['pid'])) == -1000
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_mounts_mode(name):
-    v1, v2 = cgroups.parse_mounts(_raw(name, 'proc/mounts'))
-    raw = _raw(name, 'proc/mounts')
+def test_mounts_mode(name, captured_tree):
+    root = captured_tree(name)
+    v1, v2 = cgroups.parse_mounts(_raw(root, 'proc/mounts'))
+    raw = _raw(root, 'proc/mounts')
     assert bool(v2) == (' cgroup2 ' in raw)
     assert bool(v1) == (' cgroup ' in raw)
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_systemctl_show_parse(name):
-    text = _raw(name, '.capture/systemctl-show.txt')
-    status = (_raw(name, '.capture/systemctl-show.rc.txt') or '0').strip()
-    if text is None or status != '0':
+def test_systemctl_show_parse(name, captured_tree):
+    root = captured_tree(name)
+    text = _raw(root, '.capture/systemctl-show.txt')
+    if text is None or _systemctl_status(root) != 0:
         pytest.skip('no systemd in this capture')
     units = systemd.parse_show(text)
     blocks = [b for b in text.split('\n\n') if 'Id=' in b and 'LoadState=not-found' not in b
@@ -166,11 +163,10 @@ def test_systemctl_show_parse(name):
     assert all(u['oom_policy'] in ('continue', 'stop', 'kill', None) for u in units)
 
 
-def test_processes_vanishing_mid_scan(tmp_path):
+def test_processes_vanishing_mid_scan(tmp_path, captured_tree):
     """A process that exits between listdir and its reads is counted, not fatal."""
-    name = TREES[0]
     proc_copy = tmp_path / 'proc'
-    shutil.copytree(os.path.join(_tree(name), 'proc'), str(proc_copy))
+    shutil.copytree(os.path.join(captured_tree(TREES[0]), 'proc'), str(proc_copy))
     before = scan_processes(procfs.HostRoot(str(tmp_path)))
     victims = [v['pid'] for v in before['victims']]
     # Gone after listdir: stat missing for one, oom_score for another, and the
@@ -186,4 +182,6 @@ def test_processes_vanishing_mid_scan(tmp_path):
     after = scan_processes(procfs.HostRoot(str(tmp_path)))
     assert after['vanished'] >= before['vanished'] + 2
     assert victim not in [v['pid'] for v in after['victims']]
-    assert len(after['victims']) == len(before['victims'])
+    removed = (victims[-1], victims[-2], victim)
+    expected = [pid for pid in victims if pid not in removed]
+    assert [v['pid'] for v in after['victims']][:len(expected)] == expected

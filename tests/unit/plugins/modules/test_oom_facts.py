@@ -17,10 +17,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.oomguard.linux.plugins.modules import oom_facts
+from ansible_collections.oomguard.linux.tests.unit.trees import TREE_NAMES as TREES
 
-TREES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'trees')
-TREES = sorted(name for name in os.listdir(TREES_DIR)
-               if os.path.isdir(os.path.join(TREES_DIR, name, 'proc'))) if os.path.isdir(TREES_DIR) else []
 
 REQUIRED_KEYS = ('risk_score', 'risk_level', 'findings', 'cgroup_mode', 'memory', 'sysctl', 'thp',
                  'numa_nodes', 'victims', 'notes', 'not_evaluated')
@@ -69,8 +67,8 @@ def test_bad_arguments_fail_clearly(capsys, args, message):
 
 
 @pytest.mark.parametrize('name', TREES)
-def test_captured_tree_through_root(capsys, name):
-    root = os.path.join(TREES_DIR, name)
+def test_captured_tree_through_root(capsys, captured_tree, name):
+    root = captured_tree(name)
     code, result = run_module({'root': root}, capsys)
     assert code == 0, result
     posture = result['ansible_facts']['oom_posture']
