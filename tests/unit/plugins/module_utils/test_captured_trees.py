@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.oomguard.linux.plugins.module_utils import cgroups, procfs, snapshot, systemd
+from ansible_collections.oomguard.linux.plugins.module_utils import cgroups, posture, procfs, snapshot, systemd
 from ansible_collections.oomguard.linux.plugins.module_utils.processes import scan_processes
 from ansible_collections.oomguard.linux.tests.unit.trees import TREE_NAMES as TREES, expected as _expected
 
@@ -85,6 +85,13 @@ def test_expected_facts(name, captured_tree):
     assert sorted(protected) == sorted(expected['protected_comms'])
     if snap['systemd'] is not None:
         assert len(snap['systemd']['units']) == expected['systemd_units']
+
+
+@pytest.mark.parametrize('name', TREES)
+def test_posture_of_the_capture(name, captured_tree):
+    verdict = posture.judge(_collect(captured_tree(name)))
+    assert sorted(f['id'] for f in verdict['findings']) == sorted(_expected(name)['findings'])
+    assert verdict['not_evaluated'] == []
 
 
 @pytest.mark.parametrize('name', TREES)
