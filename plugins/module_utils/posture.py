@@ -1018,7 +1018,15 @@ def merge_thresholds(thresholds=None):
     if unknown:
         raise ValueError('unknown posture threshold(s): %s; known: %s'
                          % (', '.join(unknown), ', '.join(sorted(DEFAULT_THRESHOLDS))))
-    merged.update(thresholds or {})
+    for name, value in (thresholds or {}).items():
+        default = DEFAULT_THRESHOLDS[name]
+        if isinstance(default, list):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError('posture threshold %s must be a list of process names, got %r' % (name, value))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError('posture threshold %s must be a number >= 0 (default %s), got %r'
+                             % (name, default, value))
+        merged[name] = value
     return merged
 
 

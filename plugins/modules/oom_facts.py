@@ -213,7 +213,7 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
-from ansible_collections.oomguard.linux.plugins.module_utils.posture import DEFAULT_THRESHOLDS, judge
+from ansible_collections.oomguard.linux.plugins.module_utils.posture import DEFAULT_THRESHOLDS, judge, merge_thresholds
 from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
 from ansible_collections.oomguard.linux.plugins.module_utils.snapshot import SKIPPABLE, collect
 
@@ -237,6 +237,10 @@ def main():
     if unknown:
         module.fail_json(msg='thresholds: unknown name(s) %s; allowed: %s'
                          % (', '.join(unknown), ', '.join(sorted(DEFAULT_THRESHOLDS))))
+    try:
+        merge_thresholds(params['thresholds'])
+    except ValueError as exc:
+        module.fail_json(msg='thresholds: %s' % exc)
 
     host = HostRoot(params['root'])
     systemctl = None
@@ -252,10 +256,7 @@ def main():
         )
     except ReadError as exc:
         module.fail_json(msg='cannot read the host memory state: %s' % exc)
-    try:
-        verdict = judge(snapshot, params['thresholds'] or None)
-    except (KeyError, TypeError, ValueError) as exc:
-        module.fail_json(msg='invalid thresholds: %s' % exc)
+    verdict = judge(snapshot, params['thresholds'] or None)
     module.exit_json(changed=False, ansible_facts={
         'oom_posture': posture_facts(snapshot, verdict, params['include_snapshot']),
     })
