@@ -77,25 +77,22 @@ def read_layout(host):
         controllers = (host.read(mountpoint + '/cgroup.controllers') or '').split()
         if v2_root is None or controllers:
             v2_root, v2_controllers = mountpoint, controllers
-    if 'memory' in v1:
-        memory = {'version': 1, 'mount': v1['memory']}
-    elif 'memory' in v2_controllers:
-        memory = {'version': 2, 'mount': v2_root}
-    else:
-        memory = None
-    if 'cpuset' in v1:
-        cpuset = {'version': 1, 'mount': v1['cpuset']}
-    elif 'cpuset' in v2_controllers:
-        cpuset = {'version': 2, 'mount': v2_root}
-    else:
-        cpuset = None
+
+    def where(controller):
+        # A controller is bound to one hierarchy at a time, v1 or v2.
+        if controller in v1:
+            return {'version': 1, 'mount': v1[controller]}
+        if controller in v2_controllers:
+            return {'version': 2, 'mount': v2_root}
+        return None
+
     return {
         'mode': mode,
         'v1_mounts': v1,
         'v2_mount': v2_root,
         'v2_controllers': v2_controllers,
-        'memory_controller': memory,
-        'cpuset_controller': cpuset,
+        'memory_controller': where('memory'),
+        'cpuset_controller': where('cpuset'),
     }
 
 

@@ -35,22 +35,6 @@ EARLY_KILLERS = {
 _INTERPRETERS = ('python', 'python2', 'python3', 'perl')
 
 
-def parse_stat(text):
-    """/proc/PID/stat -> dict; the comm may hold spaces and parentheses."""
-    left = text.index('(')
-    right = text.rindex(')')
-    comm = text[left + 1:right]
-    rest = text[right + 2:].split()
-    # rest[0] is field 3 (state); field N is rest[N - 3].
-    return {
-        'comm': comm,
-        'state': rest[0],
-        'ppid': int(rest[1]),
-        'flags': int(rest[6]),
-        'rss_pages': int(rest[21]),
-    }
-
-
 def parse_status(text):
     """The few /proc/PID/status lines the posture needs (kB and uids)."""
     result = {}
