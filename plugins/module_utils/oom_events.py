@@ -1,0 +1,280 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where OOM reports come from (kernel ring buffer, journal, log files),
+the `since` filter, and linking kill loops to the live host's units.
+
+The parsing itself is in oom_report.py.  Standard library only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import glob
+import gzip
+import os
+import re
+import subprocess
+import time
+
+from ansible_collections.oomguard.linux.plugins.module_utils import oom_report
+from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
+
+
+class SourceError(Exception):
+    """A source that cannot be read, with a message for the operator."""
+
+
+# -- since -----------------------------------------------------------------
+
+_RELATIVE = re.compile(r'^\s*(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)\s*(?:ago)?\s*$')
+_UNIT_SECONDS = {'s': 1, 'sec': 1, 'm': 60, 'min': 60, 'h': 3600, 'hour': 3600, 'hours': 3600,
+                 'd': 86400, 'day': 86400, 'days': 86400, 'w': 604800, 'week': 604800, 'weeks': 604800}
+
+
+def parse_since(text, now=None):
+    """'24h', '7d', '90m ago', '2026-11-01' or '2026-11-01 12:00[:00]' -> epoch seconds (UTC)."""
+    if text is None or text == '':
+        return None
+    now = time.time() if now is None else now
+    match = _RELATIVE.match(text.lower())
+    if match:
+        return now - int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    candidate = text.strip().replace(' ', 'T')
+    if re.match(r'^\d{4}-\d\d-\d\d$', candidate):
+        candidate += 'T00:00:00'
+    elif re.match(r'^\d{4}-\d\d-\d\dT\d\d:\d\d$', candidate):
+        candidate += ':00'
+    value = oom_report.epoch(candidate)
+    if value is None:
+        raise ValueError("since: '%s' is not a time; use e.g. 24h, 7d, 2026-11-01 or 2026-11-01 12:00" % text)
+    return value
+
+
+def keep_since(events, since_epoch):
+    """Events at or after since; events without an absolute time are kept."""
+    if since_epoch is None:
+        return events
+    kept = []
+    for event in events:
+        when = oom_report.epoch(event.get('timestamp'))
+        if when is None or when >= since_epoch:
+            kept.append(event)
+    return kept
+
+
+# -- sources -----------------------------------------------------------------
+
+def boot_time(proc='/proc'):
+    """Epoch of boot from /proc/stat btime (to date ring-buffer records)."""
+    try:
+        with open(os.path.join(proc, 'stat')) as handle:
+            for line in handle:
+                if line.startswith('btime '):
+                    return int(line.split()[1])
+    except (IOError, OSError):
+        return None
+    return None
+
+
+def _date_uptime(events, btime):
+    if btime is None:
+        return
+    for event in events:
+        if event.get('timestamp') is None and event.get('uptime_s') is not None:
+            stamp = time.gmtime(btime + event['uptime_s'])
+            event['timestamp'] = time.strftime('%Y-%m-%dT%H:%M:%S', stamp) + 'Z'
+
+
+def read_kmsg(scanner, path='/dev/kmsg'):
+    """The kernel ring buffer, read as dmesg does, without waiting for more."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise SourceError('dmesg: cannot read %s (needs root, or kernel.dmesg_restrict=0)' % path)
+        raise SourceError('dmesg: cannot open %s: %s' % (path, os.strerror(exc.errno)))
+    records = []
+    size = 0
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192)
+            except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    break
+                if exc.errno == errno.EPIPE:
+                    continue  # overwritten while reading: the next read goes on
+                raise SourceError('dmesg: reading %s: %s' % (path, os.strerror(exc.errno)))
+            if not record:
+                break
+            records.append(record if record.endswith(b'\n') else record + b'\n')
+            size += len(record)
+            if size >= oom_report.CHUNK_BYTES:
+                scanner.scan_buffer(b''.join(records), final=False)
+                records, size = [], 0
+    finally:
+        os.close(fd)
+    scanner.scan_buffer(b''.join(records), final=True)
+
+
+def read_journal(scanner, journalctl, since_epoch=None):
+    """Kernel messages of every boot the journal keeps, streamed."""
+    argv = [journalctl, '_TRANSPORT=kernel', '-o', 'short-iso', '--no-pager', '-q']
+    if since_epoch is not None:
+        argv.append('--since=@%d' % int(since_epoch))
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise SourceError('journal: cannot run %s: %s' % (journalctl, exc))
+    scanner.scan(proc.stdout)
+    err = proc.stderr.read().decode('utf-8', 'replace').strip()
+    if proc.wait() != 0:
+        raise SourceError('journal: %s failed (rc=%d): %s' % (' '.join(argv), proc.returncode, err or 'no output'))
+
+
+def expand_paths(patterns):
+    """Globs -> existing files, sorted; a pattern matching nothing is an error."""
+    paths = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise SourceError('path: %s matches no file' % pattern)
+        paths.extend(matches)
+    return paths
+
+
+def read_file(scanner, path):
+    """One log file, plain or gzip (by its magic bytes, not its name)."""
+    try:
+        with open(path, 'rb') as probe:
+            magic = probe.read(2)
+        opener = gzip.open if magic == b'\x1f\x8b' else open
+        with opener(path, 'rb') as stream:
+            scanner.scan(stream)
+    except IsADirectoryError:
+        raise SourceError('path: %s is a directory' % path)
+    except (IOError, OSError, EOFError) as exc:
+        reason = os.strerror(exc.errno) if getattr(exc, 'errno', None) else str(exc)
+        raise SourceError('path: cannot read %s: %s' % (path, reason))
+
+
+def file_year(path):
+    """Syslog lines print no year: take it from the file's modification time."""
+    try:
+        return time.gmtime(os.stat(path).st_mtime).tm_year
+    except OSError:
+        return time.gmtime().tm_year
+
+
+# -- linking kill loops to the live host -----------------------------------------
+
+def link_loops(loops, run_command, systemctl, proc='/proc'):
+    """Add 'unit' and that unit's 'oom_policy' to each loop, from this host.
+
+    The unit comes from the report's task memcg, or, for kernels whose
+    reports name no cgroup, from a live process of the same name.
+    """
+    units = {}
+    for loop in loops:
+        unit = unit_of(loop.get('task_memcg'))
+        if unit is None:
+            unit = _unit_of_live_comm(loop['comm'], proc)
+        loop['unit'] = unit
+        if unit:
+            units[unit] = None
+    if units and systemctl and run_command:
+        rc, out, dummy = run_command([systemctl, 'show', '--property=Id,OOMPolicy,ActiveState', '--'] + sorted(units))
+        if rc == 0:
+            for block in out.split('\n\n'):
+                props = dict(line.split('=', 1) for line in block.splitlines() if '=' in line)
+                if props.get('Id') in units:
+                    units[props['Id']] = props
+    for loop in loops:
+        props = units.get(loop['unit']) or {}
+        loop['oom_policy'] = props.get('OOMPolicy') or None
+        loop['unit_active_state'] = props.get('ActiveState') or None
+        loop['advice'] = _loop_advice(loop)
+    return loops
+
+
+def _unit_of_live_comm(comm, proc):
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, name, 'comm')) as handle:
+                if handle.read().strip() != comm:
+                    continue
+            with open(os.path.join(proc, name, 'cgroup')) as handle:
+                text = handle.read()
+        except (IOError, OSError):
+            continue
+        for line in text.splitlines():
+            parts = line.split(':', 2)
+            if len(parts) == 3 and (parts[1] in ('', 'name=systemd')):
+                unit = unit_of(parts[2])
+                if unit:
+                    return unit
+    return None
+
+
+def _loop_advice(loop):
+    unit = loop.get('unit')
+    if unit and loop.get('oom_policy') == 'continue':
+        return ('%s has OOMPolicy=continue: its workers are killed and re-forked forever. Set oom_policy: kill for '
+                'it in oomguard_services (oomguard.linux.oom_protect role), and limit it with memory_max.' % unit)
+    if unit:
+        return ('Kill the whole unit instead of one worker at a time: oomguard_services[%s].oom_policy: kill '
+                '(oomguard.linux.oom_protect), and limit it with memory_max (oomguard.linux.cgroup_limits).' % unit)
+    return ('A master re-forks the workers the kernel kills. Run it as a systemd unit with OOMPolicy=kill '
+            '(oomguard.linux.oom_protect) and a memory limit (oomguard.linux.cgroup_limits).')
+
+
+# -- one call --------------------------------------------------------------------
+
+def collect(sources=(), paths=(), since=None, year=None, run_command=None, journalctl=None, systemctl=None,
+            min_kills=3, link=None, now=None):
+    """Read the sources, parse, classify. Returns (events, loops, summary, notes).
+
+    link: link kill loops to this host's units (default: only when a live
+    source, dmesg or journal, was read).
+    """
+    since_epoch = parse_since(since, now)
+    notes = []
+    events = []
+    for source in sources:
+        scanner = oom_report.StreamScanner(year=year or time.gmtime().tm_year)
+        try:
+            if source == 'dmesg':
+                read_kmsg(scanner)
+                found = scanner.parser.close()
+                _date_uptime(found, boot_time())
+            elif source == 'journal':
+                if not journalctl:
+                    raise SourceError('journal: journalctl not found')
+                read_journal(scanner, journalctl, since_epoch)
+                found = scanner.parser.close()
+            else:
+                raise SourceError('unknown source %s' % source)
+        except SourceError as exc:
+            notes.append(str(exc))
+            continue
+        for event in found:
+            event['source'] = source
+        events.extend(found)
+    for path in expand_paths(paths):
+        scanner = oom_report.StreamScanner(year=year or file_year(path))
+        read_file(scanner, path)
+        found = scanner.parser.close()
+        for event in found:
+            event['source'] = path
+        events.extend(found)
+    events = keep_since(oom_report.finish(events), since_epoch)
+    loops = oom_report.kill_loops(events, min_kills)
+    if link is None:
+        link = any(s in ('dmesg', 'journal') for s in sources)
+    if link and loops:
+        link_loops(loops, run_command, systemctl)
+    return events, loops, oom_report.summarize(events), notes

@@ -1,0 +1,785 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kernel OOM reports: from log text to events, causes and kill loops.
+
+Three layers, each a plain function or small class:
+
+* ``split_prefix(line)`` strips what carried the kernel's message (dmesg
+  ``[ 12.345]``, ``dmesg -T``, syslog RFC 3164/5424, journald short,
+  short-precise and short-iso, ``/dev/kmsg`` records) and returns the host,
+  the time as printed, an absolute time when the prefix has one, the
+  seconds since boot when it has those, and the message.
+* ``EventParser`` feeds messages, per host, into OOM events: a report
+  starts at "invoked oom-killer" (or, rate-limited, at a bare kill line)
+  and takes the lines that follow until its kill.  Partial and interleaved
+  reports give partial events; nothing raises.
+* ``classify(event)`` names the cause with its evidence and advice.
+
+``scan_stream(binary_file)`` reads a log of any size in chunks and only
+parses the windows around OOM markers: memory stays flat in the file size
+and noise costs little more than a substring search.  Standard library only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import calendar
+import heapq
+import re
+import time
+
+# -- line prefixes ------------------------------------------------------------
+
+_MONTHS = dict((name, number) for number, name in enumerate(
+    ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'), 1))
+
+# /dev/kmsg: "6,1234,5678901,-;message" (continuation lines start with a space).
+_KMSG = re.compile(r'^(\d+),(\d+),(\d+),[^;]*;(.*)$')
+# RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG".
+_RFC5424 = re.compile(r'^<\d+>1 (\S+) (\S+) (\S+) \S+ \S+ (?:-|\[.*?\]) ?(.*)$')
+# RFC 3339 / ISO first (journalctl -o short-iso, rsyslog high-precision files).
+_ISO = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) (\S+) ([^:\s\[]+)(?:\[\d+\])?: (.*)$')
+# RFC 3164 / journald short and short-precise: host may be missing (seed 003).
+_BSD = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)?(?: (\S+))? ([^:\s\[]+)(?:\[\d+\])?: (.*)$')
+# metalog: "Sep 23 02:04:16 [kernel] message" (seed 004).
+_METALOG = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d) \[(\S+)\] (.*)$')
+# dmesg: "[ 123.456789] msg", with an optional "<4>" level (dmesg -r, consoles).
+_DMESG = re.compile(r'^(?:<\d+>)?\[\s*(\d+\.\d+)\] ?(.*)$')
+# dmesg -T: "[Sat Sep 11 09:46:24 2021] msg", also localised ("[六 9月 11 12:24:42 2021]").
+_DMESG_T = re.compile(r'^\[(\S+) +(\S+) +(\d{1,2}) (\d\d:\d\d:\d\d) (\d{4})\] ?(.*)$')
+# A copy-pasted dmesg with editor line numbers in front ("565 [ ... ]", seed 000).
+_LINE_NUMBER = re.compile(r'^\d+ (?=\[)')
+
+
+def _month(text):
+    if text in _MONTHS:
+        return _MONTHS[text]
+    digits = re.match(r'(\d{1,2})', text)  # "9月" and the like
+    return int(digits.group(1)) if digits and 1 <= int(digits.group(1)) <= 12 else None
+
+
+def _iso(year, month, day, clock, fraction=''):
+    return '%04d-%02d-%02dT%s%s' % (year, month, day, clock, fraction or '')
+
+
+class Line:
+    __slots__ = ('host', 'time', 'timestamp', 'uptime_s', 'message')
+
+    def __init__(self, host, time_text, timestamp, uptime_s, message):
+        self.host = host
+        self.time = time_text
+        self.timestamp = timestamp
+        self.uptime_s = uptime_s
+        self.message = message
+
+
+def split_prefix(line, year=None):
+    """Strip the transport prefix of one log line.
+
+    Returns a Line, or None for a line that is not the kernel's (another
+    program's syslog line, a kmsg continuation).  `year` completes syslog
+    and journald dates, which print none.
+    """
+    line = line.rstrip('\r\n')
+    host = None
+    time_text = None
+    timestamp = None
+    uptime_s = None
+    match = _KMSG.match(line)
+    if match:
+        uptime_s = int(match.group(3)) / 1e6
+        return Line(None, '%.6f' % uptime_s, None, uptime_s, match.group(4))
+    if line.startswith(' ') and '=' in line and ' ' not in line.strip():
+        return None  # kmsg dictionary continuation (" SUBSYSTEM=...")
+    match = _RFC5424.match(line)
+    if match:
+        if match.group(3) != 'kernel':
+            return None
+        time_text = timestamp = match.group(1)
+        host, line = match.group(2), match.group(4)
+    else:
+        match = _ISO.match(line)
+        if match:
+            if match.group(3) != 'kernel':
+                return None
+            time_text = timestamp = match.group(1)
+            host, line = match.group(2), match.group(4)
+        else:
+            match = _BSD.match(line)
+            if match:
+                if match.group(6) != 'kernel':
+                    return None
+                month = _MONTHS.get(match.group(1))
+                time_text = '%s %s %s%s' % (match.group(1), match.group(2), match.group(3), match.group(4) or '')
+                if month and year:
+                    timestamp = _iso(year, month, int(match.group(2)), match.group(3), match.group(4))
+                host, line = match.group(5), match.group(7)
+            else:
+                match = _METALOG.match(line)
+                if match:
+                    if match.group(4) != 'kernel':
+                        return None
+                    month = _MONTHS.get(match.group(1))
+                    time_text = '%s %s %s' % (match.group(1), match.group(2), match.group(3))
+                    if month and year:
+                        timestamp = _iso(year, month, int(match.group(2)), match.group(3))
+                    line = match.group(5)
+    line = _LINE_NUMBER.sub('', line, count=1)
+    match = _DMESG.match(line)
+    if match:
+        uptime_s = float(match.group(1))
+        if time_text is None:
+            time_text = match.group(1)
+        line = match.group(2)
+    else:
+        match = _DMESG_T.match(line)
+        if match:
+            month = _month(match.group(2))
+            time_text = '%s %s %s %s %s' % match.group(1, 2, 3, 4, 5)
+            if month:
+                timestamp = _iso(int(match.group(5)), month, int(match.group(3)), match.group(4))
+            line = match.group(6)
+    return Line(host, time_text, timestamp, uptime_s, line)
+
+
+def unescape_rsyslog(message):
+    """rsyslog writes control characters as #NNN (octal): #012 is a newline."""
+    if '#0' not in message:
+        return [message]
+    text = re.sub(r'#(0[0-3][0-7])', lambda m: chr(int(m.group(1), 8)), message)
+    return [part for part in text.split('\n') if part.strip()]
+
+
+# A log whose line breaks were lost (pasted into one line, seed 001): the
+# messages of an OOM report still start with these, so split before them.
+_FLAT_SPLIT = re.compile(
+    r' (?=\S+ invoked oom-killer:|Out of memory: Kill|Killed process |Memory cgroup out of memory|'
+    r'oom-kill:constraint=|oom_reaper: |Task in /|memory: usage |Pid: \d+, comm:|CPU: \d+ (?:UID: \d+ )?PID:|'
+    r'\S+ cpuset=\S+ mems_allowed=|Mem-Info:|Kernel panic - not syncing)')
+
+
+def split_flattened(message):
+    if message.count('oom') + message.count('Killed process') < 2:
+        return [message]
+    return _FLAT_SPLIT.split(message)
+
+
+# -- report lines -------------------------------------------------------------
+
+_INVOKED = re.compile(
+    r'^(?P<comm>.+?) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-fA-F*]+)(?:\((?P<flags>[^)]*)\))?,?'
+    r'(?: nodemask=(?P<nodemask>[^,]*),)?(?: order=(?P<order>-?\d+),?)?(?: oom_adj=(?P<oom_adj>-?\d+),?)?'
+    r'(?: oom_score_adj=(?P<adj>-?\d+))?')
+_CPUSET = re.compile(r'^(?P<comm>.+?) cpuset=(?P<cpuset>\S+) mems_allowed=(?P<mems>\S+)\s*$')
+_CPU_LINE = re.compile(r'^(?:CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.+?)|Pid: (?P<pid_old>\d+), comm: (?P<comm_old>.+?)) '
+                       r'(?:Kdump: \S+ )?(?:Not tainted|Tainted: [A-Z ]*?) ?(?P<kernel>\d+\.\d+\S*)')
+_TASK_IN = re.compile(r'^Task in (?P<task>\S+) killed as a result of limit of (?P<limit>\S+)')
+_MEMCG_USAGE = re.compile(r'^(?P<kind>memory|memory\+swap|swap|kmem): usage (?P<usage>\d+)kB, limit (?P<limit>\d+)kB, failcnt (?P<failcnt>\d+)')
+_OOM_KILL = re.compile(
+    r'^oom-kill:constraint=(?P<constraint>\w+),nodemask=(?P<nodemask>.*?),cpuset=(?P<cpuset>.*?),'
+    r'mems_allowed=(?P<mems>.*?),(?:oom_memcg=(?P<oom_memcg>.*?),|global_oom,)?task_memcg=(?P<task_memcg>.*?),'
+    r'task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)')
+_SELECT = re.compile(r'^(?P<memcg>Memory cgroup out of memory|Out of memory[^:]*): Kill process (?P<pid>\d+) '
+                     r'\((?P<comm>.*?)\) score (?P<score>\d+) or sacrifice child')
+_KILLED = re.compile(
+    r'^(?:(?P<origin>Memory cgroup out of memory|Out of memory[^:]*): )?Killed process (?P<pid>\d+),? '
+    r'(?:UID (?P<uid_old>\d+), )?\((?P<comm>.*?)\),? total-vm:(?P<total_vm>\d+)kB, anon-rss:(?P<anon>\d+)kB, '
+    r'file-rss:(?P<file>\d+)kB(?:, shmem-rss:(?P<shmem>\d+)kB)?(?:,? UID:(?P<uid>\d+))?'
+    r'(?: pgtables:(?P<pgtables>\d+)kB)?(?: oom_score_adj:(?P<adj>-?\d+))?')
+_REAPED = re.compile(r'^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*?)\), now anon-rss:(?P<anon>\d+)kB, '
+                     r'file-rss:(?P<file>\d+)kB, shmem-rss:(?P<shmem>\d+)kB')
+_UNREAPED = re.compile(r'^oom_reaper: unable to reap pid:(?P<pid>\d+) \((?P<comm>.*?)\)')
+_ZONE = re.compile(r'^(?:Node (?P<node>\d+) )?(?P<zone>DMA32|DMA|Normal|HighMem|Movable|Device) free:(?P<free>\d+)kB '
+                   r'(?:boost:\d+kB )?min:(?P<min>\d+)kB low:(?P<low>\d+)kB high:(?P<high>\d+)kB')
+_BUDDY = re.compile(r'^(?:Node (?P<node>\d+) )?(?P<zone>DMA32|DMA|Normal|HighMem|Movable|Device): (?P<blocks>\d+\s*\*.*)$')
+_BUDDY_BLOCK = re.compile(r'(\d+)\s*\*\s*(\d+)kB')
+_PANIC = re.compile(r'^Kernel panic - not syncing: (?P<reason>.*)')
+_HIGHMEM_PAGES = re.compile(r'^(?P<pages>\d+) pages HighMem')
+_TASK_HEADER = re.compile(r'^\[\s*pid\s*\]\s+(?P<columns>uid\s.*)$')
+_TASK_ROW = re.compile(r'^\[\s*(?P<pid>\d+)\]\s+(?P<rest>-?\d.*)$')
+_NO_KILLABLE = re.compile(r'^Out of memory and no killable processes')
+
+# How many task-table rows an event keeps (the biggest by rss).
+TASK_TOP = 10
+# Assumed page size for task tables (printed in pages): 4 KiB on x86 and most arm64.
+PAGE_KB = 4
+
+
+def _int(value):
+    return int(value) if value is not None else None
+
+
+def _origin(prefix):
+    """'memcg' for "Memory cgroup out of memory", 'global' for "Out of memory"."""
+    return 'memcg' if prefix.startswith('Memory cgroup') else 'global'
+
+
+def _yes_no(message, key):
+    at = message.find(key)
+    if at < 0:
+        return None
+    return message[at + len(key):at + len(key) + 3] == 'yes'
+
+
+class Event(dict):
+    """One OOM report; a dict so that it serialises as it is."""
+
+
+def _new_event(line):
+    event = Event()
+    event.update({
+        'host': line.host, 'time': line.time, 'timestamp': line.timestamp, 'uptime_s': line.uptime_s,
+        'invoker': None, 'gfp_mask': None, 'gfp_flags': [], 'order': None, 'invoker_oom_score_adj': None,
+        'nodemask': None, 'cpuset': None, 'mems_allowed': None, 'constraint': None,
+        'limit_memcg': None, 'task_memcg': None, 'kernel': None,
+        'memcg': None, 'zones': [], 'buddy': [], 'highmem_pages': None,
+        'tasks': [], 'victim': None, 'selected': None, 'reaper': None, 'panic': None,
+        'complete': False, 'lines': 0,
+    })
+    event['_tasks_heap'] = []
+    event['_task_columns'] = None
+    return event
+
+
+class EventParser:
+    """Turns (Line) messages into events, one open report per host."""
+
+    def __init__(self, task_top=TASK_TOP):
+        self.events = []
+        self.open = {}
+        self.task_top = task_top
+
+    def _finish(self, host):
+        event = self.open.pop(host, None)
+        if event is not None:
+            self._seal(event)
+
+    def _seal(self, event):
+        heap = event.pop('_tasks_heap', [])
+        event.pop('_task_columns', None)
+        event['tasks'] = [row for dummy, dummy2, row in sorted(heap, key=lambda item: (-item[0], item[1]))]
+
+    def _current(self, line, start=False):
+        event = self.open.get(line.host)
+        if start or event is None:
+            self._finish(line.host)
+            event = _new_event(line)
+            self.events.append(event)
+            self.open[line.host] = event
+        return event
+
+    def feed(self, line):
+        """One kernel message (already split from its prefix)."""
+        message = line.message.strip()
+        if not message:
+            return
+        match = _INVOKED.match(message)
+        if match:
+            event = self._current(line, start=True)
+            event['invoker'] = {'comm': match.group('comm'), 'pid': None}
+            event['gfp_mask'] = match.group('gfp')
+            event['gfp_flags'] = [f for f in (match.group('flags') or '').split('|') if f]
+            event['order'] = _int(match.group('order'))
+            event['invoker_oom_score_adj'] = _int(match.group('adj'))
+            if match.group('oom_adj') is not None:
+                event['invoker_oom_adj'] = int(match.group('oom_adj'))
+            if match.group('nodemask') is not None:
+                event['nodemask'] = match.group('nodemask')
+            event['lines'] += 1
+            return
+        event = self.open.get(line.host)
+        for handler in (self._kill_lines, self._context_lines):
+            if handler(line, message, event):
+                return
+
+    def _open_selection(self, pid):
+        for candidate in self.open.values():
+            if (candidate.get('selected') or {}).get('pid') == pid and candidate['victim'] is None:
+                return candidate
+        return None
+
+    # Lines that close (or, rate-limited, stand in for) a report.
+    def _kill_lines(self, line, message, event):
+        match = _SELECT.match(message)
+        if match:
+            if event is None or event['victim'] is not None or event['selected'] is not None:
+                event = self._current(line, start=True)
+            event['selected'] = {'pid': int(match.group('pid')), 'comm': match.group('comm'),
+                                 'score': int(match.group('score'))}
+            event['kill_origin'] = _origin(match.group('memcg'))
+            if event['kill_origin'] == 'memcg' and event['constraint'] is None:
+                event['constraint'] = 'CONSTRAINT_MEMCG'
+            event['lines'] += 1
+            return True
+        match = _KILLED.match(message)
+        if match:
+            if event is None:
+                # A host name on some lines only (seed 003): the selection
+                # line of the same pid, open under another host, is this report.
+                event = self._open_selection(int(match.group('pid')))
+            if event is None or event['victim'] is not None:
+                event = self._current(line, start=True)
+            uid = match.group('uid') or match.group('uid_old')
+            event['victim'] = {
+                'pid': int(match.group('pid')), 'comm': match.group('comm'), 'uid': _int(uid),
+                'total_vm_kb': int(match.group('total_vm')), 'anon_rss_kb': int(match.group('anon')),
+                'file_rss_kb': int(match.group('file')), 'shmem_rss_kb': _int(match.group('shmem')),
+                'pgtables_kb': _int(match.group('pgtables')), 'oom_score_adj': _int(match.group('adj')),
+            }
+            if match.group('origin'):
+                event['kill_origin'] = _origin(match.group('origin'))
+            if event.get('kill_origin') == 'memcg' and event['constraint'] is None:
+                event['constraint'] = 'CONSTRAINT_MEMCG'
+            if event['time'] is None or event['invoker'] is None:
+                event['time'], event['timestamp'], event['uptime_s'] = line.time, line.timestamp, line.uptime_s
+            event['complete'] = event['invoker'] is not None
+            event['lines'] += 1
+            # The report is over; oom_reaper and panic lines find it by pid / host.
+            for host, candidate in list(self.open.items()):
+                if candidate is event:
+                    self.open.pop(host)
+            self._seal(event)
+            return True
+        match = _REAPED.match(message) or _UNREAPED.match(message)
+        if match:
+            pid = int(match.group('pid'))
+            for candidate in reversed(self.events[-50:]):
+                victim = candidate.get('victim')
+                if candidate['host'] == line.host and victim and victim['pid'] == pid:
+                    if 'anon' in match.groupdict():
+                        candidate['reaper'] = {'reaped': True, 'anon_rss_kb': int(match.group('anon')),
+                                               'file_rss_kb': int(match.group('file')),
+                                               'shmem_rss_kb': int(match.group('shmem'))}
+                    else:
+                        candidate['reaper'] = {'reaped': False}
+                    break
+            return True
+        match = _PANIC.match(message)
+        if match:
+            target = event
+            if target is None:
+                recent = [e for e in self.events[-5:] if e['host'] == line.host]
+                target = recent[-1] if recent else self._current(line, start=True)
+            target['panic'] = match.group('reason').strip()
+            return True
+        if _NO_KILLABLE.match(message):
+            target = event or self._current(line, start=True)
+            target['no_killable'] = True
+            return True
+        return False
+
+    # Lines inside an open report.
+    def _context_lines(self, line, message, event):
+        match = _OOM_KILL.match(message)
+        if match:
+            if event is None or event['victim'] is not None:
+                event = self._current(line, start=True)
+            event['constraint'] = match.group('constraint')
+            event['nodemask'] = match.group('nodemask')
+            event['cpuset'] = match.group('cpuset')
+            event['mems_allowed'] = match.group('mems')
+            event['limit_memcg'] = match.group('oom_memcg')
+            event['task_memcg'] = match.group('task_memcg')
+            event['oom_kill_task'] = {'comm': match.group('task'), 'pid': int(match.group('pid')),
+                                      'uid': int(match.group('uid'))}
+            event['lines'] += 1
+            return True
+        if event is None:
+            return False
+        event['lines'] += 1
+        match = _CPUSET.match(message)
+        if match and event['cpuset'] is None:
+            event['cpuset'], event['mems_allowed'] = match.group('cpuset'), match.group('mems')
+            return True
+        match = _CPU_LINE.match(message)
+        if match:
+            pid = match.group('pid') or match.group('pid_old')
+            if event['invoker'] is not None and event['invoker']['pid'] is None:
+                event['invoker']['pid'] = int(pid)
+            event['kernel'] = match.group('kernel')
+            return True
+        match = _TASK_IN.match(message)
+        if match:
+            event['task_memcg'] = match.group('task')
+            limit = match.group('limit')
+            event['limit_memcg'] = None if limit == 'host' else limit
+            if limit == 'host':
+                event['limit_of_host'] = True
+            return True
+        match = _MEMCG_USAGE.match(message)
+        if match:
+            if event['memcg'] is None:
+                event['memcg'] = {}
+            key = match.group('kind').replace('+', '_')
+            event['memcg'][key] = {'usage_kb': int(match.group('usage')), 'limit_kb': int(match.group('limit')),
+                                   'failcnt': int(match.group('failcnt'))}
+            return True
+        match = _ZONE.match(message)
+        if match:
+            event['zones'].append({
+                'node': _int(match.group('node')), 'zone': match.group('zone'),
+                'free_kb': int(match.group('free')), 'min_kb': int(match.group('min')),
+                'low_kb': int(match.group('low')), 'high_kb': int(match.group('high')),
+                'all_unreclaimable': _yes_no(message, 'all_unreclaimable? '),
+            })
+            return True
+        match = _BUDDY.match(message)
+        if match:
+            blocks = _BUDDY_BLOCK.findall(match.group('blocks'))
+            event['buddy'].append({'node': _int(match.group('node')), 'zone': match.group('zone'),
+                                   'free_blocks': [int(count) for count, dummy in blocks]})
+            return True
+        match = _HIGHMEM_PAGES.match(message)
+        if match:
+            event['highmem_pages'] = int(match.group('pages'))
+            return True
+        match = _TASK_HEADER.match(message)
+        if match:
+            event['_task_columns'] = match.group('columns').split()
+            return True
+        match = _TASK_ROW.match(message)
+        if match and event.get('_task_columns'):
+            self._task_row(event, int(match.group('pid')), match.group('rest'))
+            return True
+        return True
+
+    def _task_row(self, event, pid, rest):
+        columns = event['_task_columns']
+        fields = rest.split()
+        # The name is last and may hold spaces: everything after the numbers.
+        numbers = len(columns) - 1
+        if len(fields) < numbers + 1:
+            return
+        row = {'pid': pid, 'name': ' '.join(fields[numbers:])}
+        for column, value in zip(columns[:numbers], fields[:numbers]):
+            try:
+                row[column] = int(value)
+            except ValueError:
+                row[column] = value
+        rss_pages = row.get('rss')
+        if not isinstance(rss_pages, int):
+            return
+        row['rss_kb'] = rss_pages * PAGE_KB
+        heap = event['_tasks_heap']
+        entry = (rss_pages, -pid, row)
+        if len(heap) < self.task_top:
+            heapq.heappush(heap, entry)
+        elif entry[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, entry)
+
+    def close(self):
+        for host in list(self.open):
+            self._finish(host)
+        return self.events
+
+
+# -- reading a log --------------------------------------------------------------
+
+# What marks the lines of an OOM report in a log (checked as plain substrings).
+START_MARKER = b'invoked oom-killer'
+KILL_MARKERS = (b'Killed process', b'Kill process', b'Kernel panic - not syncing', b'no killable processes')
+SINGLE_MARKERS = KILL_MARKERS + (b'oom_reaper:', b'oom-kill:constraint')
+CHUNK_BYTES = 8 << 20
+# A report longer than this (a task table of ~200k processes) is cut there.
+MAX_WINDOW_BYTES = 64 << 20
+
+
+def _line_start(buf, pos):
+    return buf.rfind(b'\n', 0, pos) + 1
+
+
+def _line_end(buf, pos):
+    end = buf.find(b'\n', pos)
+    return len(buf) if end < 0 else end + 1
+
+
+class _Finder:
+    """Next position of each marker in one buffer, each searched once per hit.
+
+    A marker that does not occur again would otherwise be searched to the
+    end of the buffer for every report: quadratic on a log full of reports.
+    """
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.cache = {}
+
+    def find(self, marker, start):
+        cached = self.cache.get(marker)
+        if cached is not None and (cached < 0 or cached >= start) and self.cache.get((marker, 'from'), 0) <= start:
+            return cached
+        found = self.buf.find(marker, start)
+        self.cache[marker] = found
+        self.cache[(marker, 'from')] = start
+        return found
+
+    def first(self, markers, start):
+        found = [p for p in (self.find(m, start) for m in markers) if p >= 0]
+        return min(found) if found else -1
+
+
+class StreamScanner:
+    """Feeds only the OOM report windows of a byte stream to an EventParser."""
+
+    def __init__(self, parser=None, year=None):
+        self.parser = parser or EventParser()
+        self.year = year
+        self.lines_parsed = 0
+
+    def _parse_lines(self, data):
+        for raw in data.split(b'\n'):
+            if not raw:
+                continue
+            text = raw.decode('utf-8', 'replace').replace('\x00', '')
+            for chunk in unescape_rsyslog(text):
+                line = split_prefix(chunk, self.year)
+                if line is None:
+                    continue
+                self.lines_parsed += 1
+                for message in split_flattened(line.message):
+                    line.message = message
+                    self.parser.feed(line)
+
+    def scan_buffer(self, buf, final):
+        """Parse the report windows in buf; return the unconsumed tail."""
+        pos = 0
+        size = len(buf)
+        finder = _Finder(buf)
+        while pos < size:
+            start = finder.find(START_MARKER, pos)
+            single = finder.first(SINGLE_MARKERS, pos)
+            if start < 0 and single < 0:
+                break
+            if single >= 0 and (start < 0 or single < start):
+                end = _line_end(buf, single)
+                if end == size and not final and buf[-1:] != b'\n':
+                    return buf[_line_start(buf, single):]
+                self._parse_lines(buf[_line_start(buf, single):end])
+                pos = end
+                continue
+            begin = _line_start(buf, start)
+            stop = finder.first(KILL_MARKERS, start)
+            if stop < 0:
+                if not final and size - begin < MAX_WINDOW_BYTES:
+                    return buf[begin:]  # the report goes on in the next chunk
+                stop_end = size
+            else:
+                stop_end = _line_end(buf, stop)
+                if stop_end == size and not final and buf[-1:] != b'\n':
+                    return buf[begin:]
+            self._parse_lines(buf[begin:stop_end])
+            pos = stop_end
+        if final:
+            return b''
+        # Keep the last partial line: a marker may be cut in two.
+        return buf[_line_start(buf, size - 1) if size else 0:] if buf[-1:] != b'\n' else b''
+
+    def scan(self, stream, chunk_bytes=CHUNK_BYTES):
+        tail = b''
+        while True:
+            chunk = stream.read(chunk_bytes)
+            if not chunk:
+                break
+            buf = tail + chunk if tail else chunk
+            tail = self.scan_buffer(buf, final=False)
+        if tail:
+            self.scan_buffer(tail, final=True)
+        return self.parser
+
+
+def parse_text(text, year=None):
+    """Events from a str or bytes log (tests, small inputs)."""
+    data = text.encode('utf-8') if not isinstance(text, bytes) else text
+    scanner = StreamScanner(year=year)
+    scanner.scan_buffer(data, final=True)
+    return scanner.parser.close()
+
+
+# -- causes -------------------------------------------------------------------
+
+CAUSES = ('memcg_limit', 'parent_memcg_limit', 'host', 'numa_node', 'mempolicy',
+          'fragmentation', 'lowmem', 'manual', 'panic', 'unknown')
+
+ADVICE = {
+    'memcg_limit': 'The cgroup reached its own memory limit. Right-size it (oomguard_services[unit].memory_max '
+                   'or oomguard_cgroups with the oomguard.linux.cgroup_limits role), add memory_high below it so '
+                   'the service is throttled before it is killed, or fix the service\'s memory growth.',
+    'parent_memcg_limit': 'A parent cgroup\'s limit killed a child that never reached a limit of its own. Raise the '
+                          'parent\'s limit or give the children limits that fit inside it (oomguard_services / '
+                          'oomguard_cgroups, oomguard.linux.cgroup_limits role).',
+    'host': 'The whole host ran out of memory. Limit the biggest consumers (oomguard.linux.cgroup_limits), protect '
+            'what must survive (oomguard_services[unit].oom_score_adj, oomguard.linux.oom_protect), and let an early '
+            'OOM killer act before the kernel does (oomguard.linux.early_oom); or add memory or swap.',
+    'numa_node': 'The task may only allocate from the NUMA nodes of its cpuset, and those were full while others had '
+                 'memory. Widen allowed_memory_nodes (oomguard_services[unit].allowed_memory_nodes, '
+                 'oomguard.linux.cpuset role) or size the workload to its nodes.',
+    'mempolicy': 'A memory policy (numactl --membind, set_mempolicy MPOL_BIND) confined the task to full nodes. '
+                 'Use a preferred or interleaved policy, or bind to nodes with room.',
+    'fragmentation': 'Free memory was there but not in blocks of the requested order. Enable proactive compaction '
+                     '(vm.compaction_proactiveness) or an off-peak compaction timer (oomguard.linux.thp role), and '
+                     'raise vm.min_free_kbytes (oomguard_sysctl, oomguard.linux.sysctl role).',
+    'lowmem': 'A 32-bit kernel ran out of low memory (the Normal zone) while HighMem was free: kernel allocations '
+              'can only use lowmem. Move to a 64-bit kernel; meanwhile raise vm.lowmem_reserve_ratio and '
+              'vm.min_free_kbytes (oomguard_sysctl).',
+    'manual': 'The OOM killer was invoked by hand (SysRq f, order=-1): not a memory shortage. Check who can use '
+              'SysRq (kernel.sysrq).',
+    'panic': 'vm.panic_on_oom turned the OOM into a kernel panic. Make sure kernel.panic reboots the host (> 0), or '
+             'set vm.panic_on_oom to 0 to kill a process instead (oomguard_sysctl, oomguard.linux.sysctl role).',
+    'unknown': 'The report does not say enough to name a cause (partial or rate-limited). Keep vm.oom_dump_tasks=1 '
+               'and make sure whole kernel messages reach the log.',
+}
+
+
+def _nodes(text):
+    nodes = set()
+    for part in (text or '').split(','):
+        low, sep, high = part.partition('-')
+        if low.strip().isdigit() and (not sep or high.strip().isdigit()):
+            nodes.update(range(int(low), int(high) + 1) if sep else [int(low)])
+    return nodes
+
+
+def _zone_state(zone):
+    return {'node': zone['node'], 'zone': zone['zone'], 'free_kb': zone['free_kb'],
+            'min_kb': zone['min_kb'], 'low_kb': zone['low_kb'], 'high_kb': zone['high_kb']}
+
+
+def classify(event):
+    """(cause, evidence dict, reason) for one event; reason says why when unknown."""
+    evidence = {}
+    constraint = event.get('constraint')
+    if event.get('panic'):
+        return 'panic', {'panic': event['panic']}, None
+    if event.get('order') == -1:
+        return 'manual', {'order': -1, 'invoker': (event.get('invoker') or {}).get('comm')}, None
+    limit, task = event.get('limit_memcg'), event.get('task_memcg')
+    if constraint == 'CONSTRAINT_MEMCG' or (limit and not event.get('limit_of_host')):
+        evidence = {'constraint': constraint, 'limit_memcg': limit, 'task_memcg': task}
+        if event.get('memcg'):
+            evidence['memcg'] = event['memcg'].get('memory')
+        if limit and task and limit != task and task.startswith(limit.rstrip('/') + '/'):
+            return 'parent_memcg_limit', evidence, None
+        return 'memcg_limit', evidence, None
+    if constraint == 'CONSTRAINT_MEMORY_POLICY':
+        return 'mempolicy', {'constraint': constraint, 'nodemask': event.get('nodemask')}, None
+    allowed = _nodes(event.get('mems_allowed'))
+    cpuset = event.get('cpuset')
+    if constraint == 'CONSTRAINT_CPUSET' or (constraint is None and cpuset not in (None, '/') and allowed):
+        allowed_zones = [_zone_state(z) for z in event['zones'] if z['node'] in allowed]
+        return 'numa_node', {'constraint': constraint, 'cpuset': cpuset, 'mems_allowed': event.get('mems_allowed'),
+                             'allowed_zones_below_min': [z for z in allowed_zones if z['free_kb'] < z['min_kb']]}, None
+    zones = event['zones']
+    highmem = [z for z in zones if z['zone'] == 'HighMem']
+    normal = [z for z in zones if z['zone'] == 'Normal']
+    if (highmem or event.get('highmem_pages')) and normal:
+        starved = [z for z in normal if z['free_kb'] <= z['low_kb']]
+        high_free_kb = sum(z['free_kb'] for z in highmem) or sum(
+            count * (2 ** order) * PAGE_KB for b in event['buddy'] if b['zone'] == 'HighMem'
+            for order, count in enumerate(b['free_blocks']))
+        if starved and (not highmem or high_free_kb > sum(z['high_kb'] for z in highmem)):
+            return 'lowmem', {'normal_zones': [_zone_state(z) for z in starved], 'highmem_free_kb': high_free_kb,
+                              'highmem_pages': event.get('highmem_pages')}, None
+    order = event.get('order')
+    if order and order > 0 and zones:
+        fragmented = []
+        for zone in zones:
+            if zone['free_kb'] < zone['min_kb']:
+                continue
+            for buddy in event['buddy']:
+                if buddy['zone'] == zone['zone'] and buddy['node'] == zone['node']:
+                    if not any(buddy['free_blocks'][order:]):
+                        fragmented.append(dict(_zone_state(zone), free_blocks=buddy['free_blocks']))
+        if fragmented:
+            return 'fragmentation', {'order': order, 'zones': fragmented}, None
+    kill_global = event.get('kill_origin') == 'global'
+    if constraint == 'CONSTRAINT_NONE' or event.get('limit_of_host') or (constraint is None and kill_global):
+        below = [_zone_state(z) for z in zones if z['free_kb'] < z['min_kb']]
+        evidence = {'constraint': constraint or ('limit of host' if event.get('limit_of_host') else None)}
+        if below:
+            evidence['zones_below_min'] = below
+        if constraint is None and not event.get('limit_of_host'):
+            # Before 4.19 the kill line is the only witness: "Out of memory"
+            # (not "Memory cgroup out of memory") is a host-wide OOM.
+            evidence['kill_line'] = 'Out of memory (not a memory cgroup)'
+        return 'host', evidence, None
+    return 'unknown', {}, 'no constraint, memcg or kill line in the report'
+
+
+# -- results ------------------------------------------------------------------
+
+def finish(events, year_hint=None):
+    """Classify each event and drop private keys; returns the public list."""
+    result = []
+    for event in events:
+        cause, evidence, reason = classify(event)
+        event['cause'] = cause
+        event['evidence'] = evidence
+        event['advice'] = ADVICE[cause]
+        if reason:
+            event['unknown_reason'] = reason
+        for key in [k for k in event if k.startswith('_')]:
+            event.pop(key)
+        result.append(dict(event))
+    return result
+
+
+def kill_loops(events, min_kills=3):
+    """The same program killed again and again with new PIDs (seed 003's nginx).
+
+    Grouped by host, victim name and task cgroup (when the report names it:
+    the same program killed in different cgroups is not one loop); a loop
+    needs min_kills kills of at least two distinct PIDs.
+    """
+    groups = {}
+    for event in events:
+        victim = event.get('victim') or event.get('selected')
+        if not victim:
+            continue
+        key = (event.get('host') or '', victim['comm'], event.get('task_memcg') or '')
+        groups.setdefault(key, []).append((event, victim['pid']))
+    loops = []
+    for (host, comm, memcg), kills in groups.items():
+        pids = set(pid for dummy, pid in kills)
+        if len(kills) >= min_kills and len(pids) >= 2:
+            first, last = kills[0][0], kills[-1][0]
+            loops.append({'host': host or None, 'comm': comm, 'task_memcg': memcg or None,
+                          'kills': len(kills), 'distinct_pids': len(pids),
+                          'first': first.get('timestamp') or first.get('time'),
+                          'last': last.get('timestamp') or last.get('time')})
+    loops.sort(key=lambda loop: (-loop['kills'], loop['host'] or '', loop['comm']))
+    return loops
+
+
+def summarize(events):
+    by_cause = {}
+    by_victim = {}
+    for event in events:
+        by_cause[event['cause']] = by_cause.get(event['cause'], 0) + 1
+        victim = event.get('victim') or event.get('selected')
+        if victim:
+            by_victim[victim['comm']] = by_victim.get(victim['comm'], 0) + 1
+    return {'events': len(events), 'by_cause': by_cause, 'by_victim': by_victim,
+            'partial': sum(1 for e in events if not e.get('complete'))}
+
+
+def epoch(timestamp):
+    """ISO text (naive = UTC) -> seconds; None when it does not parse."""
+    if not timestamp:
+        return None
+    text = timestamp.replace(',', '.')
+    zone = 0
+    match = re.search(r'(Z|[+-]\d\d:?\d\d)$', text)
+    if match:
+        suffix = match.group(1)
+        text = text[:match.start()]
+        if suffix != 'Z':
+            sign = -1 if suffix[0] == '-' else 1
+            digits = suffix[1:].replace(':', '')
+            zone = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    whole, dummy, fraction = text.partition('.')
+    try:
+        parsed = time.strptime(whole, '%Y-%m-%dT%H:%M:%S')
+    except ValueError:
+        return None
+    return calendar.timegm(parsed) - zone + (float('0.' + fraction) if fraction.isdigit() else 0.0)

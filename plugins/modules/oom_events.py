@@ -1,0 +1,207 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: oom_events
+short_description: Read the kernel's OOM reports and say why each kill happened
+version_added: 0.1.0
+description:
+  - Reads kernel OOM-killer reports from the kernel ring buffer (C(dmesg), read from C(/dev/kmsg)),
+    from the systemd journal (kernel messages of every boot it keeps), or from log files (plain or
+    gzip-rotated; syslog RFC 3164 and RFC 5424, journald C(short), C(short-precise) and C(short-iso),
+    raw C(dmesg), C(dmesg -T), C(/dev/kmsg) records, rsyslog C(#012) escapes, several hosts in one file).
+  - Turns each report into an event (time, invoking task, gfp_mask, order, constraint, memory cgroups,
+    victim, zones and buddy lists, the biggest tasks, oom_reaper outcome, panic) and names its cause -
+    C(memcg_limit), C(parent_memcg_limit), C(host), C(numa_node), C(mempolicy), C(fragmentation),
+    C(lowmem), C(manual), C(panic) or C(unknown) - with the evidence and the knob or role that fixes it.
+  - Reports kill loops (the same program killed again and again with new PIDs) and, on the host
+    whose logs were read, the systemd unit behind each loop and its C(OOMPolicy).
+  - Read-only. Runs on the controller too (C(delegate_to: localhost)) against files fetched from
+    elsewhere.
+author:
+  - oomguard.linux maintainers (@oomguard)
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode returns the same result.
+  diff_mode:
+    support: none
+    description: Nothing is changed.
+options:
+  sources:
+    description:
+      - Live sources of this host to read. C(dmesg) reads the kernel ring buffer (root, or
+        C(kernel.dmesg_restrict=0)); C(journal) runs C(journalctl _TRANSPORT=kernel), every boot the
+        journal keeps.
+      - When neither I(sources) nor I(path) is given, the journal is read on a host booted with systemd,
+        ring buffer otherwise.
+    type: list
+    elements: str
+    choices: [dmesg, journal]
+    default: []
+  path:
+    description:
+      - Log files to read, or glob patterns. Gzip files are recognised by their content.
+    type: list
+    elements: path
+    default: []
+  since:
+    description:
+      - Only events at or after this time. Relative (C(90m), C(24h), C(7d), C(2w)) or absolute in UTC
+        (C(2026-11-01), C(2026-11-01 12:00)).
+      - Events whose log gives no absolute time (raw C(dmesg) files) are kept.
+    type: str
+  year:
+    description:
+      - Year of syslog and journald C(short) lines, which print none. Default, the file's modification
+        year (files) or the current year (live sources).
+    type: int
+  min_loop_kills:
+    description: Kills of one program (same name, same cgroup, new PIDs) that make a kill loop.
+    type: int
+    default: 3
+  max_events:
+    description: Return at most this many events, the most recent; C(summary) counts them all.
+    type: int
+    default: 100
+  link_units:
+    description:
+      - Link kill loops to this host's systemd units and their C(OOMPolicy). Default, only when a live
+        source (C(dmesg), C(journal)) was read.
+    type: bool
+notes:
+  - Task tables print memory in pages; C(rss_kb) assumes 4 KiB pages.
+  - Times from C(dmesg -T) and syslog are local time as printed, without a zone.
+'''
+
+EXAMPLES = r'''
+- name: Why did processes die on this host?
+  oomguard.linux.oom_events:
+    since: 7d
+  register: ooms
+
+- name: Analyse logs fetched from another host, on the controller
+  oomguard.linux.oom_events:
+    path:
+      - /srv/logs/web1/kern.log*
+  delegate_to: localhost
+
+- name: Fail when a kill loop is running
+  ansible.builtin.assert:
+    that: ooms.kill_loops | length == 0
+    fail_msg: "{{ ooms.kill_loops }}"
+'''
+
+RETURN = r'''
+events:
+  description: OOM events, oldest first (at most I(max_events), the most recent).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    host: {description: Host name from the log prefix, if any., type: str}
+    time: {description: The time as printed., type: str}
+    timestamp: {description: Absolute time (ISO 8601) where the input allows., type: str}
+    uptime_s: {description: Seconds since boot, where printed., type: float}
+    invoker: {description: The allocating task (comm and pid)., type: dict}
+    gfp_mask: {description: The allocation's gfp_mask., type: str}
+    gfp_flags: {description: Its flags., type: list, elements: str}
+    order: {description: Allocation order; -1 for a manual (SysRq) OOM., type: int}
+    constraint: {description: CONSTRAINT_NONE, _MEMCG, _CPUSET or _MEMORY_POLICY as printed (4.19+)., type: str}
+    limit_memcg: {description: The memory cgroup whose limit was hit., type: str}
+    task_memcg: {description: The victim's memory cgroup., type: str}
+    victim: {description: The killed process (pid, comm, uid, total_vm_kb, anon_rss_kb, file_rss_kb, shmem_rss_kb, oom_score_adj)., type: dict}
+    memcg: {description: memcg usage, limit and failcnt in kB per counter., type: dict}
+    zones: {description: Per-zone free, min, low and high in kB, with the node., type: list, elements: dict}
+    buddy: {description: Free blocks per order, per zone., type: list, elements: dict}
+    tasks: {description: The biggest tasks of the report's task table by rss., type: list, elements: dict}
+    reaper: {description: The oom_reaper outcome., type: dict}
+    panic: {description: The panic message, if the OOM panicked the kernel., type: str}
+    complete: {description: Whether the report was whole (from "invoked oom-killer" to the kill)., type: bool}
+    cause: {description: The cause., type: str, sample: memcg_limit}
+    evidence: {description: The numbers and lines that decided the cause., type: dict}
+    advice: {description: What to change, naming the knob or the role and variable., type: str}
+    unknown_reason: {description: Why the cause is unknown., type: str}
+    source: {description: dmesg, journal or the file the event came from., type: str}
+kill_loops:
+  description: Programs killed again and again with new PIDs.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {host: null, comm: nginx, task_memcg: null, kills: 20, distinct_pids: 20, first: "2021-01-18T09:50:59",
+       last: "2021-01-18T09:51:00", unit: nginx.service, oom_policy: continue}
+summary:
+  description: Counts of events, by cause and by victim, and how many were partial.
+  returned: always
+  type: dict
+  sample: {events: 20, by_cause: {host: 20}, by_victim: {nginx: 20}, partial: 20}
+notes:
+  description: Sources that could not be read in the automatic choice, with the reason.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.oomguard.linux.plugins.module_utils import oom_events
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            sources=dict(type='list', elements='str', choices=['dmesg', 'journal'], default=[]),
+            path=dict(type='list', elements='path', default=[]),
+            since=dict(type='str'),
+            year=dict(type='int'),
+            min_loop_kills=dict(type='int', default=3),
+            max_events=dict(type='int', default=100),
+            link_units=dict(type='bool'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params['min_loop_kills'] < 2:
+        module.fail_json(msg='min_loop_kills must be 2 or more, got %d' % params['min_loop_kills'])
+    if params['max_events'] < 0:
+        module.fail_json(msg='max_events must be 0 or more, got %d' % params['max_events'])
+    try:
+        oom_events.parse_since(params['since'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    journalctl = module.get_bin_path('journalctl')
+    systemctl = module.get_bin_path('systemctl')
+    sources = list(params['sources'])
+    auto = not sources and not params['path']
+    if auto:
+        # sd_booted(): the journal holds the kernel's messages only where
+        # systemd runs as PID 1; elsewhere the ring buffer is the source.
+        sources = ['journal'] if journalctl and os.path.isdir('/run/systemd/system') else ['dmesg']
+    try:
+        events, loops, summary, notes = oom_events.collect(
+            sources=sources, paths=params['path'], since=params['since'], year=params['year'],
+            run_command=module.run_command, journalctl=journalctl, systemctl=systemctl,
+            min_kills=params['min_loop_kills'], link=params['link_units'])
+    except oom_events.SourceError as exc:
+        module.fail_json(msg=str(exc))
+    if notes and not auto:
+        module.fail_json(msg='; '.join(notes), notes=notes)
+    if notes and auto and not events:
+        module.fail_json(msg='no OOM source could be read: %s' % '; '.join(notes), notes=notes)
+    limit = params['max_events']
+    module.exit_json(changed=False, events=events[-limit:] if limit else [], kill_loops=loops,
+                     summary=summary, notes=notes)
+
+
+if __name__ == '__main__':
+    main()
