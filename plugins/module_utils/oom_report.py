@@ -36,6 +36,7 @@ _MONTHS = dict((name, number) for number, name in enumerate(
 
 # /dev/kmsg: "6,1234,5678901,-;message" (continuation lines start with a space).
 _KMSG = re.compile(r'^(\d+),(\d+),(\d+),[^;]*;(.*)$')
+_KMSG_DICT = re.compile(r'^ [A-Z][A-Z0-9_]*=\S*$')
 # RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG".
 _RFC5424 = re.compile(r'^<\d+>1 (\S+) (\S+) (\S+) \S+ \S+ (?:-|\[.*?\]) ?(.*)$')
 # RFC 3339 / ISO first (journalctl -o short-iso, rsyslog high-precision files).
@@ -46,6 +47,7 @@ _BSD = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)?(?: (\S+
 _METALOG = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d) \[(\S+)\] (.*)$')
 # dmesg: "[ 123.456789] msg", with an optional "<4>" level (dmesg -r, consoles).
 _DMESG = re.compile(r'^(?:<\d+>)?\[\s*(\d+\.\d+)\] ?(.*)$')
+_DMESG_ANYWHERE = re.compile(r'(?:<\d+>)?\[\s*\d+\.\d{3,}\] ')
 # dmesg -T: "[Sat Sep 11 09:46:24 2021] msg", also localised ("[六 9月 11 12:24:42 2021]").
 _DMESG_T = re.compile(r'^\[(\S+) +(\S+) +(\d{1,2}) (\d\d:\d\d:\d\d) (\d{4})\] ?(.*)$')
 # A copy-pasted dmesg with editor line numbers in front ("565 [ ... ]", seed 000).
@@ -90,7 +92,7 @@ def split_prefix(line, year=None):
     if match:
         uptime_s = int(match.group(3)) / 1e6
         return Line(None, '%.6f' % uptime_s, None, uptime_s, match.group(4))
-    if line.startswith(' ') and '=' in line and ' ' not in line.strip():
+    if _KMSG_DICT.match(line):
         return None  # kmsg dictionary continuation (" SUBSYSTEM=...")
     match = _RFC5424.match(line)
     if match:
@@ -126,6 +128,12 @@ def split_prefix(line, year=None):
                         timestamp = _iso(year, month, int(match.group(2)), match.group(3))
                     line = match.group(5)
     line = _LINE_NUMBER.sub('', line, count=1)
+    if time_text is None and not line.startswith('['):
+        # An unknown carrier (a hypervisor's guest log, a mail archive) around a
+        # dmesg line: take what follows the first dmesg time stamp.
+        inner = _DMESG_ANYWHERE.search(line)
+        if inner:
+            line = line[inner.start():]
     match = _DMESG.match(line)
     if match:
         uptime_s = float(match.group(1))
@@ -154,27 +162,33 @@ def unescape_rsyslog(message):
 # A log whose line breaks were lost (pasted into one line, seed 001): the
 # messages of an OOM report still start with these, so split before them.
 _FLAT_SPLIT = re.compile(
-    r' (?=\S+ invoked oom-killer:|Out of memory: Kill|Killed process |Memory cgroup out of memory|'
+    r'(?<!memory:) (?=Killed process )|'
+    r' (?=\S+ invoked oom-killer:|Out of memory: Kill|Memory cgroup out of memory|'
     r'oom-kill:constraint=|oom_reaper: |Task in /|memory: usage |Pid: \d+, comm:|CPU: \d+ (?:UID: \d+ )?PID:|'
     r'\S+ cpuset=\S+ mems_allowed=|Mem-Info:|Kernel panic - not syncing)')
 
 
 def split_flattened(message):
-    if message.count('oom') + message.count('Killed process') < 2:
-        return [message]
+    if len(message) < 160 or message.count('oom') + message.count('Killed process') < 2:
+        return [message]  # kernel lines are shorter than a flattened report
     return _FLAT_SPLIT.split(message)
 
 
 # -- report lines -------------------------------------------------------------
 
-_INVOKED = re.compile(
-    r'^(?P<comm>.+?) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-fA-F*]+)(?:\((?P<flags>[^)]*)\))?,?'
-    r'(?: nodemask=(?P<nodemask>[^,]*),)?(?: order=(?P<order>-?\d+),?)?(?: oom_adj=(?P<oom_adj>-?\d+),?)?'
-    r'(?: oom_score_adj=(?P<adj>-?\d+))?')
+# "<comm> invoked oom-killer: gfp_mask=0x...(FLAGS), nodemask=..., order=N, oom_score_adj=N";
+# the fields come in other orders on some kernels (4.4-next), so each is found on its own.
+_INVOKED = re.compile(r'^(?P<comm>.+?) invoked oom(?:-killer)?: (?P<fields>.*)$')
+_INVOKED_GFP = re.compile(r'gfp_mask=(?P<gfp>0x[0-9a-fA-F*]+)(?:\((?P<flags>[^)]*)\))?')
+_INVOKED_FIELD = re.compile(r'\b(?P<key>nodemask|order|oom_adj|oom_score_adj)=(?P<value>[^,\s]*)')
 _CPUSET = re.compile(r'^(?P<comm>.+?) cpuset=(?P<cpuset>\S+) mems_allowed=(?P<mems>\S+)\s*$')
 _CPU_LINE = re.compile(r'^(?:CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.+?)|Pid: (?P<pid_old>\d+), comm: (?P<comm_old>.+?)) '
                        r'(?:Kdump: \S+ )?(?:Not tainted|Tainted: [A-Z ]*?) ?(?P<kernel>\d+\.\d+\S*)')
-_TASK_IN = re.compile(r'^Task in (?P<task>\S+) killed as a result of limit of (?P<limit>\S+)')
+# "Task in /a killed as a result of limit of /a"; some 3.x kernels print it without "Task in".
+_TASK_IN = re.compile(r'^(?:Task in )?(?P<task>/\S*) killed as a result of limit of (?P<limit>\S+)')
+# Lines that can only belong to an OOM report: one without its "invoked" line
+# (cut, rate-limited) starts a partial event at them.
+_STARTERS = re.compile(r'^(?:Mem-Info:|Memory cgroup stats for |Tasks state \(memory values in pages\))')
 _MEMCG_USAGE = re.compile(r'^(?P<kind>memory|memory\+swap|swap|kmem): usage (?P<usage>\d+)kB, limit (?P<limit>\d+)kB, failcnt (?P<failcnt>\d+)')
 _OOM_KILL = re.compile(
     r'^oom-kill:constraint=(?P<constraint>\w+),nodemask=(?P<nodemask>.*?),cpuset=(?P<cpuset>.*?),'
@@ -193,6 +207,7 @@ _UNREAPED = re.compile(r'^oom_reaper: unable to reap pid:(?P<pid>\d+) \((?P<comm
 _ZONE = re.compile(r'^(?:Node (?P<node>\d+) )?(?P<zone>DMA32|DMA|Normal|HighMem|Movable|Device) free:(?P<free>\d+)kB '
                    r'(?:boost:\d+kB )?min:(?P<min>\d+)kB low:(?P<low>\d+)kB high:(?P<high>\d+)kB')
 _BUDDY = re.compile(r'^(?:Node (?P<node>\d+) )?(?P<zone>DMA32|DMA|Normal|HighMem|Movable|Device): (?P<blocks>\d+\s*\*.*)$')
+_NODE_PREFIX = re.compile(r'^Node (\d+) ')
 _BUDDY_BLOCK = re.compile(r'(\d+)\s*\*\s*(\d+)kB')
 _PANIC = re.compile(r'^Kernel panic - not syncing: (?P<reason>.*)')
 _HIGHMEM_PAGES = re.compile(r'^(?P<pages>\d+) pages HighMem')
@@ -208,6 +223,13 @@ PAGE_KB = 4
 
 def _int(value):
     return int(value) if value is not None else None
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _origin(prefix):
@@ -278,14 +300,18 @@ class EventParser:
         if match:
             event = self._current(line, start=True)
             event['invoker'] = {'comm': match.group('comm'), 'pid': None}
-            event['gfp_mask'] = match.group('gfp')
-            event['gfp_flags'] = [f for f in (match.group('flags') or '').split('|') if f]
-            event['order'] = _int(match.group('order'))
-            event['invoker_oom_score_adj'] = _int(match.group('adj'))
-            if match.group('oom_adj') is not None:
-                event['invoker_oom_adj'] = int(match.group('oom_adj'))
-            if match.group('nodemask') is not None:
-                event['nodemask'] = match.group('nodemask')
+            fields = match.group('fields')
+            gfp = _INVOKED_GFP.search(fields)
+            if gfp:
+                event['gfp_mask'] = gfp.group('gfp')
+                event['gfp_flags'] = [f for f in (gfp.group('flags') or '').split('|') if f]
+            values = dict((m.group('key'), m.group('value')) for m in _INVOKED_FIELD.finditer(fields))
+            event['order'] = _int_or_none(values.get('order'))
+            event['invoker_oom_score_adj'] = _int_or_none(values.get('oom_score_adj'))
+            if 'oom_adj' in values:
+                event['invoker_oom_adj'] = _int_or_none(values['oom_adj'])
+            if 'nodemask' in values:
+                event['nodemask'] = values['nodemask']
             event['lines'] += 1
             return
         event = self.open.get(line.host)
@@ -386,8 +412,14 @@ class EventParser:
             event['lines'] += 1
             return True
         if event is None:
-            return False
+            if _STARTERS.match(message) or _TASK_IN.match(message) or _MEMCG_USAGE.match(message):
+                event = self._current(line, start=True)
+            else:
+                return False
         event['lines'] += 1
+        node = _NODE_PREFIX.match(message)
+        if node:
+            event.setdefault('_nodes_seen', set()).add(int(node.group(1)))
         match = _CPUSET.match(message)
         if match and event['cpuset'] is None:
             event['cpuset'], event['mems_allowed'] = match.group('cpuset'), match.group('mems')
@@ -478,6 +510,8 @@ class EventParser:
 
 # What marks the lines of an OOM report in a log (checked as plain substrings).
 START_MARKER = b'invoked oom-killer'
+# Where a report cut before its "invoked" line can start.
+PARTIAL_MARKERS = (b'killed as a result of limit of', b'Mem-Info:', b'Memory cgroup stats for', b'Tasks state (memory')
 KILL_MARKERS = (b'Killed process', b'Kill process', b'Kernel panic - not syncing', b'no killable processes')
 SINGLE_MARKERS = KILL_MARKERS + (b'oom_reaper:', b'oom-kill:constraint')
 CHUNK_BYTES = 8 << 20
@@ -547,7 +581,7 @@ class StreamScanner:
         size = len(buf)
         finder = _Finder(buf)
         while pos < size:
-            start = finder.find(START_MARKER, pos)
+            start = finder.first((START_MARKER,) + PARTIAL_MARKERS, pos)
             single = finder.first(SINGLE_MARKERS, pos)
             if start < 0 and single < 0:
                 break
@@ -665,7 +699,12 @@ def classify(event):
         return 'mempolicy', {'constraint': constraint, 'nodemask': event.get('nodemask')}, None
     allowed = _nodes(event.get('mems_allowed'))
     cpuset = event.get('cpuset')
-    if constraint == 'CONSTRAINT_CPUSET' or (constraint is None and cpuset not in (None, '/') and allowed):
+    # Before 4.19 no constraint is printed: a cpuset squeeze shows as a
+    # cpuset allowed fewer nodes than the report's zones come from.
+    # Node 0 exists on every NUMA machine, so a cpuset without it is restricted.
+    report_nodes = set(event.get('_nodes_seen') or ()) | set([0])
+    restricted = bool(allowed) and allowed < report_nodes
+    if constraint == 'CONSTRAINT_CPUSET' or (constraint is None and cpuset not in (None, '/') and restricted):
         allowed_zones = [_zone_state(z) for z in event['zones'] if z['node'] in allowed]
         return 'numa_node', {'constraint': constraint, 'cpuset': cpuset, 'mems_allowed': event.get('mems_allowed'),
                              'allowed_zones_below_min': [z for z in allowed_zones if z['free_kb'] < z['min_kb']]}, None
