@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: oom_events on a large kernel log against grep, side by side.
+
+Builds a kernel log of the given sizes (default 256 MiB and 1 GiB) under
+/var/tmp: real-looking noise (this host's own non-OOM kernel messages,
+re-stamped) with real OOM reports from tests/unit/fixtures/oom_reports spliced
+in every few MiB.  Then, on the same file, alternated, R rounds each:
+
+  * the oom_events module run directly (python plugins/modules/oom_events.py
+    ARGS.json), the way AnsiballZ runs it, and
+  * `grep -c 'invoked oom-killer' FILE`.
+
+Prints wall time, throughput and peak RSS (GNU time) of each, the module's
+throughput as a fraction of grep's (goal >= 0.5), and whether the module's
+peak memory stays flat as the file grows.  Run it through `tools/run bench
+benchmarks/oom_events_vs_grep.py`.  The generated files are removed at the
+end unless --keep.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REPORTS = [
+    'tests/unit/fixtures/oom_reports/generated/host-6.18-fc-memcg-v1/dmesg.txt',
+    'tests/unit/fixtures/oom_reports/seeds/seed004-3.2.59-32bit-lowmem.txt',
+    'tests/unit/fixtures/oom_reports/seeds/seed003-nginx-kill-loop.txt',
+]
+# Lines of the host's own log that must not be used as noise.
+NOT_NOISE = re.compile(r'oom|Kill|killed|Mem-Info|Memory cgroup|Tasks state|panic|Command line|cmdline')
+
+
+def noise_lines():
+    out = subprocess.run(['dmesg'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout
+    lines = [line.split('] ', 1)[1] for line in out.decode('utf-8', 'replace').splitlines()
+             if '] ' in line and not NOT_NOISE.search(line)]
+    if len(lines) < 50:
+        sys.exit('not enough kernel messages on this host to build noise (need root for dmesg)')
+    return lines
+
+
+def build(path, size_bytes, noise, reports, every_bytes=4 << 20):
+    """Write size_bytes of log; returns the number of 'invoked oom-killer' lines."""
+    invoked = 0
+    written = 0
+    uptime = 1.0
+    next_report = every_bytes
+    index = 0
+    with open(path, 'wb') as out:
+        block = []
+        while written < size_bytes:
+            line = '[%12.6f] %s\n' % (uptime, noise[index % len(noise)])
+            index += 1
+            uptime += 0.000731
+            block.append(line)
+            written += len(line)
+            if written >= next_report:
+                report = reports[(next_report // every_bytes) % len(reports)]
+                block.append(report)
+                written += len(report)
+                invoked += report.count('invoked oom-killer')
+                next_report += every_bytes
+            if len(block) >= 4096:
+                out.write(''.join(block).encode())
+                block = []
+        out.write(''.join(block).encode())
+    return invoked
+
+
+def timed(argv):
+    """(seconds, peak RSS kB, stdout) through GNU time."""
+    fmt = '%e %M'
+    with tempfile.NamedTemporaryFile('r', suffix='.time') as stats:
+        result = subprocess.run(['/usr/bin/time', '-o', stats.name, '-f', fmt] + argv,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if result.returncode not in (0, 1):
+            sys.exit('failed (%d): %s\n%s' % (result.returncode, ' '.join(argv), result.stderr.decode()[-2000:]))
+        seconds, rss_kb = stats.read().split()[-2:]
+    return float(seconds), int(rss_kb), result.stdout.decode()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--sizes-mib', default='256,1024', help='file sizes in MiB (default 256,1024)')
+    parser.add_argument('--rounds', type=int, default=3, help='alternated rounds (default 3)')
+    parser.add_argument('--keep', action='store_true', help='keep the generated files')
+    args = parser.parse_args()
+    if not os.path.exists('/usr/bin/time'):
+        sys.exit('needs GNU time (/usr/bin/time, Debian package "time")')
+    collections = os.environ.get('ANSIBLE_COLLECTIONS_PATH')
+    if not collections:
+        sys.exit('ANSIBLE_COLLECTIONS_PATH unset: run this through tools/run bench')
+    module = os.path.join(collections.split(':')[0], 'ansible_collections', 'oomguard', 'linux',
+                          'plugins', 'modules', 'oom_events.py')
+    reports = []
+    for rel in REPORTS:
+        with open(os.path.join(ROOT, rel)) as handle:
+            reports.append(handle.read())
+    noise = noise_lines()
+    workdir = tempfile.mkdtemp(prefix='oomguard-bench-events-', dir='/var/tmp')
+    env_python = sys.executable
+    peaks = {}
+    try:
+        for size_mib in [int(s) for s in args.sizes_mib.split(',')]:
+            path = os.path.join(workdir, 'kern-%dm.log' % size_mib)
+            invoked = build(path, size_mib << 20, noise, reports)
+            size_bytes = os.path.getsize(path)
+            args_file = os.path.join(workdir, 'args.json')
+            with open(args_file, 'w') as handle:
+                json.dump({'ANSIBLE_MODULE_ARGS': {'path': [path], 'year': 2021, 'max_events': 0}}, handle)
+            env_argv = ['env', 'PYTHONPATH=' + collections, env_python, module, args_file]
+            mod_runs, grep_runs = [], []
+            for dummy in range(args.rounds):
+                mod_runs.append(timed(env_argv))
+                grep_runs.append(timed(['grep', '-c', 'invoked oom-killer', path]))
+            found = json.loads(mod_runs[-1][2])['summary']
+            grep_count = int(grep_runs[-1][2].strip())
+            mod_s = statistics.median(r[0] for r in mod_runs)
+            grep_s = statistics.median(r[0] for r in grep_runs)
+            mod_rss = max(r[1] for r in mod_runs)
+            peaks[size_mib] = mod_rss
+            mib = size_bytes / float(1 << 20)
+            print('%d MiB log, %d reports spliced in (%d "invoked oom-killer" lines), median of %d alternated rounds'
+                  % (size_mib, invoked, grep_count, args.rounds))
+            print('  oom_events module  %7.2f s  %7.0f MiB/s  peak RSS %6.1f MiB  events found %d  (runs: %s)'
+                  % (mod_s, mib / mod_s, mod_rss / 1024.0, found['events'], ' '.join('%.2f' % r[0] for r in mod_runs)))
+            print('  grep -c            %7.2f s  %7.0f MiB/s  peak RSS %6.1f MiB  (runs: %s)'
+                  % (grep_s, mib / max(grep_s, 0.01), max(r[1] for r in grep_runs) / 1024.0,
+                     ' '.join('%.2f' % r[0] for r in grep_runs)))
+            print('  module throughput / grep throughput: %.2f  (goal >= 0.50)' % (max(grep_s, 0.01) / mod_s))
+            os.remove(path)
+        sizes = sorted(peaks)
+        if len(sizes) >= 2:
+            print('peak RSS of the module: %s  (flat: the largest file costs %.2fx the smallest)'
+                  % (', '.join('%d MiB log -> %.1f MiB' % (s, peaks[s] / 1024.0) for s in sizes),
+                     peaks[sizes[-1]] / float(peaks[sizes[0]])))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir)
+
+
+if __name__ == '__main__':
+    main()
