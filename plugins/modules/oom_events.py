@@ -22,8 +22,8 @@ description:
     C(lowmem), C(manual), C(panic) or C(unknown) - with the evidence and the knob or role that fixes it.
   - Reports kill loops (the same program killed again and again with new PIDs) and, on the host
     whose logs were read, the systemd unit behind each loop and its C(OOMPolicy).
-  - Read-only. Runs on the controller too (C(delegate_to: localhost)) against files fetched from
-    elsewhere.
+  - Read-only. Runs on the controller too (with C(delegate_to) set to C(localhost)) against files
+    fetched from elsewhere.
 author:
   - oomguard.linux maintainers (@oomguard)
 attributes:
@@ -105,43 +105,109 @@ events:
   type: list
   elements: dict
   contains:
-    host: {description: Host name from the log prefix, if any., type: str}
-    time: {description: The time as printed., type: str}
-    timestamp: {description: Absolute time (ISO 8601) where the input allows., type: str}
-    uptime_s: {description: Seconds since boot, where printed., type: float}
-    invoker: {description: The allocating task (comm and pid)., type: dict}
-    gfp_mask: {description: The allocation's gfp_mask., type: str}
-    gfp_flags: {description: Its flags., type: list, elements: str}
-    order: {description: Allocation order; -1 for a manual (SysRq) OOM., type: int}
-    constraint: {description: CONSTRAINT_NONE, _MEMCG, _CPUSET or _MEMORY_POLICY as printed (4.19+)., type: str}
-    limit_memcg: {description: The memory cgroup whose limit was hit., type: str}
-    task_memcg: {description: The victim's memory cgroup., type: str}
-    victim: {description: The killed process (pid, comm, uid, total_vm_kb, anon_rss_kb, file_rss_kb, shmem_rss_kb, oom_score_adj)., type: dict}
-    memcg: {description: memcg usage, limit and failcnt in kB per counter., type: dict}
-    zones: {description: Per-zone free, min, low and high in kB, with the node., type: list, elements: dict}
-    buddy: {description: Free blocks per order, per zone., type: list, elements: dict}
-    tasks: {description: The biggest tasks of the report's task table by rss., type: list, elements: dict}
-    reaper: {description: The oom_reaper outcome., type: dict}
-    panic: {description: The panic message, if the OOM panicked the kernel., type: str}
-    complete: {description: Whether the report was whole (from "invoked oom-killer" to the kill)., type: bool}
-    cause: {description: The cause., type: str, sample: memcg_limit}
-    evidence: {description: The numbers and lines that decided the cause., type: dict}
-    advice: {description: What to change, naming the knob or the role and variable., type: str}
-    unknown_reason: {description: Why the cause is unknown., type: str}
-    source: {description: dmesg, journal or the file the event came from., type: str}
+    host:
+      description: Host name from the log prefix, if there is one.
+      type: str
+    time:
+      description: The time as printed.
+      type: str
+    timestamp:
+      description: Absolute time (ISO 8601) where the input allows.
+      type: str
+    uptime_s:
+      description: Seconds since boot, where printed.
+      type: float
+    invoker:
+      description: The allocating task, C(comm) and C(pid).
+      type: dict
+    gfp_mask:
+      description: The allocation's gfp_mask.
+      type: str
+    gfp_flags:
+      description: The gfp flags by name.
+      type: list
+      elements: str
+    order:
+      description: Allocation order; -1 for a manual (SysRq) OOM.
+      type: int
+    constraint:
+      description: C(CONSTRAINT_NONE), C(CONSTRAINT_MEMCG), C(CONSTRAINT_CPUSET) or C(CONSTRAINT_MEMORY_POLICY) as printed (4.19 and later).
+      type: str
+    limit_memcg:
+      description: The memory cgroup whose limit was hit.
+      type: str
+    task_memcg:
+      description: The victim's memory cgroup.
+      type: str
+    victim:
+      description: The killed process - pid, comm, uid, total_vm_kb, anon_rss_kb, file_rss_kb, shmem_rss_kb, oom_score_adj.
+      type: dict
+    memcg:
+      description: Memory cgroup usage, limit (kB) and failcnt, per counter.
+      type: dict
+    zones:
+      description: Per-zone free, min, low and high in kB, with the node.
+      type: list
+      elements: dict
+    buddy:
+      description: Free blocks per order, per zone.
+      type: list
+      elements: dict
+    tasks:
+      description: The biggest tasks of the report's task table, by rss.
+      type: list
+      elements: dict
+    reaper:
+      description: The oom_reaper outcome.
+      type: dict
+    panic:
+      description: The panic message, when the OOM panicked the kernel.
+      type: str
+    complete:
+      description: Whether the report was whole, from its "invoked oom-killer" line to the kill.
+      type: bool
+    cause:
+      description: The cause.
+      type: str
+      sample: memcg_limit
+    evidence:
+      description: The numbers and lines that decided the cause.
+      type: dict
+    advice:
+      description: What to change, naming the knob or the role and variable.
+      type: str
+    unknown_reason:
+      description: Why the cause is unknown.
+      type: str
+    source:
+      description: C(dmesg), C(journal) or the file the event came from.
+      type: str
 kill_loops:
   description: Programs killed again and again with new PIDs.
   returned: always
   type: list
   elements: dict
   sample:
-    - {host: null, comm: nginx, task_memcg: null, kills: 20, distinct_pids: 20, first: "2021-01-18T09:50:59",
-       last: "2021-01-18T09:51:00", unit: nginx.service, oom_policy: continue}
+    - comm: nginx
+      host: null
+      task_memcg: null
+      kills: 20
+      distinct_pids: 20
+      first: "2021-01-18T09:50:59"
+      last: "2021-01-18T09:51:00"
+      unit: nginx.service
+      oom_policy: continue
 summary:
   description: Counts of events, by cause and by victim, and how many were partial.
   returned: always
   type: dict
-  sample: {events: 20, by_cause: {host: 20}, by_victim: {nginx: 20}, partial: 20}
+  sample:
+    events: 20
+    by_cause:
+      host: 20
+    by_victim:
+      nginx: 20
+    partial: 20
 notes:
   description: Sources that could not be read in the automatic choice, with the reason.
   returned: always
