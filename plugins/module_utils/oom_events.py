@@ -52,18 +52,6 @@ def parse_since(text, now=None):
     return value
 
 
-def keep_since(events, since_epoch):
-    """Events at or after since; events without an absolute time are kept."""
-    if since_epoch is None:
-        return events
-    kept = []
-    for event in events:
-        when = oom_report.epoch(event.get('timestamp'))
-        if when is None or when >= since_epoch:
-            kept.append(event)
-    return kept
-
-
 # -- sources -----------------------------------------------------------------
 
 def boot_time(proc='/proc'):
@@ -235,46 +223,48 @@ def _loop_advice(loop):
 # -- one call --------------------------------------------------------------------
 
 def collect(sources=(), paths=(), since=None, year=None, run_command=None, journalctl=None, systemctl=None,
-            min_kills=3, link=None, now=None):
+            min_kills=3, link=None, now=None, keep=None):
     """Read the sources, parse, classify. Returns (events, loops, summary, notes).
 
-    link: link kill loops to this host's units (default: only when a live
-    source, dmesg or journal, was read).
+    Events are classified and counted as the parser finishes them; only the
+    last `keep` (None: all) are returned whole.  link: link kill loops to this
+    host's units (default: only when a live source, dmesg or journal, was read).
     """
-    since_epoch = parse_since(since, now)
+    sink = oom_report.EventSink(keep=keep, since_epoch=parse_since(since, now), min_kills=min_kills)
     notes = []
-    events = []
+    btime = boot_time() if 'dmesg' in sources else None
+
+    def emitter(source):
+        def emit(event):
+            if source == 'dmesg':
+                _date_uptime([event], btime)
+            event['source'] = source
+            sink.add(oom_report.finish_one(event))
+        return emit
+
     for source in sources:
-        scanner = oom_report.StreamScanner(year=year or time.gmtime().tm_year)
+        scanner = oom_report.StreamScanner(
+            parser=oom_report.EventParser(emit=emitter(source)), year=year or time.gmtime().tm_year)
         try:
             if source == 'dmesg':
                 read_kmsg(scanner)
-                found = scanner.parser.close()
-                _date_uptime(found, boot_time())
             elif source == 'journal':
                 if not journalctl:
                     raise SourceError('journal: journalctl not found')
-                read_journal(scanner, journalctl, since_epoch)
-                found = scanner.parser.close()
+                read_journal(scanner, journalctl, sink.since_epoch)
             else:
                 raise SourceError('unknown source %s' % source)
         except SourceError as exc:
             notes.append(str(exc))
-            continue
-        for event in found:
-            event['source'] = source
-        events.extend(found)
+        scanner.parser.close()
     for path in expand_paths(paths):
-        scanner = oom_report.StreamScanner(year=year or file_year(path))
+        scanner = oom_report.StreamScanner(parser=oom_report.EventParser(emit=emitter(path)),
+                                           year=year or file_year(path))
         read_file(scanner, path)
-        found = scanner.parser.close()
-        for event in found:
-            event['source'] = path
-        events.extend(found)
-    events = keep_since(oom_report.finish(events), since_epoch)
-    loops = oom_report.kill_loops(events, min_kills)
+        scanner.parser.close()
+    loops = sink.kill_loops()
     if link is None:
         link = any(s in ('dmesg', 'journal') for s in sources)
     if link and loops:
         link_loops(loops, run_command, systemctl)
-    return events, loops, oom_report.summarize(events), notes
+    return sink.recent, loops, sink.summary(), notes

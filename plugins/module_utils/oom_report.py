@@ -267,10 +267,25 @@ def _new_event(line):
 class EventParser:
     """Turns (Line) messages into events, one open report per host."""
 
-    def __init__(self, task_top=TASK_TOP):
+    def __init__(self, task_top=TASK_TOP, emit=None, window=64):
+        # Without emit, every event stays in self.events.  With it, only the
+        # last `window` stay (oom_reaper and panic lines look back at them);
+        # older ones go to emit(event), so memory does not grow with the log.
         self.events = []
         self.open = {}
         self.task_top = task_top
+        self.emit = emit
+        self.window = window
+
+    def _retire(self):
+        while self.emit is not None and len(self.events) > self.window:
+            open_events = list(self.open.values())
+            for index, event in enumerate(self.events):
+                if not any(event is other for other in open_events):
+                    self.emit(self.events.pop(index))
+                    break
+            else:
+                return
 
     def _finish(self, host):
         event = self.open.pop(host, None)
@@ -289,6 +304,7 @@ class EventParser:
             event = _new_event(line)
             self.events.append(event)
             self.open[line.host] = event
+            self._retire()
         return event
 
     def feed(self, line):
@@ -501,9 +517,15 @@ class EventParser:
             heapq.heapreplace(heap, entry)
 
     def close(self):
+        """Seal what is open; the events (with emit: [] after emitting them all)."""
         for host in list(self.open):
             self._finish(host)
-        return self.events
+        if self.emit is None:
+            return self.events
+        for event in self.events:
+            self.emit(event)
+        self.events = []
+        return []
 
 
 # -- reading a log --------------------------------------------------------------
@@ -747,59 +769,99 @@ def classify(event):
 
 # -- results ------------------------------------------------------------------
 
-def finish(events, year_hint=None):
+def finish(events):
     """Classify each event and drop private keys; returns the public list."""
-    result = []
+    return [finish_one(event) for event in events]
+
+
+def finish_one(event):
+    """Classify one event; a plain dict without the parser's private keys."""
+    cause, evidence, reason = classify(event)
+    event['cause'] = cause
+    event['evidence'] = evidence
+    event['advice'] = ADVICE[cause]
+    if reason:
+        event['unknown_reason'] = reason
+    for key in [k for k in event if k.startswith('_')]:
+        event.pop(key)
+    return dict(event)
+
+
+class EventSink:
+    """Classified events, counted as they come: the summary and the kill
+    loops need counters only, and just the last `keep` events are kept whole,
+    so memory stays flat however long the log is."""
+
+    def __init__(self, keep=None, since_epoch=None, min_kills=3):
+        self.recent = []
+        self.keep = keep
+        self.since_epoch = since_epoch
+        self.min_kills = min_kills
+        self.by_cause = {}
+        self.by_victim = {}
+        self.total = 0
+        self.partial = 0
+        self.groups = {}
+
+    def add(self, event):
+        """One finished (classified) event; False when `since` drops it."""
+        if self.since_epoch is not None:
+            when = epoch(event.get('timestamp'))
+            if when is not None and when < self.since_epoch:
+                return False
+        self.total += 1
+        self.by_cause[event['cause']] = self.by_cause.get(event['cause'], 0) + 1
+        if not event.get('complete'):
+            self.partial += 1
+        victim = event.get('victim') or event.get('selected')
+        if victim:
+            self.by_victim[victim['comm']] = self.by_victim.get(victim['comm'], 0) + 1
+            # The same program killed in different cgroups is not one loop.
+            key = (event.get('host') or '', victim['comm'], event.get('task_memcg') or '')
+            when = event.get('timestamp') or event.get('time')
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = {'kills': 0, 'pids': set(), 'first': when}
+            group['kills'] += 1
+            if len(group['pids']) < 1000:
+                group['pids'].add(victim['pid'])
+            group['last'] = when
+        if self.keep is None or self.keep > 0:
+            self.recent.append(event)
+            if self.keep is not None and len(self.recent) > self.keep:
+                self.recent.pop(0)
+        return True
+
+    def summary(self):
+        return {'events': self.total, 'by_cause': dict(self.by_cause), 'by_victim': dict(self.by_victim),
+                'partial': self.partial}
+
+    def kill_loops(self):
+        """Programs killed min_kills times or more, with at least two PIDs."""
+        loops = []
+        for (host, comm, memcg), group in self.groups.items():
+            if group['kills'] >= self.min_kills and len(group['pids']) >= 2:
+                loops.append({'host': host or None, 'comm': comm, 'task_memcg': memcg or None,
+                              'kills': group['kills'], 'distinct_pids': len(group['pids']),
+                              'first': group['first'], 'last': group['last']})
+        loops.sort(key=lambda loop: (-loop['kills'], loop['host'] or '', loop['comm']))
+        return loops
+
+
+def _sink_of(events, min_kills=3):
+    sink = EventSink(keep=0, min_kills=min_kills)
     for event in events:
-        cause, evidence, reason = classify(event)
-        event['cause'] = cause
-        event['evidence'] = evidence
-        event['advice'] = ADVICE[cause]
-        if reason:
-            event['unknown_reason'] = reason
-        for key in [k for k in event if k.startswith('_')]:
-            event.pop(key)
-        result.append(dict(event))
-    return result
+        sink.add(event)
+    return sink
 
 
 def kill_loops(events, min_kills=3):
-    """The same program killed again and again with new PIDs (seed 003's nginx).
-
-    Grouped by host, victim name and task cgroup (when the report names it:
-    the same program killed in different cgroups is not one loop); a loop
-    needs min_kills kills of at least two distinct PIDs.
-    """
-    groups = {}
-    for event in events:
-        victim = event.get('victim') or event.get('selected')
-        if not victim:
-            continue
-        key = (event.get('host') or '', victim['comm'], event.get('task_memcg') or '')
-        groups.setdefault(key, []).append((event, victim['pid']))
-    loops = []
-    for (host, comm, memcg), kills in groups.items():
-        pids = set(pid for dummy, pid in kills)
-        if len(kills) >= min_kills and len(pids) >= 2:
-            first, last = kills[0][0], kills[-1][0]
-            loops.append({'host': host or None, 'comm': comm, 'task_memcg': memcg or None,
-                          'kills': len(kills), 'distinct_pids': len(pids),
-                          'first': first.get('timestamp') or first.get('time'),
-                          'last': last.get('timestamp') or last.get('time')})
-    loops.sort(key=lambda loop: (-loop['kills'], loop['host'] or '', loop['comm']))
-    return loops
+    """The same program killed again and again with new PIDs (seed 003's nginx)."""
+    return _sink_of(events, min_kills).kill_loops()
 
 
 def summarize(events):
-    by_cause = {}
-    by_victim = {}
-    for event in events:
-        by_cause[event['cause']] = by_cause.get(event['cause'], 0) + 1
-        victim = event.get('victim') or event.get('selected')
-        if victim:
-            by_victim[victim['comm']] = by_victim.get(victim['comm'], 0) + 1
-    return {'events': len(events), 'by_cause': by_cause, 'by_victim': by_victim,
-            'partial': sum(1 for e in events if not e.get('complete'))}
+    return _sink_of(events).summary()
 
 
 def epoch(timestamp):

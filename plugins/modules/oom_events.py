@@ -257,16 +257,14 @@ def main():
         events, loops, summary, notes = oom_events.collect(
             sources=sources, paths=params['path'], since=params['since'], year=params['year'],
             run_command=module.run_command, journalctl=journalctl, systemctl=systemctl,
-            min_kills=params['min_loop_kills'], link=params['link_units'])
+            min_kills=params['min_loop_kills'], link=params['link_units'], keep=params['max_events'])
     except oom_events.SourceError as exc:
         module.fail_json(msg=str(exc))
     if notes and not auto:
         module.fail_json(msg='; '.join(notes), notes=notes)
     if notes and auto and not events:
         module.fail_json(msg='no OOM source could be read: %s' % '; '.join(notes), notes=notes)
-    limit = params['max_events']
-    module.exit_json(changed=False, events=events[-limit:] if limit else [], kill_loops=loops,
-                     summary=summary, notes=notes)
+    module.exit_json(changed=False, events=events, kill_loops=loops, summary=summary, notes=notes)
 
 
 if __name__ == '__main__':

@@ -257,6 +257,19 @@ def test_since_parsing_and_filter():
     assert oom_events.parse_since('2026-11-01 12:30', now) == oom_report.epoch('2026-11-01T12:30:00')
     with pytest.raises(ValueError, match='is not a time'):
         oom_events.parse_since('yesterday-ish', now)
-    events = [{'timestamp': '2026-11-22T00:00:00'}, {'timestamp': '2026-11-23T11:00:00'}, {'timestamp': None}]
-    kept = oom_events.keep_since(events, oom_events.parse_since('12h', now))
-    assert kept == events[1:]
+    events = [{'timestamp': '2026-11-22T00:00:00', 'cause': 'host'}, {'timestamp': '2026-11-23T11:00:00', 'cause': 'host'},
+              {'timestamp': None, 'cause': 'host'}]
+    sink = oom_report.EventSink(since_epoch=oom_events.parse_since('12h', now))
+    assert [sink.add(event) for event in events] == [False, True, True]
+    assert sink.recent == events[1:]
+    assert sink.summary()['events'] == 2
+
+
+def test_collect_keeps_the_last_events_and_counts_all():
+    source = os.path.join(CORPUS, 'seeds', 'seed003-nginx-kill-loop.txt')
+    events, loops, summary, notes = oom_events.collect(paths=[source], year=2021, keep=3)
+    assert summary['events'] == 20 and summary['by_cause'] == {'host': 20}
+    # The file's last three kills: 8382 and 8381 (Kill + Killed), 8384 (its Killed line is not in the excerpt).
+    assert [(e['victim'] or e['selected'])['pid'] for e in events] == [8382, 8381, 8384]
+    assert loops[0]['kills'] == 20 and loops[0]['distinct_pids'] == 20
+    assert notes == []
