@@ -24,6 +24,7 @@ CORPUS = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'oom_re
 with open(os.path.join(CORPUS, 'expected.yml')) as _handle:
     EXPECTED = yaml.safe_load(_handle)
 UNSUPPORTED = EXPECTED.pop('_unsupported', {})
+DIRECTORIES = EXPECTED.pop('_directories', {})
 
 
 def _corpus_files():
@@ -96,6 +97,19 @@ def test_every_corpus_file_parses(rel):
         if event['cause'] == 'unknown':
             assert event.get('unknown_reason')
         assert not any(key.startswith('_') for key in event)
+
+
+@pytest.mark.parametrize('directory', sorted(DIRECTORIES))
+def test_every_format_of_one_boot_gives_the_same_events(directory):
+    """dmesg, dmesg -T, journald, kmsg, rsyslog (RFC 3164/3339/5424, imjournal #012), gzip: one answer."""
+    spec = DIRECTORIES[directory]
+    files = [rel for rel in _corpus_files() if rel.startswith(directory + '/')]
+    assert files
+    for rel in files:
+        events, loops, summary, dummy = oom_events.collect(paths=[os.path.join(CORPUS, rel)], year=2026)
+        assert summary['by_cause'] == spec['by_cause'], rel
+        assert len(loops) == spec['loops'], rel
+        assert all(event['complete'] for event in events), rel
 
 
 # -- prefixes ---------------------------------------------------------------
