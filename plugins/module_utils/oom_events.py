@@ -20,6 +20,8 @@ import time
 
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_report
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
+from ansible_collections.oomguard.linux.plugins.module_utils.processes import cgroup_of
+from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
 
 
 class SourceError(Exception):
@@ -188,23 +190,19 @@ def link_loops(loops, run_command, systemctl, proc='/proc'):
 
 
 def _unit_of_live_comm(comm, proc):
-    for name in os.listdir(proc):
+    """The unit of a live process named comm (the first found), or None."""
+    host = HostRoot(os.path.dirname(proc.rstrip('/')) or '/')
+    for name in host.listdir('proc'):
         if not name.isdigit():
             continue
         try:
-            with open(os.path.join(proc, name, 'comm')) as handle:
-                if handle.read().strip() != comm:
-                    continue
-            with open(os.path.join(proc, name, 'cgroup')) as handle:
-                text = handle.read()
-        except (IOError, OSError):
+            if (host.read('proc/%s/comm' % name) or '').strip() != comm:
+                continue
+        except ReadError:
             continue
-        for line in text.splitlines():
-            parts = line.split(':', 2)
-            if len(parts) == 3 and (parts[1] in ('', 'name=systemd')):
-                unit = unit_of(parts[2])
-                if unit:
-                    return unit
+        unit = cgroup_of(host, int(name))[1]
+        if unit:
+            return unit
     return None
 
 

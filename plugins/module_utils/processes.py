@@ -75,7 +75,7 @@ def _cmdline(host, pid, limit=200):
     return text.replace('\0', ' ').strip()[:limit]
 
 
-def _cgroup(host, pid):
+def cgroup_of(host, pid):
     """(cgroup path, unit): the v2 path, else the v1 memory or systemd path."""
     groups = parse_proc_cgroup(_read_quiet(host, 'proc/%d/cgroup' % pid))
     path = groups.get('memory') or groups.get('') or groups.get('name=systemd')
@@ -86,7 +86,7 @@ def _cgroup(host, pid):
 def _enrich(host, pid, base):
     entry = dict(base)
     entry['cmdline'] = _cmdline(host, pid)
-    entry['cgroup'], entry['unit'] = _cgroup(host, pid)
+    entry['cgroup'], entry['unit'] = cgroup_of(host, pid)
     status = parse_status(_read_quiet(host, 'proc/%d/status' % pid) or '')
     entry['rss_anon_kb'] = status.get('RssAnon')
     entry['swap_kb'] = status.get('VmSwap')
@@ -217,7 +217,7 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
             continue
         workers = sum(1 for c in comms if c == parent[3])
         if workers:
-            cgroup, unit = _cgroup(host, parent_pid)
+            cgroup, unit = cgroup_of(host, parent_pid)
             forking.append({'pid': parent_pid, 'comm': parent[3], 'workers': workers,
                             'cgroup': cgroup, 'unit': unit})
     forking.sort(key=lambda f: (f['comm'], f['pid']))
@@ -230,7 +230,7 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
 
     for killer in killers:
         killer['oom_score_adj'] = _read_int(host, 'proc/%d/oom_score_adj' % killer['pid'])
-        killer['cgroup'], killer['unit'] = _cgroup(host, killer['pid'])
+        killer['cgroup'], killer['unit'] = cgroup_of(host, killer['pid'])
 
     return {
         'count': len(entries),

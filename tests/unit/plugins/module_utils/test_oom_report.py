@@ -287,3 +287,18 @@ def test_collect_keeps_the_last_events_and_counts_all():
     assert [(e['victim'] or e['selected'])['pid'] for e in events] == [8382, 8381, 8384]
     assert loops[0]['kills'] == 20 and loops[0]['distinct_pids'] == 20
     assert notes == []
+
+
+def test_kill_loops_linked_to_units_of_a_captured_host(captured_tree):
+    """On the Debian 12 VM capture: a loop of sshd kills (no memcg in the report, as on
+    old kernels) is linked through the live sshd process to ssh.service and its
+    OOMPolicy from the captured `systemctl show`; a 4.19+ loop through its task memcg."""
+    root = captured_tree('debian12-6.1-qemu-cgroupv2')
+    with open(os.path.join(root, '.capture', 'systemctl-show.txt')) as handle:
+        shown = handle.read()
+    loops = [{'comm': 'sshd', 'task_memcg': None},
+             {'comm': 'udevd-worker', 'task_memcg': '/system.slice/systemd-udevd.service'}]
+    oom_events.link_loops(loops, lambda argv: (0, shown, ''), 'systemctl', proc=os.path.join(root, 'proc'))
+    assert (loops[0]['unit'], loops[0]['oom_policy']) == ('ssh.service', 'stop')
+    assert (loops[1]['unit'], loops[1]['oom_policy']) == ('systemd-udevd.service', 'continue')
+    assert 'OOMPolicy=continue' in loops[1]['advice']
