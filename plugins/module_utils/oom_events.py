@@ -85,28 +85,34 @@ def read_kmsg(scanner, path='/dev/kmsg'):
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise SourceError('dmesg: cannot read %s (needs root, or kernel.dmesg_restrict=0)' % path)
         raise SourceError('dmesg: cannot open %s: %s' % (path, os.strerror(exc.errno)))
-    records = []
-    size = 0
     try:
-        while True:
-            try:
-                record = os.read(fd, 8192)
-            except OSError as exc:
-                if exc.errno == errno.EAGAIN:
-                    break
-                if exc.errno == errno.EPIPE:
-                    continue  # overwritten while reading: the next read goes on
-                raise SourceError('dmesg: reading %s: %s' % (path, os.strerror(exc.errno)))
-            if not record:
-                break
-            records.append(record if record.endswith(b'\n') else record + b'\n')
-            size += len(record)
-            if size >= oom_report.CHUNK_BYTES:
-                scanner.scan_buffer(b''.join(records), final=False)
-                records, size = [], 0
+        scanner.scan_chunks(_kmsg_batches(fd, path))
     finally:
         os.close(fd)
-    scanner.scan_buffer(b''.join(records), final=True)
+
+
+def _kmsg_batches(fd, path):
+    """Records (one per read) joined into chunks of about CHUNK_BYTES."""
+    records = []
+    size = 0
+    while True:
+        try:
+            record = os.read(fd, 8192)
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                break
+            if exc.errno == errno.EPIPE:
+                continue  # overwritten while reading: the next read goes on
+            raise SourceError('dmesg: reading %s: %s' % (path, os.strerror(exc.errno)))
+        if not record:
+            break
+        records.append(record if record.endswith(b'\n') else record + b'\n')
+        size += len(record)
+        if size >= oom_report.CHUNK_BYTES:
+            yield b''.join(records)
+            records, size = [], 0
+    if records:
+        yield b''.join(records)
 
 
 def read_journal(scanner, journalctl, since_epoch=None):

@@ -37,14 +37,20 @@ _MONTHS = dict((name, number) for number, name in enumerate(
 # /dev/kmsg: "6,1234,5678901,-;message" (continuation lines start with a space).
 _KMSG = re.compile(r'^(\d+),(\d+),(\d+),[^;]*;(.*)$')
 _KMSG_DICT = re.compile(r'^ [A-Z][A-Z0-9_]*=\S*$')
-# RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG".
-_RFC5424 = re.compile(r'^<\d+>1 (\S+) (\S+) (\S+) \S+ \S+ (?:-|\[.*?\]) ?(.*)$')
-# RFC 3339 / ISO first (journalctl -o short-iso, rsyslog high-precision files).
-_ISO = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) (\S+) ([^:\s\[]+)(?:\[\d+\])?: (.*)$')
-# RFC 3164 / journald short and short-precise: host may be missing (seed 003).
-_BSD = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)?(?: (\S+))? ([^:\s\[]+)(?:\[\d+\])?: (.*)$')
-# metalog: "Sep 23 02:04:16 [kernel] message" (seed 004).
-_METALOG = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d) \[(\S+)\] (.*)$')
+# Syslog-style carriers, tried in order; each names the same groups: the
+# program (tag), host, the time (iso, or month/day/clock/fraction) and msg.
+_SYSLOG_PREFIXES = (
+    # RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG".
+    re.compile(r'^<\d+>1 (?P<iso>\S+) (?P<host>\S+) (?P<tag>\S+) \S+ \S+ (?:-|\[.*?\]) ?(?P<msg>.*)$'),
+    # RFC 3339 / ISO (journalctl -o short-iso, rsyslog high-precision files).
+    re.compile(r'^(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) '
+               r'(?P<tag>[^:\s\[]+)(?:\[\d+\])?: (?P<msg>.*)$'),
+    # RFC 3164 / journald short and short-precise: the host may be missing (seed 003).
+    re.compile(r'^(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d)(?P<fraction>\.\d+)?'
+               r'(?: (?P<host>\S+))? (?P<tag>[^:\s\[]+)(?:\[\d+\])?: (?P<msg>.*)$'),
+    # metalog: "Sep 23 02:04:16 [kernel] message" (seed 004).
+    re.compile(r'^(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d) \[(?P<tag>\S+)\] (?P<msg>.*)$'),
+)
 # dmesg: "[ 123.456789] msg", with an optional "<4>" level (dmesg -r, consoles).
 _DMESG = re.compile(r'^(?:<\d+>)?\[\s*(\d+\.\d+)\] ?(.*)$')
 _DMESG_ANYWHERE = re.compile(r'(?:<\d+>)?\[\s*\d+\.\d{3,}\] ')
@@ -94,39 +100,21 @@ def split_prefix(line, year=None):
         return Line(None, '%.6f' % uptime_s, None, uptime_s, match.group(4))
     if _KMSG_DICT.match(line):
         return None  # kmsg dictionary continuation (" SUBSYSTEM=...")
-    match = _RFC5424.match(line)
-    if match:
-        if match.group(3) != 'kernel':
-            return None
-        time_text = timestamp = match.group(1)
-        host, line = match.group(2), match.group(4)
-    else:
-        match = _ISO.match(line)
+    for pattern in _SYSLOG_PREFIXES:
+        match = pattern.match(line)
         if match:
-            if match.group(3) != 'kernel':
+            fields = match.groupdict()
+            if fields['tag'] != 'kernel':
                 return None
-            time_text = timestamp = match.group(1)
-            host, line = match.group(2), match.group(4)
-        else:
-            match = _BSD.match(line)
-            if match:
-                if match.group(6) != 'kernel':
-                    return None
-                month = _MONTHS.get(match.group(1))
-                time_text = '%s %s %s%s' % (match.group(1), match.group(2), match.group(3), match.group(4) or '')
-                if month and year:
-                    timestamp = _iso(year, month, int(match.group(2)), match.group(3), match.group(4))
-                host, line = match.group(5), match.group(7)
+            host, line = fields.get('host'), fields['msg']
+            if fields.get('iso'):
+                time_text = timestamp = fields['iso']
             else:
-                match = _METALOG.match(line)
-                if match:
-                    if match.group(4) != 'kernel':
-                        return None
-                    month = _MONTHS.get(match.group(1))
-                    time_text = '%s %s %s' % (match.group(1), match.group(2), match.group(3))
-                    if month and year:
-                        timestamp = _iso(year, month, int(match.group(2)), match.group(3))
-                    line = match.group(5)
+                time_text = '%s %s %s%s' % (fields['month'], fields['day'], fields['clock'], fields.get('fraction') or '')
+                month = _MONTHS.get(fields['month'])
+                if month and year:
+                    timestamp = _iso(year, month, int(fields['day']), fields['clock'], fields.get('fraction'))
+            break
     line = _LINE_NUMBER.sub('', line, count=1)
     if time_text is None and not line.startswith('['):
         # An unknown carrier (a hypervisor's guest log, a mail archive) around a
@@ -219,10 +207,6 @@ _NO_KILLABLE = re.compile(r'^Out of memory and no killable processes')
 TASK_TOP = 10
 # Assumed page size for task tables (printed in pages): 4 KiB on x86 and most arm64.
 PAGE_KB = 4
-
-
-def _int(value):
-    return int(value) if value is not None else None
 
 
 def _int_or_none(text):
@@ -364,10 +348,10 @@ class EventParser:
                 event = self._current(line, start=True)
             uid = match.group('uid') or match.group('uid_old')
             event['victim'] = {
-                'pid': int(match.group('pid')), 'comm': match.group('comm'), 'uid': _int(uid),
+                'pid': int(match.group('pid')), 'comm': match.group('comm'), 'uid': _int_or_none(uid),
                 'total_vm_kb': int(match.group('total_vm')), 'anon_rss_kb': int(match.group('anon')),
-                'file_rss_kb': int(match.group('file')), 'shmem_rss_kb': _int(match.group('shmem')),
-                'pgtables_kb': _int(match.group('pgtables')), 'oom_score_adj': _int(match.group('adj')),
+                'file_rss_kb': int(match.group('file')), 'shmem_rss_kb': _int_or_none(match.group('shmem')),
+                'pgtables_kb': _int_or_none(match.group('pgtables')), 'oom_score_adj': _int_or_none(match.group('adj')),
             }
             if match.group('origin'):
                 event['kill_origin'] = _origin(match.group('origin'))
@@ -466,7 +450,7 @@ class EventParser:
         match = _ZONE.match(message)
         if match:
             event['zones'].append({
-                'node': _int(match.group('node')), 'zone': match.group('zone'),
+                'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
                 'free_kb': int(match.group('free')), 'min_kb': int(match.group('min')),
                 'low_kb': int(match.group('low')), 'high_kb': int(match.group('high')),
                 'all_unreclaimable': _yes_no(message, 'all_unreclaimable? '),
@@ -475,7 +459,7 @@ class EventParser:
         match = _BUDDY.match(message)
         if match:
             blocks = _BUDDY_BLOCK.findall(match.group('blocks'))
-            event['buddy'].append({'node': _int(match.group('node')), 'zone': match.group('zone'),
+            event['buddy'].append({'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
                                    'free_blocks': [int(count) for count, dummy in blocks]})
             return True
         match = _HIGHMEM_PAGES.match(message)
@@ -631,17 +615,17 @@ class StreamScanner:
         # Keep the last partial line: a marker may be cut in two.
         return buf[_line_start(buf, size - 1) if size else 0:] if buf[-1:] != b'\n' else b''
 
-    def scan(self, stream, chunk_bytes=CHUNK_BYTES):
+    def scan_chunks(self, chunks):
+        """Parse an iterable of byte chunks; a report cut between two is carried over."""
         tail = b''
-        while True:
-            chunk = stream.read(chunk_bytes)
-            if not chunk:
-                break
-            buf = tail + chunk if tail else chunk
-            tail = self.scan_buffer(buf, final=False)
+        for chunk in chunks:
+            tail = self.scan_buffer(tail + chunk if tail else chunk, final=False)
         if tail:
             self.scan_buffer(tail, final=True)
         return self.parser
+
+    def scan(self, stream, chunk_bytes=CHUNK_BYTES):
+        return self.scan_chunks(iter(lambda: stream.read(chunk_bytes), b''))
 
 
 def parse_text(text, year=None):

@@ -302,3 +302,17 @@ def test_kill_loops_linked_to_units_of_a_captured_host(captured_tree):
     assert (loops[0]['unit'], loops[0]['oom_policy']) == ('ssh.service', 'stop')
     assert (loops[1]['unit'], loops[1]['oom_policy']) == ('systemd-udevd.service', 'continue')
     assert 'OOMPolicy=continue' in loops[1]['advice']
+
+
+@pytest.mark.parametrize('chunk_bytes', [97, 4096])
+def test_reports_cut_between_chunks_are_carried_over(chunk_bytes):
+    """Chunks that cut reports (and lines) anywhere give the same events as the whole text."""
+    path = os.path.join(CORPUS, 'generated', 'debian12-6.1-cgroupv2-mixed', 'kmsg.txt')
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    whole = oom_report.finish(oom_report.parse_text(data))
+    scanner = oom_report.StreamScanner()
+    scanner.scan_chunks(data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes))
+    pieces = oom_report.finish(scanner.parser.close())
+    assert len(whole) == 14
+    assert [(e['cause'], e['victim']['pid']) for e in pieces] == [(e['cause'], e['victim']['pid']) for e in whole]
