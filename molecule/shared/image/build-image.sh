@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# build-image.sh OUT_DIR PUBLIC_KEY_FILE
+#
+# The recipe of the test VMs' base image: Debian 12 (bookworm) with its own
+# kernel, systemd, sshd and python3, reached as root with one SSH key.
+# Writes OUT_DIR/{base.raw,vmlinuz,initrd.img}.  Needs root (debootstrap and
+# chroot), no loop mounts: the ext4 image is made from the tree by
+# `mkfs.ext4 -d`.  vm.py caches the result under a hash of this directory, so
+# any change here rebuilds the image.
+#
+# OOMGUARD_VM_MIRROR picks the Debian mirror (default: http://deb.debian.org/debian).
+set -euo pipefail
+
+out=${1:?usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE}
+pubkey=${2:?usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE}
+mirror=${OOMGUARD_VM_MIRROR:-http://deb.debian.org/debian}
+here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+rootfs="$out/rootfs"
+
+# What the tests need inside: the collection's modules run on python3;
+# numactl drives the node-constrained OOM; procps/iproute2 for debugging.
+packages=(systemd-sysv udev kmod dbus openssh-server python3 linux-image-amd64 initramfs-tools
+    iproute2 procps numactl)
+
+mkdir -p "$rootfs"
+debootstrap --variant=minbase --include="$(
+    IFS=,
+    echo "${packages[*]}"
+)" bookworm "$rootfs" "$mirror"
+
+in_root() { chroot "$rootfs" "$@"; }
+
+# Each VM gets its own machine-id: systemd derives it from QEMU's -uuid on
+# first boot when the file is empty.  systemd-firstboot would wait on the
+# console for answers, so it is masked.
+: >"$rootfs/etc/machine-id"
+rm -f "$rootfs/var/lib/dbus/machine-id"
+echo oomguard-vm >"$rootfs/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 oomguard-vm\n' >"$rootfs/etc/hosts"
+echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' >"$rootfs/etc/fstab"
+# QEMU's user network answers DNS at 10.0.2.3.
+echo 'nameserver 10.0.2.3' >"$rootfs/etc/resolv.conf"
+cp "$here/files/80-dhcp.network" "$rootfs/etc/systemd/network/80-dhcp.network"
+
+# Host keys are made per VM at first start, not shared through the image.
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+mkdir -p "$rootfs/etc/systemd/system/ssh.service.d"
+cp "$here/files/ssh-hostkeys.conf" "$rootfs/etc/systemd/system/ssh.service.d/oomguard-hostkeys.conf"
+cp "$here/files/sshd-oomguard.conf" "$rootfs/etc/ssh/sshd_config.d/oomguard.conf"
+install -d -m 0700 "$rootfs/root/.ssh"
+install -m 0600 "$pubkey" "$rootfs/root/.ssh/authorized_keys"
+
+in_root systemctl enable systemd-networkd.service ssh.service
+# Off: what slows a TCG boot or changes the guest behind a test's back.
+in_root systemctl mask systemd-firstboot.service systemd-networkd-wait-online.service \
+    apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service \
+    fstrim.timer systemd-timesyncd.service
+# A small initramfs (MODULES=list): see files/initramfs-modules.
+echo MODULES=list >"$rootfs/etc/initramfs-tools/conf.d/oomguard.conf"
+cp "$here/files/initramfs-modules" "$rootfs/etc/initramfs-tools/modules"
+in_root update-initramfs -u -k all
+
+in_root apt-get clean
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+
+cp "$(readlink -f "$rootfs/vmlinuz")" "$out/vmlinuz"
+cp "$(readlink -f "$rootfs/initrd.img")" "$out/initrd.img"
+mkfs.ext4 -q -F -L root -d "$rootfs" "$out/base.raw" 2G
+rm -rf "$rootfs"
