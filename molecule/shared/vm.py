@@ -321,13 +321,18 @@ def stop(run_dir):
             time.sleep(0.1)
         else:
             os.kill(pid, signal.SIGKILL)
-    for proc in os.listdir('/proc'):  # a QEMU whose pidfile was never written
-        if proc.isdigit() and alive(int(proc), run_dir):
+    kill_leftovers_and_remove(run_dir)  # a QEMU whose pidfile was never written
+
+
+def kill_leftovers_and_remove(path):
+    """SIGKILL any QEMU still naming path (it has no pidfile), then delete path."""
+    for proc in os.listdir('/proc'):
+        if proc.isdigit() and alive(int(proc), path):
             try:
                 os.kill(int(proc), signal.SIGKILL)
             except OSError:
                 pass
-    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def up(specs, run_root):
@@ -370,13 +375,7 @@ def reap(run_root):
         if 'overlay.qcow2' in files or 'qemu.pid' in files:
             stop(top)
             stopped.append(os.path.relpath(top, run_root))
-    for proc in os.listdir('/proc'):  # a QEMU whose directory was already gone
-        if proc.isdigit() and alive(int(proc), run_root):
-            try:
-                os.kill(int(proc), signal.SIGKILL)
-            except OSError:
-                pass
-    shutil.rmtree(run_root, ignore_errors=True)
+    kill_leftovers_and_remove(run_root)  # also a QEMU whose directory was already gone
     return stopped
 
 
