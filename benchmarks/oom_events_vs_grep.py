@@ -12,9 +12,12 @@ in every few MiB.  Then, on the same file, alternated, R rounds each:
     ARGS.json), the way AnsiballZ runs it, and
   * `grep -c 'invoked oom-killer' FILE`.
 
-Prints wall time, throughput and peak RSS (GNU time) of each, the module's
-throughput as a fraction of grep's (goal >= 0.5), and whether the module's
-peak memory stays flat as the file grows.  Run it through `tools/run bench
+Prints wall time, CPU time, throughput and peak RSS (GNU time) of each, the
+module's throughput as a fraction of grep's (goal >= 0.5), and whether the
+module's peak memory stays flat as the file grows.  The module searches and
+parses a large file in one forked worker per CPU while grep uses one: the
+machine's CPU count and load average (before and after each size) are
+printed too, as a busy machine slows the module more than grep.  Run it through `tools/run bench
 benchmarks/oom_events_vs_grep.py`.  The generated files are removed at the
 end unless --keep.
 """
@@ -78,15 +81,19 @@ def build(path, size_bytes, noise, reports, every_bytes=4 << 20):
 
 
 def timed(argv):
-    """(seconds, peak RSS kB, stdout) through GNU time."""
-    fmt = '%e %M'
+    """(seconds, peak RSS kB, stdout, CPU seconds) through GNU time (RSS: the largest of the process and its workers)."""
+    fmt = '%e %M %U %S'
     with tempfile.NamedTemporaryFile('r', suffix='.time') as stats:
         result = subprocess.run(['/usr/bin/time', '-o', stats.name, '-f', fmt] + argv,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         if result.returncode not in (0, 1):
             sys.exit('failed (%d): %s\n%s' % (result.returncode, ' '.join(argv), result.stderr.decode()[-2000:]))
-        seconds, rss_kb = stats.read().split()[-2:]
-    return float(seconds), int(rss_kb), result.stdout.decode()
+        seconds, rss_kb, user, system = stats.read().split()[-4:]
+    return float(seconds), int(rss_kb), result.stdout.decode(), float(user) + float(system)
+
+
+def load():
+    return ' '.join('%.2f' % value for value in os.getloadavg())
 
 
 def main():
@@ -120,6 +127,7 @@ def main():
                 json.dump({'ANSIBLE_MODULE_ARGS': {'path': [path], 'year': 2021, 'max_events': 0}}, handle)
             env_argv = ['env', 'PYTHONPATH=' + collections, env_python, module, args_file]
             mod_runs, grep_runs = [], []
+            load_before = load()
             for dummy in range(args.rounds):
                 mod_runs.append(timed(env_argv))
                 grep_runs.append(timed(['grep', '-c', 'invoked oom-killer', path]))
@@ -132,11 +140,13 @@ def main():
             mib = size_bytes / float(1 << 20)
             print('%d MiB log, %d reports spliced in (%d "invoked oom-killer" lines), median of %d alternated rounds'
                   % (size_mib, invoked, grep_count, args.rounds))
-            print('  oom_events module  %7.2f s  %7.0f MiB/s  peak RSS %6.1f MiB  events found %d  (runs: %s)'
-                  % (mod_s, mib / mod_s, mod_rss / 1024.0, found['events'], ' '.join('%.2f' % r[0] for r in mod_runs)))
-            print('  grep -c            %7.2f s  %7.0f MiB/s  peak RSS %6.1f MiB  (runs: %s)'
-                  % (grep_s, mib / max(grep_s, 0.01), max(r[1] for r in grep_runs) / 1024.0,
-                     ' '.join('%.2f' % r[0] for r in grep_runs)))
+            print('  %d CPUs, load average %s before, %s after' % (os.cpu_count(), load_before, load()))
+            print('  oom_events module  %7.2f s  %7.0f MiB/s  CPU %5.2f s  peak RSS %6.1f MiB  events found %d  (runs: %s)'
+                  % (mod_s, mib / mod_s, statistics.median(r[3] for r in mod_runs), mod_rss / 1024.0, found['events'],
+                     ' '.join('%.2f' % r[0] for r in mod_runs)))
+            print('  grep -c            %7.2f s  %7.0f MiB/s  CPU %5.2f s  peak RSS %6.1f MiB  (runs: %s)'
+                  % (grep_s, mib / max(grep_s, 0.01), statistics.median(r[3] for r in grep_runs),
+                     max(r[1] for r in grep_runs) / 1024.0, ' '.join('%.2f' % r[0] for r in grep_runs)))
             print('  module throughput / grep throughput: %.2f  (goal >= 0.50)' % (max(grep_s, 0.01) / mod_s))
             os.remove(path)
         sizes = sorted(peaks)

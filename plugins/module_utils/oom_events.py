@@ -15,13 +15,11 @@ import glob
 import gzip
 import os
 import re
+import stat
 import subprocess
 import time
 
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_report
-from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
-from ansible_collections.oomguard.linux.plugins.module_utils.processes import cgroup_of
-from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
 
 
 class SourceError(Exception):
@@ -141,11 +139,20 @@ def expand_paths(patterns):
     return paths
 
 
-def read_file(scanner, path):
-    """One log file, plain or gzip (by its magic bytes, not its name)."""
+def read_file(scanner, path, sink=None):
+    """One log file, plain or gzip (by its magic bytes, not its name).
+
+    A plain regular file with a size (not /proc's) is read by
+    StreamScanner.scan_file, in parallel when large; sink is the EventSink
+    the scanner's parser emits to, if any.
+    """
     try:
-        with open(path, 'rb') as probe:
-            magic = probe.read(2)
+        with open(path, 'rb') as handle:
+            magic = handle.read(2)
+            info = os.fstat(handle.fileno())
+            if magic != b'\x1f\x8b' and stat.S_ISREG(info.st_mode) and info.st_size > 0:
+                scanner.scan_file(handle.fileno(), sink=sink)
+                return
         opener = gzip.open if magic == b'\x1f\x8b' else open
         with opener(path, 'rb') as stream:
             scanner.scan(stream)
@@ -172,6 +179,8 @@ def link_loops(loops, run_command, systemctl, proc='/proc'):
     The unit comes from the report's task memcg, or, for kernels whose
     reports name no cgroup, from a live process of the same name.
     """
+    # Imported here: most runs link nothing, and every run compiles what it imports.
+    from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
     units = {}
     for loop in loops:
         unit = unit_of(loop.get('task_memcg'))
@@ -197,6 +206,8 @@ def link_loops(loops, run_command, systemctl, proc='/proc'):
 
 def _unit_of_live_comm(comm, proc):
     """The unit of a live process named comm (the first found), or None."""
+    from ansible_collections.oomguard.linux.plugins.module_utils.processes import cgroup_of
+    from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
     host = HostRoot(os.path.dirname(proc.rstrip('/')) or '/')
     for name in host.listdir('proc'):
         if not name.isdigit():
@@ -264,7 +275,7 @@ def collect(sources=(), paths=(), since=None, year=None, run_command=None, journ
     for path in expand_paths(paths):
         scanner = oom_report.StreamScanner(parser=oom_report.EventParser(emit=emitter(path)),
                                            year=year or file_year(path))
-        read_file(scanner, path)
+        read_file(scanner, path, sink)
         scanner.parser.close()
     loops = sink.kill_loops()
     if link is None:

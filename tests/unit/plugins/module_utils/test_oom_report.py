@@ -316,3 +316,22 @@ def test_reports_cut_between_chunks_are_carried_over(chunk_bytes):
     pieces = oom_report.finish(scanner.parser.close())
     assert len(whole) == 14
     assert [(e['cause'], e['victim']['pid']) for e in pieces] == [(e['cause'], e['victim']['pid']) for e in whole]
+
+
+def test_printk_caller_id_and_oom_kill_line_without_cpuset_fields():
+    # The 5.3 RFC report, with what only its patch adds (the mail's indent and
+    # the "OOM[1]: " prefix) taken off: stock kernels with CONFIG_PRINTK_CALLER
+    # print "[time][  T71] ", and without CONFIG_CPUSETS the oom-kill line has
+    # no cpuset= and mems_allowed= fields.
+    rel = 'public/5.3-rfc-patched-oom-serial-prefix-printk-caller-id-lkml.txt'
+    with open(os.path.join(CORPUS, rel)) as handle:
+        text = ''.join(line.strip().replace(' OOM[1]: ', ' ', 1) + '\n' for line in handle if line.strip().startswith('['))
+    events = oom_report.finish(oom_report.parse_text(text))
+    assert len(events) == 1
+    event = events[0]
+    assert event['invoker']['comm'] == 'kworker/4:1'
+    assert event['uptime_s'] == 31.935015
+    assert (event['constraint'], event['task_memcg'], event['cpuset']) == ('CONSTRAINT_NONE', '/', None)
+    assert event['victim']['pid'] == 737 and event['victim']['pgtables_kb'] == 421888
+    assert event['reaper']['reaped'] and event['reaper']['anon_rss_kb'] == 0
+    assert event['cause'] == 'manual'
