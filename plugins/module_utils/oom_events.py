@@ -4,7 +4,8 @@
 """Where OOM reports come from (kernel ring buffer, journal, log files),
 the `since` filter, and linking kill loops to the live host's units.
 
-The parsing itself is in oom_report.py.  Standard library only.
+Reading a log is in oom_scan.py, the parsing itself in oom_report.py.
+Standard library only.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +20,7 @@ import stat
 import subprocess
 import time
 
-from ansible_collections.oomguard.linux.plugins.module_utils import oom_report
+from ansible_collections.oomguard.linux.plugins.module_utils import oom_report, oom_scan
 
 
 class SourceError(Exception):
@@ -106,7 +107,7 @@ def _kmsg_batches(fd, path):
             break
         records.append(record if record.endswith(b'\n') else record + b'\n')
         size += len(record)
-        if size >= oom_report.CHUNK_BYTES:
+        if size >= oom_scan.CHUNK_BYTES:
             yield b''.join(records)
             records, size = [], 0
     if records:
@@ -258,7 +259,7 @@ def collect(sources=(), paths=(), since=None, year=None, run_command=None, journ
         return emit
 
     for source in sources:
-        scanner = oom_report.StreamScanner(
+        scanner = oom_scan.StreamScanner(
             parser=oom_report.EventParser(emit=emitter(source)), year=year or time.gmtime().tm_year)
         try:
             if source == 'dmesg':
@@ -273,8 +274,8 @@ def collect(sources=(), paths=(), since=None, year=None, run_command=None, journ
             notes.append(str(exc))
         scanner.parser.close()
     for path in expand_paths(paths):
-        scanner = oom_report.StreamScanner(parser=oom_report.EventParser(emit=emitter(path)),
-                                           year=year or file_year(path))
+        scanner = oom_scan.StreamScanner(parser=oom_report.EventParser(emit=emitter(path)),
+                                         year=year or file_year(path))
         read_file(scanner, path, sink)
         scanner.parser.close()
     loops = sink.kill_loops()

@@ -18,7 +18,7 @@ import tracemalloc
 import pytest
 import yaml
 
-from ansible_collections.oomguard.linux.plugins.module_utils import oom_events, oom_report
+from ansible_collections.oomguard.linux.plugins.module_utils import oom_events, oom_report, oom_scan
 
 CORPUS = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'oom_reports')
 with open(os.path.join(CORPUS, 'expected.yml')) as _handle:
@@ -49,7 +49,7 @@ def _dig(value, dotted):
 
 def _parse(rel, year=None):
     path = os.path.join(CORPUS, rel)
-    scanner = oom_report.StreamScanner(year=year)
+    scanner = oom_scan.StreamScanner(year=year)
     oom_events.read_file(scanner, path)
     return oom_report.finish(scanner.parser.close())
 
@@ -151,7 +151,7 @@ def test_other_programs_lines_are_skipped():
 def test_rsyslog_escaped_newlines():
     text = ('Jan 18 09:50:59 web1 kernel: Out of memory: Kill process 8356 (nginx) score 5 or sacrifice child'
             '#012Killed process 8356, UID 2188, (nginx) total-vm:117136kB, anon-rss:45388kB, file-rss:4kB\n')
-    events = oom_report.finish(oom_report.parse_text(text, year=2021))
+    events = oom_report.finish(oom_scan.parse_text(text, year=2021))
     assert len(events) == 1
     assert events[0]['victim']['pid'] == 8356
     assert events[0]['host'] == 'web1'
@@ -167,7 +167,7 @@ def test_two_hosts_interleaved():
     for line in first:
         mixed.append('Nov 23 00:44:18 alpha kernel: ' + line)
         mixed.append('Nov 23 00:44:18 beta kernel: ' + line.replace('2211', '3322'))
-    events = oom_report.finish(oom_report.parse_text('\n'.join(mixed) + '\n', year=2026))
+    events = oom_report.finish(oom_scan.parse_text('\n'.join(mixed) + '\n', year=2026))
     assert sorted((e['host'], e['victim']['pid']) for e in events) == [('alpha', 2211), ('beta', 3322)]
     assert all(e['complete'] and e['cause'] == 'memcg_limit' for e in events)
 
@@ -175,12 +175,12 @@ def test_two_hosts_interleaved():
 # -- bad input ----------------------------------------------------------------
 
 def test_empty_input():
-    assert oom_report.parse_text(b'') == []
+    assert oom_scan.parse_text(b'') == []
 
 
 def test_binary_junk_gives_no_event_and_no_error():
     junk = bytes(random.Random(4).getrandbits(8) for dummy in range(200000))
-    assert oom_report.finish(oom_report.parse_text(junk + b'\x00invoked oom-killer\xff\n')) is not None
+    assert oom_report.finish(oom_scan.parse_text(junk + b'\x00invoked oom-killer\xff\n')) is not None
 
 
 def test_truncated_report_is_partial():
@@ -188,7 +188,7 @@ def test_truncated_report_is_partial():
     with open(path, 'rb') as handle:
         data = handle.read()
     cut = data[:data.index(b'Tasks state')]
-    events = oom_report.finish(oom_report.parse_text(cut))
+    events = oom_report.finish(oom_scan.parse_text(cut))
     assert len(events) == 1
     assert events[0]['complete'] is False
     assert events[0]['victim'] is None
@@ -200,7 +200,7 @@ def test_truncated_report_is_partial():
 def test_unreadable_and_missing_paths_fail_clearly(tmp_path):
     with pytest.raises(oom_events.SourceError, match='matches no file'):
         oom_events.expand_paths([str(tmp_path / 'nothing-*.log')])
-    scanner = oom_report.StreamScanner()
+    scanner = oom_scan.StreamScanner()
     with pytest.raises(oom_events.SourceError, match='cannot read'):
         oom_events.read_file(scanner, str(tmp_path / 'absent.log'))
     with pytest.raises(oom_events.SourceError, match='is a directory'):
@@ -216,7 +216,7 @@ def test_gzip_rotated_file(tmp_path):
     rotated = tmp_path / 'kern.log.1.gz'
     with open(source, 'rb') as handle:
         rotated.write_bytes(gzip.compress(handle.read()))
-    scanner = oom_report.StreamScanner(year=2021)
+    scanner = oom_scan.StreamScanner(year=2021)
     oom_events.read_file(scanner, str(rotated))
     assert len(scanner.parser.close()) == 20
 
@@ -252,7 +252,7 @@ def test_large_input_memory_stays_flat():
             return piece
 
     tracemalloc.start()
-    scanner = oom_report.StreamScanner()
+    scanner = oom_scan.StreamScanner()
     scanner.scan(Stream(), chunk_bytes=1 << 20)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -310,8 +310,8 @@ def test_reports_cut_between_chunks_are_carried_over(chunk_bytes):
     path = os.path.join(CORPUS, 'generated', 'debian12-6.1-cgroupv2-mixed', 'kmsg.txt')
     with open(path, 'rb') as handle:
         data = handle.read()
-    whole = oom_report.finish(oom_report.parse_text(data))
-    scanner = oom_report.StreamScanner()
+    whole = oom_report.finish(oom_scan.parse_text(data))
+    scanner = oom_scan.StreamScanner()
     scanner.scan_chunks(data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes))
     pieces = oom_report.finish(scanner.parser.close())
     assert len(whole) == 14
@@ -326,7 +326,7 @@ def test_printk_caller_id_and_oom_kill_line_without_cpuset_fields():
     rel = 'public/5.3-rfc-patched-oom-serial-prefix-printk-caller-id-lkml.txt'
     with open(os.path.join(CORPUS, rel)) as handle:
         text = ''.join(line.strip().replace(' OOM[1]: ', ' ', 1) + '\n' for line in handle if line.strip().startswith('['))
-    events = oom_report.finish(oom_report.parse_text(text))
+    events = oom_report.finish(oom_scan.parse_text(text))
     assert len(events) == 1
     event = events[0]
     assert event['invoker']['comm'] == 'kworker/4:1'

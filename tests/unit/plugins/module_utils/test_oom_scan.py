@@ -1,6 +1,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading plain log files: StreamScanner.scan_file, its forked workers and its fallbacks.
+"""Reading plain log files (oom_scan): StreamScanner.scan_file, its forked workers and its fallbacks.
 
 Every report here is a real capture from tests/unit/fixtures/oom_reports; the
 noise around them is the real boot log of one of those captures, repeated.
@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from ansible_collections.oomguard.linux.plugins.module_utils import oom_events, oom_report
+from ansible_collections.oomguard.linux.plugins.module_utils import oom_events, oom_report, oom_scan
 
 CORPUS = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'oom_reports')
 BOOT = os.path.join(CORPUS, 'generated', 'debian12-6.1-cgroupv2-mixed', 'dmesg.txt')
@@ -38,7 +38,7 @@ def _read(path):
 def _noise():
     """The real boot log of a capture, up to its first OOM report."""
     data = _read(BOOT)
-    return data[:data.rindex(b'\n', 0, data.index(oom_report.START_MARKER)) + 1]
+    return data[:data.rindex(b'\n', 0, data.index(oom_scan.START_MARKER)) + 1]
 
 
 def _noise_bytes(size):
@@ -59,7 +59,7 @@ def _summary(events):
 
 
 def _scan_file(path, **kwargs):
-    scanner = oom_report.StreamScanner(year=2021, **kwargs.pop('scanner', {}))
+    scanner = oom_scan.StreamScanner(year=2021, **kwargs.pop('scanner', {}))
     fd = os.open(str(path), os.O_RDONLY)
     try:
         scanner.scan_file(fd, **kwargs)
@@ -86,7 +86,7 @@ def _no_children_left():
 def test_scan_file_gives_what_parse_text_gives(rel, workers):
     """A corpus file read by scan_file, with and without workers, gives parse_text's events."""
     path = os.path.join(CORPUS, rel)
-    expected = oom_report.parse_text(_read(path), year=2021)
+    expected = oom_scan.parse_text(_read(path), year=2021)
     assert expected
     assert _summary(_scan_file(path, workers=workers, min_bytes=1)) == _summary(expected)
     _no_children_left()
@@ -107,13 +107,13 @@ def test_report_across_the_boundary_of_two_worker_shares(tmp_path, monkeypatch, 
     before = _noise_bytes(300000)
     data = before + report + _noise_bytes(200000)
     boundary = len(before) + report.index(where.encode()) + len(where) // 2
-    monkeypatch.setattr(oom_report, 'shares', lambda size, count, fragment_end: [(0, boundary), (boundary, size)])
+    monkeypatch.setattr(oom_scan, 'shares', lambda size, count, fragment_end: [(0, boundary), (boundary, size)])
     log = tmp_path / 'kern.log'
     log.write_bytes(data)
     events = _scan_file(log, workers=2, min_bytes=1)
     assert len(events) == 1
     assert events[0]['complete'] and events[0]['victim']['pid'] == 2211
-    assert _summary(events) == _summary(oom_report.parse_text(data, year=2021))
+    assert _summary(events) == _summary(oom_scan.parse_text(data, year=2021))
 
 
 def test_many_reports_parsed_in_groups_as_in_one_pass(tmp_path):
@@ -122,7 +122,7 @@ def test_many_reports_parsed_in_groups_as_in_one_pass(tmp_path):
     data = b''.join(_noise_bytes(150000 + 7919 * index) + pieces[index % len(pieces)] for index in range(24))
     log = tmp_path / 'kern.log'
     log.write_bytes(data)
-    sequential = oom_report.parse_text(data, year=2021)
+    sequential = oom_scan.parse_text(data, year=2021)
     assert len(sequential) == 6 * (5 + 1 + 20 + 14)
     for workers in (2, 4):
         assert _summary(_scan_file(log, workers=workers, min_bytes=1)) == _summary(sequential)
@@ -142,7 +142,7 @@ def test_rate_limited_kills_far_into_a_large_log(tmp_path):
     assert oom_report.kill_loops(events)[0]['kills'] == 20
     # The selection and the kill line; the task-table row before the first starts nothing.
     assert [event['lines'] for event in events[:2]] == [2, 2]
-    assert _summary(events) == _summary(oom_report.parse_text(data, year=2021))
+    assert _summary(events) == _summary(oom_scan.parse_text(data, year=2021))
 
 
 def test_report_that_lost_its_first_lines_far_into_a_large_log(tmp_path):
@@ -171,13 +171,13 @@ def test_two_line_kill_of_old_kernels(tmp_path):
     for cut in (None, kill + 5, data.index(b'\n', kill) + 1):
         shares = None if cut is None else [(0, cut), (cut, len(data))]
         if shares:
-            original = oom_report.shares
-            oom_report.shares = lambda size, count, fragment_end, shares=shares: shares
+            original = oom_scan.shares
+            oom_scan.shares = lambda size, count, fragment_end, shares=shares: shares
         try:
             events = oom_report.finish(_scan_file(log, workers=2, min_bytes=1))
         finally:
             if shares:
-                oom_report.shares = original
+                oom_scan.shares = original
         assert len(events) == 1
         event = events[0]
         assert event['selected']['pid'] == event['victim']['pid'] == 21832
@@ -188,7 +188,7 @@ def test_two_line_kill_of_old_kernels(tmp_path):
 def test_fragments_are_looked_for_in_the_head_of_an_input(tmp_path, parallel):
     """A fragment with neither an "invoked" nor a kill line: found before fragment_bytes, not after."""
     fragment = _read(DOCKER)
-    assert oom_report.START_MARKER not in fragment and oom_report.KILL_MARKER not in fragment
+    assert oom_scan.START_MARKER not in fragment and oom_scan.KILL_MARKER not in fragment
     noise = _noise_bytes(200000)
     data = noise + fragment + noise
     log = tmp_path / 'kern.log'
@@ -198,7 +198,7 @@ def test_fragments_are_looked_for_in_the_head_of_an_input(tmp_path, parallel):
     assert len(inside) == 1 and inside[0]['limit_memcg'].startswith('/docker/')
     assert _scan_file(log, scanner={'fragment_bytes': len(noise)}, **options) == []
     # The default reaches 64 MiB into each input.
-    assert oom_report.FRAGMENT_SCAN_BYTES == 64 << 20
+    assert oom_scan.FRAGMENT_SCAN_BYTES == 64 << 20
     assert len(_scan_file(log, **options)) == 1
 
 
@@ -208,7 +208,7 @@ def test_fragments_in_a_stream_past_its_head():
     noise = _noise_bytes(100000)
     data = noise + fragment + noise
     for limit, found in ((len(noise) + len(fragment), 1), (len(noise), 0)):
-        scanner = oom_report.StreamScanner(fragment_bytes=limit)
+        scanner = oom_scan.StreamScanner(fragment_bytes=limit)
         scanner.scan_chunks(data[i:i + 8192] for i in range(0, len(data), 8192))
         assert len(scanner.parser.close()) == found
 
@@ -218,11 +218,11 @@ def test_a_failing_worker_has_its_part_done_by_the_parent(tmp_path, monkeypatch)
     data = b''.join(_noise_bytes(100000) + piece for piece in (_read(HOST), _read(NGINX), _read(CLAMD)) * 2)
     log = tmp_path / 'kern.log'
     log.write_bytes(data)
-    expected = _summary(oom_report.parse_text(data, year=2021))
+    expected = _summary(oom_scan.parse_text(data, year=2021))
 
     def dies(*args):
         os._exit(9)
-    monkeypatch.setattr(oom_report, '_share_markers_job', dies)
+    monkeypatch.setattr(oom_scan, '_share_markers_job', dies)
     assert _summary(_scan_file(log, workers=2, min_bytes=1)) == expected
     _no_children_left()
     monkeypatch.undo()
@@ -231,8 +231,8 @@ def test_a_failing_worker_has_its_part_done_by_the_parent(tmp_path, monkeypatch)
         if low > 0:
             raise OSError('the file was truncated under the mapping')
         return original(self, fd, size, low, high, *rest)
-    original = oom_report.StreamScanner._scan_group
-    monkeypatch.setattr(oom_report.StreamScanner, '_scan_group', fails)
+    original = oom_scan.StreamScanner._scan_group
+    monkeypatch.setattr(oom_scan.StreamScanner, '_scan_group', fails)
     assert _summary(_scan_file(log, workers=3, min_bytes=1)) == expected
     _no_children_left()
 
@@ -241,10 +241,10 @@ def test_a_log_dense_with_markers_is_read_sequentially(tmp_path, monkeypatch):
     data = _noise_bytes(50000) + _read(NGINX) * 3
     log = tmp_path / 'kern.log'
     log.write_bytes(data)
-    monkeypatch.setattr(oom_report, 'MAX_SHARE_MARKERS', 10)
+    monkeypatch.setattr(oom_scan, 'MAX_SHARE_MARKERS', 10)
     events = _scan_file(log, workers=2, min_bytes=1)
     assert len(events) == 60
-    assert _summary(events) == _summary(oom_report.parse_text(data, year=2021))
+    assert _summary(events) == _summary(oom_scan.parse_text(data, year=2021))
 
 
 def test_workers_count_into_the_sink(tmp_path, monkeypatch):
@@ -253,10 +253,10 @@ def test_workers_count_into_the_sink(tmp_path, monkeypatch):
                     for index, piece in enumerate((_read(NGINX), _read(HOST), _read(CLAMD), _read(NGINX), _read(BOOT))))
     log = tmp_path / 'kern.log'
     log.write_bytes(data)
-    monkeypatch.setattr(oom_report, 'cpu_count', lambda: 3)
+    monkeypatch.setattr(oom_scan, 'cpu_count', lambda: 3)
     results = []
     for minimum in (1 << 40, 1):
-        monkeypatch.setattr(oom_report, 'PARALLEL_MIN_BYTES', minimum)
+        monkeypatch.setattr(oom_scan, 'PARALLEL_MIN_BYTES', minimum)
         results.append(oom_events.collect(paths=[str(log)], year=2021, keep=7))
     assert results[0] == results[1]
     events, loops, summary, notes = results[1]
@@ -266,7 +266,7 @@ def test_workers_count_into_the_sink(tmp_path, monkeypatch):
 
 
 def test_sink_merge_is_one_sink_over_both_parts():
-    events = oom_report.finish(oom_report.parse_text(_read(NGINX) + _read(HOST) + _read(NGINX), year=2021))
+    events = oom_report.finish(oom_scan.parse_text(_read(NGINX) + _read(HOST) + _read(NGINX), year=2021))
     whole = oom_report.EventSink(keep=5)
     first = oom_report.EventSink(keep=5)
     for event in events:
@@ -286,9 +286,9 @@ def test_batched_prefixes_give_the_line_by_line_parse(monkeypatch):
     for top, dummy, names in os.walk(CORPUS):
         files.extend(os.path.join(top, name) for name in names if name.endswith(('.txt', '.log')))
     assert len(files) > 80
-    batched = [_summary(oom_report.parse_text(_read(path), year=2021)) for path in sorted(files)]
-    monkeypatch.setattr(oom_report, '_BATCH_LINES', 1 << 30)
-    assert [_summary(oom_report.parse_text(_read(path), year=2021)) for path in sorted(files)] == batched
+    batched = [_summary(oom_scan.parse_text(_read(path), year=2021)) for path in sorted(files)]
+    monkeypatch.setattr(oom_scan, '_BATCH_LINES', 1 << 30)
+    assert [_summary(oom_scan.parse_text(_read(path), year=2021)) for path in sorted(files)] == batched
 
 
 @pytest.mark.parametrize('message', [
@@ -298,13 +298,13 @@ def test_batched_prefixes_give_the_line_by_line_parse(monkeypatch):
     'DMA32: 1*4kB (U) = 4kB', 'CPU: 0 PID: 1 Comm: x Not tainted 6.1.0', 'Task in /a killed as a result of limit of /a',
 ])
 def test_lines_a_pattern_matches_are_never_skipped(message):
-    assert not oom_report._matches_nothing(message)
+    assert not oom_report.matches_nothing(message)
 
 
 @pytest.mark.parametrize('message', ['dump_header+0x4a/0x1f0', 'active_anon:0 inactive_anon:0', 'rss 66899968',
                                      '[<c0173ff8>] ? out_of_memory+0x225/0x283', 'Call Trace:', 'Hardware name: QEMU'])
 def test_lines_no_pattern_matches_are_skipped(message):
-    assert oom_report._matches_nothing(message)
+    assert oom_report.matches_nothing(message)
 
 
 def _alive(pid):
@@ -321,12 +321,12 @@ def test_workers_die_with_the_module(tmp_path):
     pids = tmp_path / 'pids'
     script = (
         'import os, time\n'
-        'from ansible_collections.oomguard.linux.plugins.module_utils import oom_report\n'
+        'from ansible_collections.oomguard.linux.plugins.module_utils import oom_scan\n'
         'def job():\n'
         '    with open(%r, "a") as out:\n'
         '        out.write("%%d\\n" %% os.getpid())\n'
         '    time.sleep(60)\n'
-        'oom_report.in_workers([job, job])\n' % str(pids))
+        'oom_scan.in_workers([job, job])\n' % str(pids))
     module = subprocess.Popen([sys.executable, '-c', script], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     try:
         for dummy in range(200):
