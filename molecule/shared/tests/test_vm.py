@@ -6,7 +6,8 @@
   independently with coreutils and procps;
 * real OOMs provoked inside the VM are found by oom_events and given the
   right cause;
-* the reboot of the side-effect step happened (the boot id changed).
+* the reboot of the side-effect step happened (the boot id changed);
+* the VM has its own machine-id (from its QEMU -uuid) and SSH host key.
 """
 
 import pytest
@@ -72,3 +73,12 @@ def test_the_side_effect_rebooted_the_vm(host):
     before = host.file('/var/tmp/oomguard-boot-id-before-reboot')
     assert before.exists, 'the side-effect step (reboot.yml) did not run'
     assert before.content_string.strip() != host.file('/proc/sys/kernel/random/boot_id').content_string.strip()
+
+
+def test_the_vm_has_its_own_identity(host):
+    # The image ships an empty machine-id and no SSH host key: systemd made the
+    # machine-id from QEMU's -uuid, which vm.py draws for every VM, and the VM
+    # made its own host key at first start.
+    machine_id = host.file('/etc/machine-id').content_string.strip()
+    assert machine_id == host.file('/sys/class/dmi/id/product_uuid').content_string.strip().replace('-', '')
+    assert host.file('/etc/ssh/ssh_host_ed25519_key').exists
