@@ -72,10 +72,12 @@ NO_KILL_MARKERS = (b'Kernel panic - not syncing', b'no killable processes')
 # lines above can start (a partial paste, a report cut at the head of a
 # rotated log).  Looked for in the first FRAGMENT_SCAN_BYTES of each input
 # only: four more passes over a whole large log would cost twice the rest,
-# and further on a report always has one of those two lines.
+# and further on a report always has one of those two lines.  8 MiB: such a
+# fragment starts at the head of its input, and any report larger than that
+# (a task table of ~80k processes) reaches its kill line.
 FRAGMENT_MARKERS = (b'killed as a result of limit of', b'Memory cgroup stats for', b'Mem-Info:', b'Tasks state (memory')
 PARTIAL_MARKERS = FRAGMENT_MARKERS
-FRAGMENT_SCAN_BYTES = 64 << 20
+FRAGMENT_SCAN_BYTES = 8 << 20
 # A fragment that reaches no kill line ends at the next report or this far on
 # (a task table of ~10k processes).
 FRAGMENT_WINDOW_BYTES = 1 << 20

@@ -81,7 +81,7 @@ notes:
   - A report is found anywhere in an input by its C(invoked oom-killer) line or its kill line (C(Out of memory),
     also when rate limiting dropped the rest of the report). A report fragment holding neither (a partial paste,
     a report cut at the head of a rotated log) is found by its C(Mem-Info:), C(Memory cgroup stats for),
-    C(Tasks state) or C(killed as a result of limit of) line only in the first 64 MiB of each input (a file,
+    C(Tasks state) or C(killed as a result of limit of) line only in the first 8 MiB of each input (a file,
     a gzip file's content, the ring buffer, the journal).
   - Plain (not gzip) files of 16 MiB or more are searched and parsed by forked worker processes, one per CPU
     the module may use (at most 16); a worker that fails has its part redone by the module. Memory stays flat

@@ -197,8 +197,8 @@ def test_fragments_are_looked_for_in_the_head_of_an_input(tmp_path, parallel):
     inside = _scan_file(log, scanner={'fragment_bytes': len(noise) + len(fragment)}, **options)
     assert len(inside) == 1 and inside[0]['limit_memcg'].startswith('/docker/')
     assert _scan_file(log, scanner={'fragment_bytes': len(noise)}, **options) == []
-    # The default reaches 64 MiB into each input.
-    assert oom_scan.FRAGMENT_SCAN_BYTES == 64 << 20
+    # The default reaches 8 MiB into each input.
+    assert oom_scan.FRAGMENT_SCAN_BYTES == 8 << 20
     assert len(_scan_file(log, **options)) == 1
 
 
