@@ -1,0 +1,109 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: restore
+short_description: Put back every value and file the collection changed on a host
+version_added: 0.1.0
+description:
+  - Reads the ledger that the collection's changing modules (M(oomguard.linux.kernel_tunables)) write
+    before their first change, and puts back what it recorded. Files get back their content, mode and
+    owner (or are removed when they did not exist), directories the collection created are removed
+    when empty, units it started are stopped, and the live values are written back and read back.
+  - The ledger is deleted afterwards, so the next hardening run records the originals afresh.
+  - Without a ledger there is nothing to do and nothing changes.
+author:
+  - oomguard.linux maintainers (@oomguard)
+attributes:
+  check_mode:
+    support: full
+    description: Lists what would be put back and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the live values and files before and after.
+  platform:
+    platforms: posix
+    support: full
+    description: Linux only.
+options:
+  state_dir:
+    description: Where the ledger is kept.
+    type: path
+    default: /var/lib/oomguard
+  host_label:
+    description: How messages name the host. Defaults to the node name.
+    type: str
+seealso:
+  - module: oomguard.linux.kernel_tunables
+'''
+
+EXAMPLES = r'''
+- name: Put back what the collection changed
+  oomguard.linux.restore:
+'''
+
+RETURN = r'''
+changes:
+  description: The live values written back, in order.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{key: vm.panic_on_oom, kind: sysctl, path: /proc/sys/vm/panic_on_oom, before: '1', after: '0',
+            cause: restore}]
+files:
+  description: Files and directories put back or removed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /etc/sysctl.d/90-oomguard.conf, action: remove}]
+units_stopped:
+  description: Units the collection had started and that were stopped.
+  returned: when a ledger exists
+  type: list
+  elements: str
+ledger:
+  description: The path of the ledger.
+  returned: always
+  type: str
+'''
+
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
+from ansible_collections.oomguard.linux.plugins.module_utils.ledger import LedgerError
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import ApplyError, restore
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state_dir=dict(type='path', default='/var/lib/oomguard'),
+            host_label=dict(type='str'),
+        ),
+        supports_check_mode=True,
+    )
+    labels = Labels(module.params['host_label'] or platform.node())
+    try:
+        result = restore({'paths': {'state_dir': module.params['state_dir']}}, HostRoot('/'), labels,
+                         module.check_mode, run_command=module.run_command,
+                         systemctl=module.get_bin_path('systemctl'))
+    except (ApplyError, LedgerError, ReadError) as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg=labels.msg('cannot restore: %s' % exc))
+    if not module._diff:
+        result.pop('diff', None)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
