@@ -19,8 +19,11 @@ rootfs="$out/rootfs"
 
 # What the tests need inside: the collection's modules run on python3;
 # numactl drives the node-constrained OOM; procps/iproute2 for debugging.
+# The per-service hardening (issue 6) deploys Debian's early OOM killers
+# (earlyoom, systemd-oomd) and protects nginx's master/worker pair: they are
+# installed here and left disabled, so that only the roles start them.
 packages=(systemd-sysv udev kmod dbus openssh-server python3 linux-image-amd64 initramfs-tools
-    iproute2 procps numactl)
+    iproute2 procps numactl earlyoom systemd-oomd nginx)
 
 mkdir -p "$rootfs"
 debootstrap --variant=minbase --include="$(
@@ -51,6 +54,9 @@ install -d -m 0700 "$rootfs/root/.ssh"
 install -m 0600 "$pubkey" "$rootfs/root/.ssh/authorized_keys"
 
 in_root systemctl enable systemd-networkd.service ssh.service
+# Installed for the roles, off until a role turns them on: an early killer
+# running behind a test's back would kill its hogs before the kernel does.
+in_root systemctl disable earlyoom.service systemd-oomd.service systemd-oomd.socket nginx.service
 # Off: what slows a TCG boot or changes the guest behind a test's back.
 in_root systemctl mask systemd-firstboot.service systemd-networkd-wait-online.service \
     apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service \

@@ -82,3 +82,12 @@ def test_the_vm_has_its_own_identity(host):
     machine_id = host.file('/etc/machine-id').content_string.strip()
     assert machine_id == host.file('/sys/class/dmi/id/product_uuid').content_string.strip().replace('-', '')
     assert host.file('/etc/ssh/ssh_host_ed25519_key').exists
+
+
+@pytest.mark.parametrize('unit', ['earlyoom.service', 'systemd-oomd.service', 'nginx.service'])
+def test_early_killers_and_nginx_are_installed_and_off(host, unit):
+    # The image carries what the per-service roles deploy; until a role
+    # starts them, nothing may kill a test's hog before the kernel does.
+    assert host.run('systemctl cat %s' % unit).rc == 0, '%s is not installed' % unit
+    assert host.run('systemctl is-enabled %s' % unit).stdout.strip() == 'disabled'
+    assert host.run('systemctl is-active %s' % unit).stdout.strip() == 'inactive'
