@@ -233,7 +233,7 @@ def kernel_default_min_free_kb(zones, release=None):
                     if z.get('zone') not in ('HighMem', 'Movable', 'Device'))
     if lowmem_kb <= 0:
         return None
-    value = int(math.isqrt(lowmem_kb * 16)) if hasattr(math, 'isqrt') else int(math.sqrt(lowmem_kb * 16))
+    value = math.isqrt(lowmem_kb * 16)
     version = kernel_version(release)
     # The ceiling was 65536 kB before 5.7.
     ceiling = 65536 if version is not None and version < (5, 7) else KERNEL_MIN_FREE_CEILING_KB

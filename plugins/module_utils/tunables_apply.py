@@ -203,25 +203,32 @@ def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
         if timer_touched and files.get(timer_path, {}).get('type') == 'file':
             _systemctl(run_command, systemctl, 'restart', tn.COMPACT_TIMER)
 
-    for change in value_changes:
-        if change['cause'] != 'requested':
+    _write_and_check(
+        host, value_changes, 'requested', labels,
+        lambda change, exc: 'writing %s = %s to %s failed: %s; the originals are in %s, playbooks/restore.yml '
+                            'puts them back' % (change['key'], change['after'], change['path'], exc, result['ledger']),
+        lambda found: 'after writing, the kernel reports: %s; the originals are in %s' % (found, result['ledger']))
+    return result
+
+
+def _write_and_check(host, changes, cause, labels, write_error, check_error):
+    """Write the changes of this cause (the others are the kernel's own side
+    effects), then read every change back: ApplyError on a failed write or
+    a value the kernel did not keep."""
+    for change in changes:
+        if change['cause'] != cause:
             continue
         try:
             _write_live(host.path(change['path']), change['after'])
         except (IOError, OSError) as exc:
-            raise ApplyError(labels.msg('writing %s = %s to %s failed: %s; the originals are in %s, '
-                                        'playbooks/restore.yml puts them back'
-                                        % (change['key'], change['after'], change['path'], exc,
-                                           result['ledger'])))
+            raise ApplyError(labels.msg(write_error(change, exc)))
     mismatches = []
-    for change in value_changes:
+    for change in changes:
         now = _read_back(host, change)
         if now != change['after']:
             mismatches.append('%s is %s, expected %s' % (change['key'], now, change['after']))
     if mismatches:
-        raise ApplyError(labels.msg('after writing, the kernel reports: %s; the originals are in %s'
-                                    % ('; '.join(mismatches), result['ledger'])))
-    return result
+        raise ApplyError(labels.msg(check_error('; '.join(mismatches))))
 
 
 def _read_back(host, change):
@@ -308,21 +315,10 @@ def restore(params, host, labels, check_mode, run_command=None, systemctl=None):
             pass  # something else lives there now; keep it
     if manage_units and any('/systemd/' in c['path'] for c in file_changes):
         _systemctl(run_command, systemctl, 'daemon-reload')
-    for change in value_changes:
-        if change['cause'] != 'restore':
-            continue
-        try:
-            _write_live(host.path(change['path']), change['after'])
-        except (IOError, OSError) as exc:
-            raise ApplyError(labels.msg('restoring %s = %s failed: %s; the ledger %s is kept'
-                                        % (change['key'], change['after'], exc, ledger.path)))
-    mismatches = []
-    for change in value_changes:
-        now = _read_back(host, change)
-        if now != change['after']:
-            mismatches.append('%s is %s, expected %s' % (change['key'], now, change['after']))
-    if mismatches:
-        raise ApplyError(labels.msg('after restoring, the kernel reports: %s; the ledger %s is kept'
-                                    % ('; '.join(mismatches), ledger.path)))
+    _write_and_check(
+        host, value_changes, 'restore', labels,
+        lambda change, exc: 'restoring %s = %s failed: %s; the ledger %s is kept'
+                            % (change['key'], change['after'], exc, ledger.path),
+        lambda found: 'after restoring, the kernel reports: %s; the ledger %s is kept' % (found, ledger.path))
     ledger.delete()
     return result
