@@ -98,7 +98,8 @@ def _describe(state):
     if state['type'] == 'link':
         return '-> %s\n' % state['target']
     if 'content' in state:
-        return state['content']
+        content = state['content']
+        return content.decode('utf-8', 'replace') if isinstance(content, bytes) else content
     content = ledger_mod.content_of(state)
     return content.decode('utf-8', 'replace') if content is not None else ''
 
@@ -246,7 +247,9 @@ def _restore_order(values):
     thp = sorted(k for k, e in values.items() if e['kind'] == 'thp')
     sysctls = list(reversed(tn.write_order([k for k, e in values.items() if e['kind'] == 'sysctl'])))
     sysctls.sort(key=lambda k: 0 if k in tn.COUPLED and values[k]['original'] == '0' else 1)
-    return thp + sysctls
+    # Then the cgroup files and processes of the per-unit settings (oom_units).
+    others = sorted(k for k, e in values.items() if e['kind'] not in ('thp', 'sysctl'))
+    return thp + sysctls + others
 
 
 def _same_file(state, recorded):

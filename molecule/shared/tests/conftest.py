@@ -25,14 +25,43 @@ HOST = {'unit': 'oomguard-host', 'properties': ['OOMScoreAdjust=1000'], 'cause':
 CPUSET = {'unit': 'oomguard-cpuset', 'properties': ['AllowedMemoryNodes=1', 'AllowedCPUs=1'], 'cause': 'numa_node'}
 MEMPOLICY = {'unit': 'oomguard-mempolicy', 'properties': [], 'prefix': 'numactl --membind=1 ', 'cause': 'mempolicy'}
 
+# The per-unit proofs (test_services.py), run on the scenario's test units
+# (files/test-units) as its inventory hardened them.
+LIMITED = {'unit': 'oomguard-hog-limited.service', 'cause': 'memcg_limit'}
+SLICED = {'unit': 'oomguard-hog-sliced.service', 'cause': 'parent_memcg_limit'}
+NODE1 = {'unit': 'oomguard-hog-node1.service', 'cause': 'numa_node'}
+
+# What systemd must report for the default scenario's inventory.
+DEFAULT_UNITS = {
+    'oomguard-hog-limited.service': {'MemoryMax': '67108864', 'MemorySwapMax': '0'},
+    'oomguard-limited.slice': {'MemoryMax': '100663296'},
+    'oomguard-db.service': {'OOMScoreAdjust': '-900', 'MemoryLow': '67108864'},
+    'oomguard-batch.service': {'OOMScoreAdjust': '800'},
+    'nginx.service': {'OOMPolicy': 'kill'},
+    'oomguard-nginx.service': {'OOMPolicy': 'kill', 'MemoryMax': '50331648'},
+    'system.slice': {'ManagedOOMMemoryPressure': 'kill'},
+}
+
 SCENARIOS = {
-    'default': {'cgroup_modes': ['v2'], 'numa_nodes': 1, 'ooms': [MEMCG, HOST]},
+    'default': {'cgroup_modes': ['v2'], 'numa_nodes': 1, 'ooms': [MEMCG, HOST],
+                'unit_ooms': [LIMITED, SLICED], 'protection_oom': True, 'nginx_loop': True,
+                'early_killer': {'unit': 'systemd-oomd.service', 'dry_run': True},
+                'unit_properties': DEFAULT_UNITS},
     # systemd 252 with unified_cgroup_hierarchy=0 mounts v1 controllers and,
     # by default, a v2 hierarchy for itself at /sys/fs/cgroup/unified.  On v1
     # systemd cannot tell an OOM kill from another SIGKILL: Result=signal.
     'cgroupv1': {'cgroup_modes': ['v1', 'hybrid'], 'numa_nodes': 1,
-                 'ooms': [dict(MEMCG, properties=['MemoryMax=64M'], results=['oom-kill', 'signal'])]},
-    'numa': {'cgroup_modes': ['v2'], 'numa_nodes': 2, 'ooms': [CPUSET, MEMPOLICY]},
+                 'ooms': [dict(MEMCG, properties=['MemoryMax=64M'], results=['oom-kill', 'signal'])],
+                 'early_killer': {'unit': 'earlyoom.service', 'dry_run': True},
+                 'unit_properties': {'oomguard-hog-limited.service': {'MemoryMax': '67108864'},
+                                     'oomguard-db.service': {'OOMScoreAdjust': '-900'}},
+                 'unit_ooms': [dict(LIMITED, results=['oom-kill', 'signal'])]},
+    'numa': {'cgroup_modes': ['v2'], 'numa_nodes': 2, 'ooms': [CPUSET, MEMPOLICY],
+             'unit_ooms': [NODE1], 'early_kill': True,
+             'early_killer': {'unit': 'earlyoom.service', 'dry_run': False},
+             'unit_properties': {'oomguard-hog-node1.service': {'AllowedMemoryNodes': '1'},
+                                 'oomguard-db.service': {'OOMScoreAdjust': '-900'},
+                                 'oomguard-batch.service': {'OOMScoreAdjust': '800'}}},
 }
 
 
@@ -73,3 +102,33 @@ def _run_hog(host, case):
         if state.rc == 0 and state.stdout.strip() in ('inactive', 'failed'):
             return host.check_output('systemctl show -P Result %s' % unit)
     raise AssertionError('%s still runs after 660 s' % unit)
+
+
+@pytest.fixture(scope='session')
+def start_and_wait():
+    return run_unit
+
+
+@pytest.fixture(scope='session')
+def wait_for_end():
+    return wait_inactive
+
+
+def run_unit(host, unit, timeout_s=660):
+    """Start an installed unit and poll it until it ends; return its Result."""
+    host.run('systemctl reset-failed %s' % unit)
+    host.run_expect([0], 'systemctl start --no-block %s' % unit)
+    return wait_inactive(host, unit, timeout_s)
+
+
+def wait_inactive(host, unit, timeout_s=660):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        try:
+            state = host.run('systemctl show -P ActiveState %s' % unit)
+        except RuntimeError:
+            continue  # the guest is in the near-OOM stall; ask again
+        if state.rc == 0 and state.stdout.strip() in ('inactive', 'failed'):
+            return host.check_output('systemctl show -P Result %s' % unit)
+    raise AssertionError('%s still runs after %d s' % (unit, timeout_s))

@@ -1,0 +1,184 @@
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-unit hardening on a real kernel, after a reboot (issue 6).
+
+* the drop-ins hold: systemd reports the inventory's settings for each unit,
+  and the running processes carry the inventory's oom_score_adj;
+* a runaway in a limited service (or an unlimited service of a limited
+  slice, or a unit bound to NUMA node 1) is killed inside its own cgroup and
+  oom_events names the cause; the protected neighbours keep running;
+* a host-wide OOM spares the protected service and kills the preferred
+  victim;
+* the early killer runs as configured, and where it may kill, it kills the
+  preferred process before the kernel has to act.
+"""
+
+import re
+import time
+
+import pytest
+
+HOLD = '/usr/bin/python3 /usr/local/lib/oomguard-test/hold.py'
+
+
+def _show(host, unit, prop):
+    return host.check_output('systemctl show -P %s %s' % (prop, unit)).strip()
+
+
+def _main_pid(host, unit):
+    return int(_show(host, unit, 'MainPID'))
+
+
+def test_units_carry_the_inventory_settings(host, scenario):
+    expected = scenario.get('unit_properties') or {}
+    assert expected, 'the scenario names no unit settings'
+    for unit, props in sorted(expected.items()):
+        for prop, value in sorted(props.items()):
+            assert _show(host, unit, prop) == value, (unit, prop)
+
+
+def test_running_processes_carry_their_oom_score_adj(host, scenario):
+    expected = scenario.get('unit_properties') or {}
+    for unit, props in sorted(expected.items()):
+        if 'OOMScoreAdjust' not in props or _show(host, unit, 'ActiveState') != 'active':
+            continue
+        pid = _main_pid(host, unit)
+        assert host.file('/proc/%d/oom_score_adj' % pid).content_string.strip() == props['OOMScoreAdjust'], unit
+    # The OpenSSH listener is protected; a session it started is not.
+    listener = _main_pid(host, 'ssh.service')
+    assert host.file('/proc/%d/oom_score_adj' % listener).content_string.strip() == '-1000'
+    assert host.check_output('cat /proc/self/oom_score_adj').strip() == '0'
+
+
+def test_dropins_are_root_owned_and_readable(host, scenario):
+    for unit in sorted(scenario.get('unit_properties') or {}):
+        for path in host.check_output('ls -1 /etc/systemd/system/%s.d/ 2>/dev/null || true' % unit).split():
+            if not path.startswith('90-oomguard-'):
+                continue
+            dropin = host.file('/etc/systemd/system/%s.d/%s' % (unit, path))
+            assert (dropin.user, dropin.group, dropin.mode) == ('root', 'root', 0o644), dropin.path
+
+
+def test_the_early_killer_runs_as_configured(host, scenario):
+    killer = scenario['early_killer']
+    unit = killer['unit']
+    assert host.run('systemctl is-enabled %s' % unit).stdout.strip() == 'enabled'
+    assert host.run('systemctl is-active %s' % unit).stdout.strip() == 'active'
+    pid = _main_pid(host, unit)
+    assert host.file('/proc/%d/oom_score_adj' % pid).content_string.strip() == '-900'
+    args = host.file('/proc/%d/cmdline' % pid).content_string.split('\0')
+    assert ('--dryrun' in args or '--dry-run' in args) == killer['dry_run'], args
+    if unit == 'earlyoom.service':
+        # The patterns reach earlyoom whole, without quotes (systemd splits the
+        # variable at whitespace and keeps quotes).
+        avoid = args[args.index('--avoid') + 1]
+        assert avoid.startswith('^(') and avoid.endswith(')$') and "'" not in avoid
+    else:
+        # oomctl lists the cgroups systemd-oomd watches.
+        assert 'system.slice' in host.check_output('oomctl')
+
+
+@pytest.fixture(scope='module')
+def unit_ooms(host, scenario, start_and_wait):
+    neighbours = dict((u, _main_pid(host, u)) for u in ('oomguard-db.service',)
+                      if _show(host, u, 'ActiveState') == 'active')
+    results = dict((case['unit'], start_and_wait(host, case['unit'])) for case in scenario.get('unit_ooms', []))
+    read = host.ansible('oomguard.linux.oom_events', 'sources=dmesg link_units=false', check=False)
+    after = dict((u, _main_pid(host, u)) for u in neighbours)
+    return results, read, neighbours, after
+
+
+def test_runaways_die_inside_their_own_cgroup(unit_ooms, scenario):
+    results, read, neighbours, after = unit_ooms
+    assert scenario.get('unit_ooms'), 'the scenario has no per-unit OOM'
+    for case in scenario['unit_ooms']:
+        assert results[case['unit']] in case.get('results', ['oom-kill']), (case['unit'], results[case['unit']])
+        events = [e for e in read['events'] if case['unit'] in (e.get('task_memcg') or '')]
+        assert events, 'no kill in %s among %s' % (case['unit'], [e.get('task_memcg') for e in read['events']])
+        for event in events:
+            assert event['victim']['comm'] == 'oomguard-hog'
+            assert event['cause'] == case['cause'], (event['cause'], event['evidence'])
+    # The neighbours lived through it: same process, still running.
+    assert after == neighbours
+
+
+def test_a_host_oom_spares_the_protected_and_kills_the_preferred(host, scenario, wait_for_end):
+    if not scenario.get('protection_oom'):
+        pytest.skip('this scenario has no host-wide protection OOM')
+    db_pid = _main_pid(host, 'oomguard-db.service')
+    batch_pid = _main_pid(host, 'oomguard-batch.service')
+    assert db_pid and batch_pid
+    # The trigger cannot be killed (-1000) and stops growing once the
+    # preferred victim is gone, so the kernel must choose between the
+    # protected service (the biggest, -900) and the preferred one (+800).
+    host.run('systemctl reset-failed oomguard-trigger.service')
+    host.run_expect([0], 'systemd-run --quiet --unit=oomguard-trigger -p OOMScoreAdjust=-1000 '
+                    '-p RuntimeMaxSec=600 %s oomguard-trigger grow-while %d' % (HOLD, batch_pid))
+    wait_for_end(host, 'oomguard-trigger.service')
+    assert _show(host, 'oomguard-batch.service', 'Result') == 'oom-kill'
+    assert _main_pid(host, 'oomguard-db.service') == db_pid
+    read = host.ansible('oomguard.linux.oom_events', 'sources=dmesg link_units=false', check=False)
+    victims = [(e['victim']['comm'], e['cause']) for e in read['events']
+               if e['victim']['comm'] in ('oomguard-batch', 'oomguard-db')]
+    assert ('oomguard-batch', 'host') in victims, victims
+    assert not [v for v in victims if v[0] == 'oomguard-db'], victims
+    host.run_expect([0], 'systemctl restart oomguard-batch.service')
+
+
+def _kernel_kills(host):
+    return int(host.check_output("awk '/^oom_kill /{print $2}' /proc/vmstat"))
+
+
+def test_the_early_killer_acts_first_on_the_preferred(host, scenario, wait_for_end):
+    if not scenario.get('early_kill'):
+        pytest.skip('the early killer of this scenario does not kill')
+    since = host.check_output('date +%s').strip()
+    kernel_before = _kernel_kills(host)
+    db_pid = _main_pid(host, 'oomguard-db.service')
+    batch_pid = _main_pid(host, 'oomguard-batch.service')
+    host.run('systemctl reset-failed oomguard-runaway.service')
+    host.run_expect([0], 'systemd-run --quiet --unit=oomguard-runaway -p RuntimeMaxSec=600 %s oomguard-hog grow'
+                    % HOLD)
+    wait_for_end(host, 'oomguard-runaway.service')
+    journal = host.check_output('journalctl -u earlyoom.service --since @%s -o cat --no-pager' % since)
+    kills = re.findall(r'sending (SIG\w+) to process (\d+) uid \d+ "([^"]+)"', journal)
+    assert kills, journal
+    # The preferred process goes first, the avoided one never, and the kernel
+    # did not have to kill anything.
+    assert kills[0][1:] == (str(batch_pid), 'oomguard-batch'), kills
+    assert 'oomguard-db' not in [k[2] for k in kills], kills
+    assert _main_pid(host, 'oomguard-db.service') == db_pid
+    assert _kernel_kills(host) == kernel_before, 'the kernel killed too: %s' % journal[-2000:]
+    host.run_expect([0], 'systemctl restart oomguard-batch.service')
+    time.sleep(2)
+    assert _show(host, 'oomguard-batch.service', 'ActiveState') == 'active'
+
+
+NGINX = "/usr/sbin/nginx -c /usr/local/lib/oomguard-test/nginx-loop.conf -g 'daemon off;'"
+
+
+def _nginx_kills(read, unit):
+    return [e for e in read['events'] if unit in (e.get('task_memcg') or '') and e['victim']['comm'] == 'nginx']
+
+
+def test_oom_policy_kill_ends_the_nginx_kill_loop(host, scenario, start_and_wait, wait_for_end):
+    if not scenario.get('nginx_loop'):
+        pytest.skip('this scenario has no nginx kill loop')
+    # Without OOMPolicy=kill (continue, as before systemd 243): the master
+    # forks a worker, the kernel kills it, the master forks the next one.
+    host.run('systemctl reset-failed oomguard-nginx-loop.service')
+    host.run_expect([0], 'systemd-run --quiet --unit=oomguard-nginx-loop -p MemoryMax=48M -p MemorySwapMax=0 '
+                    '-p OOMPolicy=continue -p RuntimeMaxSec=60 %s' % NGINX)
+    wait_for_end(host, 'oomguard-nginx-loop.service')
+    # With the inventory's drop-ins (memory_max 48M, oom_policy kill).
+    result = start_and_wait(host, 'oomguard-nginx.service')
+    read = host.ansible('oomguard.linux.oom_events', 'sources=dmesg link_units=false', check=False)
+    loop_kills = _nginx_kills(read, 'oomguard-nginx-loop.service')
+    loops = [lp for lp in read['kill_loops'] if 'oomguard-nginx-loop.service' in (lp['task_memcg'] or '')]
+    assert len(loop_kills) >= 3 and loops and loops[0]['comm'] == 'nginx', (len(loop_kills), read['kill_loops'])
+    hardened_kills = _nginx_kills(read, 'oomguard-nginx.service')
+    assert result == 'oom-kill'
+    assert len(hardened_kills) == 1, [(e['victim'], e.get('timestamp')) for e in hardened_kills]
+    assert not [lp for lp in read['kill_loops'] if 'oomguard-nginx.service' in (lp['task_memcg'] or '')]
+    for event in loop_kills + hardened_kills:
+        assert event['cause'] == 'memcg_limit', event['evidence']

@@ -1,0 +1,453 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A userspace early OOM killer (earlyoom or systemd-oomd): judge and apply.
+
+The kernel's OOM killer acts only once reclaim has failed, which on a host
+with page cache in play can be minutes of thrashing (seed 002).  An early
+killer acts on available memory (earlyoom) or on memory pressure (PSI,
+systemd-oomd) first.  Both come from Debian's packages; this module writes
+their configuration, enables them the way `systemctl enable` would (the
+[Install] links, so check mode can predict them), starts them and reads
+back that they run.  Every file and link goes through the ledger.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
+from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import (
+    ApplyError, Refused, build_diff, plan_files,
+)
+
+OWNER = 'early_oom'
+KILLERS = ('auto', 'earlyoom', 'systemd-oomd', 'none')
+UNITS = {'earlyoom': 'earlyoom.service', 'systemd-oomd': 'systemd-oomd.service'}
+SOCKETS = {'systemd-oomd': ('systemd-oomd.socket',)}
+DEFAULT_PATHS = {
+    'systemd_dir': '/etc/systemd/system',
+    'state_dir': '/var/lib/oomguard',
+    'earlyoom_defaults': '/etc/default/earlyoom',
+    'oomd_conf_dir': '/etc/systemd/oomd.conf.d',
+    'unit_dirs': ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'],
+}
+DROPIN = '90-oomguard-early-oom.conf'
+# Processes earlyoom must leave alone whatever the inventory says: the
+# system's own plumbing and the way in (matched on the process name).
+DEFAULT_AVOID = ('init', 'systemd', 'systemd-journal', 'systemd-logind', 'systemd-udevd', 'sshd', 'dbus-daemon',
+                 'earlyoom')
+# The killer itself is protected from the kernel's OOM killer.
+KILLER_OOM_SCORE_ADJ = -900
+# Settings: name -> (kind, low, high, default); None default = unset.
+SETTINGS = {
+    'killer': ('choice', KILLERS, None, 'none'),
+    'dry_run': ('bool', None, None, False),
+    'prefer': ('patterns', None, None, []),
+    'avoid': ('patterns', None, None, []),
+    'mem_min_percent': ('int', 1, 50, 10),
+    'mem_kill_percent': ('int', 1, 50, None),
+    'swap_min_percent': ('int', 0, 100, None),
+    'report_interval_s': ('int', 0, 86400, 60),
+    'memory_pressure_limit_percent': ('int', 1, 99, 60),
+    'memory_pressure_duration_s': ('int', 1, 3600, 30),
+    'swap_used_limit_percent': ('int', 1, 100, 90),
+    'slices': ('units', None, None, ['system.slice']),
+}
+EARLYOOM_ONLY = ('mem_min_percent', 'mem_kill_percent', 'swap_min_percent', 'report_interval_s')
+OOMD_ONLY = ('memory_pressure_limit_percent', 'memory_pressure_duration_s', 'swap_used_limit_percent', 'slices')
+# A pattern goes through systemd's EnvironmentFile and $VAR splitting to
+# earlyoom's command line: no whitespace, no quotes, no backslash escapes
+# of quotes or $ (systemd would eat them).
+_UNSAFE_RE = re.compile(r'''[\s'"`]|\\["$`\\]''')
+_UNIT_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+\.(service|slice|scope)$')
+
+
+class Config:
+    def __init__(self):
+        self.values = {}
+        self.killer = None      # the resolved killer
+        self.files = {}
+        self.unit = None
+        self.problems = []
+        self.started_before = []
+        self.package_missing = False
+
+
+def _problem(config, pid, message, forcible=False, key=None):
+    config.problems.append(tn.Problem(pid, message, forcible, key))
+
+
+def validate(raw, labels, var='early_oom'):
+    """Check every key; returns Config with values (problems listed, nothing raised)."""
+    config = Config()
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        _problem(config, 'wrong_type', labels.msg('%s must be a mapping, not %s' % (var, type(raw).__name__)))
+        return config
+    for key in sorted(raw, key=str):
+        if key not in SETTINGS:
+            _problem(config, 'invalid_name', labels.msg("%s['%s']: unknown setting; allowed: %s"
+                                                        % (var, key, ', '.join(sorted(SETTINGS)))))
+    for key, (kind, low, high, default) in sorted(SETTINGS.items()):
+        value = raw.get(key)
+        where = "%s['%s']" % (var, key)
+        if value is None:
+            config.values[key] = list(default) if isinstance(default, list) else default
+            continue
+        if kind == 'choice':
+            if value not in low:
+                _problem(config, 'invalid_value', labels.msg('%s = %r; allowed: %s' % (where, value, ', '.join(low))))
+                continue
+        elif kind == 'bool':
+            if not isinstance(value, bool):
+                _problem(config, 'wrong_type', labels.msg('%s = %r; allowed: true or false' % (where, value)))
+                continue
+        elif kind == 'int':
+            if isinstance(value, bool) or not re.match(r'^\s*\d+\s*$', str(value)) or not low <= int(value) <= high:
+                _problem(config, 'invalid_value', labels.msg('%s = %r; allowed: an integer %d..%d'
+                                                             % (where, value, low, high)))
+                continue
+            value = int(value)
+        elif kind in ('patterns', 'units'):
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                _problem(config, 'wrong_type', labels.msg('%s = %r; allowed: a list of non-empty strings'
+                                                          % (where, value)))
+                continue
+            bad = False
+            for item in value:
+                if kind == 'units':
+                    if not _UNIT_RE.match(item):
+                        _problem(config, 'invalid_value', labels.msg('%s: %r is not a unit name like system.slice'
+                                                                     % (where, item)))
+                        bad = True
+                    continue
+                if _UNSAFE_RE.search(item):
+                    _problem(config, 'invalid_value', labels.msg(
+                        '%s: %r contains whitespace, a quote or an escaped quote/$; systemd would split or eat it '
+                        'before earlyoom sees it (write \\s as [[:space:]])' % (where, item)))
+                    bad = True
+                    continue
+                try:
+                    re.compile(item)
+                except re.error as exc:
+                    _problem(config, 'invalid_value', labels.msg('%s: %r is not a regular expression: %s'
+                                                                 % (where, item, exc)))
+                    bad = True
+            if bad:
+                continue
+        config.values[key] = value
+    values = config.values
+    if values.get('mem_kill_percent') is not None and values.get('mem_min_percent') is not None \
+            and values['mem_kill_percent'] > values['mem_min_percent']:
+        _problem(config, 'inconsistent_limits', labels.msg(
+            "%s['mem_kill_percent'] = %s is above %s['mem_min_percent'] = %s; earlyoom sends SIGTERM below "
+            "mem_min_percent and SIGKILL below mem_kill_percent, so it must be lower"
+            % (var, values['mem_kill_percent'], var, values['mem_min_percent'])))
+    return config
+
+
+def read_live(host):
+    layout = cg.read_layout(host)
+    return {
+        'cgroup_mode': layout['mode'],
+        'memory_v2': bool(layout.get('memory_controller') and layout['memory_controller']['version'] == 2),
+        'psi': host.exists('proc/pressure/memory') and _psi_readable(host),
+        'systemd': host.exists('run/systemd/system'),
+    }
+
+
+def _psi_readable(host):
+    try:
+        return host.read('proc/pressure/memory') is not None
+    except Exception:  # EOPNOTSUPP when the kernel was booted with psi=0
+        return False
+
+
+def resolve_killer(config, live, labels, var):
+    """auto -> systemd-oomd on cgroup v2 with PSI, earlyoom elsewhere."""
+    killer = config.values.get('killer') or 'none'
+    oomd_ok = live['memory_v2'] and live['psi']
+    if killer == 'auto':
+        # prefer lists are earlyoom's: systemd-oomd has no way to prefer a victim.
+        # prefer lists, and avoid lists of process names, are earlyoom's.
+        names = [a for a in config.values.get('avoid') or [] if not _UNIT_RE.match(a)]
+        killer = 'systemd-oomd' if oomd_ok and not config.values.get('prefer') and not names else 'earlyoom'
+    if killer == 'systemd-oomd' and not oomd_ok:
+        _problem(config, 'oomd_unsupported', labels.msg(
+            "%s['killer'] = systemd-oomd needs cgroup v2 with the memory controller and PSI; this host has "
+            "cgroup %s and PSI %s (boot with psi=1). Use killer: earlyoom or auto"
+            % (var, live['cgroup_mode'], 'on' if live['psi'] else 'off')))
+    if killer == 'systemd-oomd' and config.values.get('prefer'):
+        _problem(config, 'invalid_value', labels.msg(
+            "%s['prefer']: systemd-oomd cannot prefer a victim (it kills the cgroup under the most pressure); "
+            "use killer: earlyoom for prefer lists, or list units under avoid" % var))
+    if killer == 'systemd-oomd':
+        for item in config.values.get('avoid') or []:
+            if not _UNIT_RE.match(item):
+                _problem(config, 'invalid_value', labels.msg(
+                    "%s['avoid']: %r; with systemd-oomd the avoid list names units (like postgresql.service), "
+                    "which get ManagedOOMPreference=avoid" % (var, item)))
+    if killer != 'none' and not live['systemd']:
+        _problem(config, 'no_systemd', labels.msg("%s['killer'] = %s: this host does not run systemd"
+                                                  % (var, killer)))
+    config.killer = killer
+    return killer
+
+
+def earlyoom_args(values):
+    args = ['-m', str(values['mem_min_percent']) + (',%d' % values['mem_kill_percent']
+                                                    if values.get('mem_kill_percent') is not None else '')]
+    if values.get('swap_min_percent') is not None:
+        args += ['-s', str(values['swap_min_percent'])]
+    args += ['-r', str(values['report_interval_s'])]
+    if values.get('prefer'):
+        args += ['--prefer', '^(%s)$' % '|'.join(values['prefer'])]
+    args += ['--avoid', '^(%s)$' % '|'.join(list(DEFAULT_AVOID) + list(values.get('avoid') or []))]
+    if values.get('dry_run'):
+        args.append('--dryrun')
+    return args
+
+
+def render_earlyoom(values):
+    return ('# Managed by oomguard.linux (oomguard_early_oom); local edits are overwritten.\n'
+            '# Read by earlyoom.service (EnvironmentFile). Patterns match the process name.\n'
+            'EARLYOOM_ARGS="%s"\n' % ' '.join(earlyoom_args(values)))
+
+
+def render_oomd_conf(values):
+    return ('# Managed by oomguard.linux (oomguard_early_oom); local edits are overwritten.\n[OOM]\n'
+            'SwapUsedLimit=%d%%\nDefaultMemoryPressureLimit=%d%%\nDefaultMemoryPressureDurationSec=%ds\n'
+            % (values['swap_used_limit_percent'], values['memory_pressure_limit_percent'],
+               values['memory_pressure_duration_s']))
+
+
+def render_service_dropin(lines):
+    return '# Managed by oomguard.linux (oomguard_early_oom); local edits are overwritten.\n[Service]\n' + \
+        ''.join(line + '\n' for line in lines)
+
+
+def install_links(host, unit, unit_dirs, systemd_dir, seen=None):
+    """The links `systemctl enable unit` makes, from its [Install] section (Also= followed)."""
+    seen = seen if seen is not None else set()
+    if unit in seen:
+        return {}
+    seen.add(unit)
+    source = None
+    for directory in unit_dirs:
+        if directory.rstrip('/') == systemd_dir.rstrip('/'):
+            continue
+        if os.path.isfile(os.path.join(directory, unit)):
+            source = os.path.join(directory, unit)
+            break
+    if source is None:
+        return None
+    links = {}
+    section = None
+    with open(source) as handle:
+        for line in handle:
+            line = line.strip()
+            if line.startswith('['):
+                section = line
+                continue
+            if section != '[Install]' or '=' not in line:
+                continue
+            key, dummy, value = line.partition('=')
+            key = key.strip()
+            for target in value.split():
+                if key in ('WantedBy', 'RequiredBy'):
+                    suffix = '.wants' if key == 'WantedBy' else '.requires'
+                    links['%s/%s%s/%s' % (systemd_dir, target, suffix, unit)] = source
+                elif key == 'Alias':
+                    links['%s/%s' % (systemd_dir, target)] = source
+                elif key == 'Also':
+                    more = install_links(host, target, unit_dirs, systemd_dir, seen)
+                    links.update(more or {})
+    return links
+
+
+def _section(unit):
+    return {'slice': 'Slice', 'scope': 'Scope'}.get(unit.rsplit('.', 1)[-1], 'Service')
+
+
+def plan(params, host, live, labels):
+    var = labels.var('early_oom')
+    config = validate(params.get('early_oom'), labels, var)
+    if config.problems:
+        return config
+    killer = resolve_killer(config, live, labels, var)
+    paths = params['paths']
+    sd = paths['systemd_dir'].rstrip('/')
+    files = {}
+    # Every file this module may own, absent unless the chosen killer needs it.
+    files[paths['earlyoom_defaults']] = None
+    files['%s/earlyoom.service.d/%s' % (sd, DROPIN)] = {'type': 'absent'}
+    files['%s/systemd-oomd.service.d/%s' % (sd, DROPIN)] = {'type': 'absent'}
+    files['%s/%s' % (paths['oomd_conf_dir'].rstrip('/'), DROPIN)] = {'type': 'absent'}
+    values = config.values
+    if killer == 'earlyoom':
+        files[paths['earlyoom_defaults']] = {'type': 'file', 'content': render_earlyoom(values), 'mode': 0o644}
+        files['%s/earlyoom.service.d/%s' % (sd, DROPIN)] = {
+            'type': 'file', 'content': render_service_dropin(['OOMScoreAdjust=%d' % KILLER_OOM_SCORE_ADJ]),
+            'mode': 0o644}
+    elif killer == 'systemd-oomd':
+        files['%s/%s' % (paths['oomd_conf_dir'].rstrip('/'), DROPIN)] = {
+            'type': 'file', 'content': render_oomd_conf(values), 'mode': 0o644}
+        if values.get('dry_run'):
+            files['%s/systemd-oomd.service.d/%s' % (sd, DROPIN)] = {
+                'type': 'file', 'mode': 0o644,
+                'content': render_service_dropin(['ExecStart=', 'ExecStart=/lib/systemd/systemd-oomd --dry-run'])}
+        for unit in values.get('slices') or []:
+            section = _section(unit)
+            files['%s/%s.d/%s' % (sd, unit, DROPIN)] = {
+                'type': 'file', 'mode': 0o644,
+                'content': '# Managed by oomguard.linux (oomguard_early_oom)\n[%s]\nManagedOOMMemoryPressure=kill\n'
+                           % section}
+        for unit in values.get('avoid') or []:
+            files['%s/%s.d/%s' % (sd, unit, DROPIN)] = {
+                'type': 'file', 'mode': 0o644,
+                'content': '# Managed by oomguard.linux (oomguard_early_oom)\n[%s]\nManagedOOMPreference=avoid\n'
+                           % _section(unit)}
+    # Stale drop-ins of ours on other units (slices or avoid lists shrunk).
+    if os.path.isdir(sd):
+        for name in sorted(os.listdir(sd)):
+            path = '%s/%s/%s' % (sd, name, DROPIN)
+            if name.endswith('.d') and path not in files and os.path.isfile(path):
+                files[path] = {'type': 'absent'}
+    if killer != 'none':
+        config.unit = UNITS[killer]
+        links = install_links(host, config.unit, paths['unit_dirs'], sd)
+        if links is None and (params.get('validate_only') or params.get('check_mode')):
+            # The role installs the package after its preflight; in check mode
+            # the package task only said it would.
+            config.package_missing = True
+        elif links is None:
+            _problem(config, 'package_missing', labels.msg(
+                "%s['killer'] = %s: %s is not installed (the role installs Debian's %s package first)"
+                % (var, killer, config.unit, killer)))
+            return config
+        for path, target in (links or {}).items():
+            files[path] = {'type': 'link', 'target': target}
+    # Links this module made for a killer that is no longer chosen go away
+    # (only those the ledger says were absent before: never the operator's).
+    recorded = ledger_mod.Ledger.load(paths['state_dir']).data
+    for path, entry in sorted(recorded['files'].items()):
+        if entry.get('owner') != OWNER or files.get(path) is not None:
+            continue
+        if entry.get('type') == 'absent':
+            files[path] = {'type': 'absent'}
+        elif entry.get('type') == 'file':
+            # e.g. Debian's /etc/default/earlyoom once earlyoom is no longer chosen.
+            files[path] = {'type': 'file', 'content': ledger_mod.content_of(entry), 'mode': entry['mode'],
+                           'uid': entry['uid'], 'gid': entry['gid']}
+    chosen = set([config.unit]) | set(SOCKETS.get(killer, ()))
+    config.started_before = [u for u, e in sorted(recorded['units'].items())
+                             if e.get('owner') == OWNER and not e.get('was_active') and u not in chosen]
+    config.files = dict((p, s) for p, s in files.items() if s is not None)
+    if files[paths['earlyoom_defaults']] is None:
+        # Debian's own /etc/default/earlyoom is left as it is when earlyoom is not chosen.
+        config.files.pop(paths['earlyoom_defaults'], None)
+    return config
+
+
+def _systemctl(run_command, systemctl, *args):
+    rc, out, err = run_command([systemctl] + list(args))
+    if rc != 0:
+        raise ApplyError('systemctl %s failed (rc %d): %s' % (' '.join(args), rc, (err or out).strip()))
+    return out
+
+
+def _active(run_command, systemctl, unit):
+    rc, out, dummy = run_command([systemctl, 'is-active', unit])
+    return out.strip()
+
+
+def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
+    params = dict(params)
+    params['paths'] = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
+    live = read_live(host)
+    params['check_mode'] = check_mode
+    config = plan(params, host, live, labels)
+    refusals, forced = tn.split_forced(config.problems, set(params.get('force') or []))
+    if refusals:
+        raise Refused(refusals)
+    file_changes = plan_files(config.files)
+    manage_units = bool(live['systemd'] and run_command and systemctl
+                        and params['paths']['systemd_dir'] == DEFAULT_PATHS['systemd_dir'])
+    unit_action = None
+    others = []
+    if manage_units:
+        # A killer this module started earlier and that is no longer chosen stops.
+        others = [u for u in config.started_before if _active(run_command, systemctl, u) == 'active']
+        if config.unit and config.package_missing:
+            unit_action = 'start'
+        elif config.unit:
+            state = _active(run_command, systemctl, config.unit)
+            if state != 'active':
+                unit_action = 'start'
+            elif file_changes:
+                unit_action = 'restart'
+    result = {
+        'changed': bool(file_changes or unit_action or others),
+        'killer': config.killer,
+        'unit': config.unit,
+        'unit_action': unit_action,
+        'units_stopped': others,
+        'files': [dict((k, c[k]) for k in ('path', 'action')) for c in file_changes],
+        'settings': config.values,
+        'earlyoom_args': earlyoom_args(config.values) if config.killer == 'earlyoom' else None,
+        'cgroup_mode': live['cgroup_mode'],
+        'psi': live['psi'],
+        'package': config.killer if config.killer in UNITS else None,
+        'package_missing': config.package_missing,
+        'forced': [p.as_dict() for p in forced],
+        'ledger': os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME),
+        'diff': build_diff([], file_changes),
+    }
+    if params.get('validate_only'):
+        result['changed'] = False
+        return result
+    if check_mode or not result['changed']:
+        return result
+    ledger = ledger_mod.Ledger.load(params['paths']['state_dir'])
+    for change in file_changes:
+        ledger.record_file(change['path'], OWNER)
+    if config.unit and unit_action == 'start':
+        ledger.record_unit(config.unit, False, OWNER)
+        # systemd-oomd pulls in its socket: restore stops both.
+        for extra in SOCKETS.get(config.killer, ()):
+            if _active(run_command, systemctl, extra) != 'active':
+                ledger.record_unit(extra, False, OWNER)
+    ledger.save()
+    for unit in others:
+        _systemctl(run_command, systemctl, 'stop', unit)
+    for change in file_changes:
+        spec = config.files[change['path']]
+        if spec['type'] == 'file':
+            ledger_mod.write_file(change['path'], spec['content'], spec.get('mode', 0o644), spec.get('uid', 0),
+                                  spec.get('gid', 0))
+        elif spec['type'] == 'link':
+            ledger_mod.write_link(change['path'], spec['target'])
+        else:
+            ledger_mod.remove_path(change['path'])
+            try:
+                os.rmdir(os.path.dirname(change['path']))
+            except OSError:
+                pass
+    if manage_units:
+        if file_changes:
+            _systemctl(run_command, systemctl, 'daemon-reload')
+        if unit_action:
+            _systemctl(run_command, systemctl, unit_action, config.unit)
+            state = _active(run_command, systemctl, config.unit)
+            if state != 'active':
+                raise ApplyError(labels.msg('%s is %s after %s; see journalctl -u %s; the originals are in %s'
+                                            % (config.unit, state, unit_action, config.unit, result['ledger'])))
+    return result

@@ -1,0 +1,660 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-unit and per-cgroup OOM settings: read the host, judge, change it.
+
+One call covers three scopes, each with its own drop-in per unit so that
+the roles that own them never overwrite each other:
+
+- ``limits``:  MemoryMax/High/Low/Min/SwapMax  -> 90-oomguard-limits.conf
+- ``cpuset``:  AllowedMemoryNodes               -> 90-oomguard-cpuset.conf
+- ``protect``: OOMScoreAdjust, OOMPolicy        -> 90-oomguard-protect.conf
+
+plus raw cgroups not owned by systemd (written directly) and processes
+outside systemd matched by a pattern (their live oom_score_adj).
+
+The order is the same contract as the tunables: validate everything ->
+guards against the live host -> plan (check mode stops here) -> ledger ->
+drop-ins -> daemon-reload -> live values -> read back.  A unit's cgroup
+values are applied by systemd on daemon-reload; where it did not apply
+one (older systemd), the value is written to the cgroup file directly, so
+a running unit is never restarted.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import os
+import re
+
+from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
+from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
+from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import (
+    ApplyError, Refused, build_diff, plan_files,
+)
+
+OWNER = 'oom_units'
+SCOPES = ('limits', 'cpuset', 'protect')
+SCOPE_KEYS = {
+    'limits': ('memory_max', 'memory_high', 'memory_low', 'memory_min', 'memory_swap_max'),
+    'cpuset': ('allowed_memory_nodes',),
+    'protect': ('oom_score_adj', 'oom_policy'),
+}
+KEY_SCOPE = dict((key, scope) for scope, keys in SCOPE_KEYS.items() for key in keys)
+DROPIN_NAME = '90-oomguard-%s.conf'
+DEFAULT_PATHS = {'systemd_dir': '/etc/systemd/system', 'state_dir': '/var/lib/oomguard'}
+
+# The cgroup file of a setting: (v2 file, v1 controller, v1 file).  v1 has
+# no equivalent of high/low/min, and systemd maps MemoryMax to
+# memory.limit_in_bytes there.
+CGROUP_FILES = {
+    'memory_max': ('memory.max', 'memory', 'memory.limit_in_bytes'),
+    'memory_high': ('memory.high', None, None),
+    'memory_low': ('memory.low', None, None),
+    'memory_min': ('memory.min', None, None),
+    'memory_swap_max': ('memory.swap.max', None, None),
+    'cpuset_mems': ('cpuset.mems', 'cpuset', 'cpuset.mems'),
+}
+CGROUP_SCOPE = dict((k, 'cpuset' if k == 'cpuset_mems' else 'limits') for k in CGROUP_FILES)
+# The unit setting behind each cgroup file.
+UNIT_TO_CGROUP = dict((k, k) for k in SCOPE_KEYS['limits'])
+UNIT_TO_CGROUP['allowed_memory_nodes'] = 'cpuset_mems'
+# v1's "no limit" once rounded to 4 KiB pages.
+V1_NO_LIMIT = '9223372036854771712'
+
+# The OpenSSH listener protects itself (oom_score_adj -1000 on Linux) and
+# gives its sessions back the value it started with; a drop-in would pass
+# OOMScoreAdjust on to every session, and a user's runaway shell with it.
+# So sshd is protected by its main process only, live.
+DEFAULT_MAIN_PIDS = {'ssh.service': -1000, 'sshd.service': -1000}
+# A pattern matching more processes than this is refused (forcible).
+MAX_PATTERN_MATCHES = 20
+_CGROUP_PATH_RE = re.compile(r'^[A-Za-z0-9:_.@+=-]+(/[A-Za-z0-9:_.@+=-]+)*$')
+
+
+class Live:
+    """What the judge needs from the host, read once."""
+
+    def __init__(self):
+        self.layout = {'mode': 'none'}
+        self.mem_total_bytes = 0
+        self.page_bytes = 4096
+        self.numa_nodes = [0]
+        self.node_free_bytes = {}
+        self.systemd = False
+        self.units = {}          # unit -> {'load', 'active', 'cgroup', 'main_pid'}
+        self.cgroup_text = {}    # absolute cgroup file -> text (None when absent)
+        self.procs = {}          # cgroup dir -> [pids]
+        self.usage_bytes = {}    # cgroup dir -> bytes
+        self.node_usage_bytes = {}  # cgroup dir -> {node: bytes}
+        self.oom_score_adj = {}  # pid -> int
+        self.cmdlines = {}       # pid -> text (pattern scan only)
+
+
+# -- reading the host ------------------------------------------------------------
+
+def _show_units(run_command, systemctl, units):
+    rc, out, err = run_command([systemctl, 'show', '--property=Id,LoadState,ActiveState,ControlGroup,MainPID']
+                               + list(units))
+    if rc != 0:
+        raise ApplyError('systemctl show failed (rc %d): %s' % (rc, (err or out).strip()))
+    found = {}
+    blocks = out.split('\n\n')
+    for name, block in zip(units, blocks):
+        props = dict(line.partition('=')[::2] for line in block.splitlines() if '=' in line)
+        found[name] = {'load': props.get('LoadState') or 'not-found', 'active': props.get('ActiveState'),
+                       'cgroup': props.get('ControlGroup') or None,
+                       'main_pid': int(props.get('MainPID') or 0) or None}
+    return found
+
+
+def cgroup_dir(live, rel, setting):
+    """The directory of a cgroup (path relative to the hierarchy) for a setting's controller."""
+    v2_file, v1_controller, dummy = CGROUP_FILES[setting]
+    controller = live.layout.get('%s_controller' % ('cpuset' if setting == 'cpuset_mems' else 'memory'))
+    if not controller:
+        return None
+    return controller['mount'].rstrip('/') + '/' + rel.strip('/')
+
+
+def cgroup_file(live, rel, setting):
+    directory = cgroup_dir(live, rel, setting)
+    if directory is None:
+        return None
+    controller = live.layout['%s_controller' % ('cpuset' if setting == 'cpuset_mems' else 'memory')]
+    v2_file, dummy, v1_file = CGROUP_FILES[setting]
+    name = v2_file if controller['version'] == 2 else v1_file
+    return None if name is None else directory + '/' + name
+
+
+def _procs_dir(live, rel):
+    """Where a cgroup's process list is: the v2 tree, else systemd's v1 tree."""
+    if live.layout.get('v2_mount'):
+        return live.layout['v2_mount'].rstrip('/') + '/' + rel.strip('/')
+    mount = live.layout.get('v1_mounts', {}).get('name=systemd') or live.layout.get('v1_mounts', {}).get('memory')
+    return mount.rstrip('/') + '/' + rel.strip('/') if mount else None
+
+
+def _usage(host, live, rel):
+    memory = live.layout.get('memory_controller')
+    if not memory:
+        return None
+    directory = memory['mount'].rstrip('/') + '/' + rel.strip('/')
+    text = host.read(directory + ('/memory.current' if memory['version'] == 2 else '/memory.usage_in_bytes'))
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _node_usage(host, live, rel):
+    """Bytes of the cgroup already on each node (v2 memory.numa_stat)."""
+    memory = live.layout.get('memory_controller')
+    if not memory or memory['version'] != 2:
+        return {}
+    text = host.read(memory['mount'].rstrip('/') + '/' + rel.strip('/') + '/memory.numa_stat') or ''
+    per_node = {}
+    for line in text.splitlines():
+        fields = line.split()
+        # shmem is counted within file already.
+        if not fields or fields[0] not in ('anon', 'file', 'kernel_stack'):
+            continue
+        for field in fields[1:]:
+            node, dummy, value = field.partition('=')
+            if node.startswith('N') and value.isdigit():
+                per_node[int(node[1:])] = per_node.get(int(node[1:]), 0) + int(value)
+    return per_node
+
+
+def read_live(host, params, run_command=None, systemctl=None):
+    live = Live()
+    live.layout = cg.read_layout(host)
+    meminfo = procfs.read_meminfo(host)[0]
+    live.mem_total_bytes = int(meminfo.get('MemTotal', 0)) * 1024
+    try:
+        live.page_bytes = os.sysconf('SC_PAGE_SIZE') if host.live else 4096
+        if host.live:
+            # What systemd scales percentages of: physical pages, not MemTotal.
+            live.mem_total_bytes = os.sysconf('SC_PHYS_PAGES') * live.page_bytes
+    except (ValueError, OSError):
+        pass
+    numa = procfs.read_numa(host)
+    live.numa_nodes = [n['node'] for n in numa['nodes'] if n['has_memory']] or [0]
+    live.node_free_bytes = dict((n['node'], int(n['memory_kb'].get('MemFree', 0)) * 1024)
+                                for n in numa['nodes'] if n['memory_kb'])
+    live.systemd = host.exists('run/systemd/system') and bool(systemctl and run_command)
+    services = params.get('services') if isinstance(params.get('services'), dict) else {}
+    names = set(us.unit_name(u) for u in services)
+    if params.get('protect_defaults') and 'protect' in params['scopes']:
+        names.update(DEFAULT_MAIN_PIDS)
+    names = sorted(names)
+    if live.systemd and names:
+        live.units = _show_units(run_command, systemctl, [n for n in names if us._UNIT_RE.match(n)])
+    return live
+
+
+def _read_cgroup_dir(host, live, rel):
+    """Usage, node usage and processes of one cgroup, memoized."""
+    if rel in live.usage_bytes:
+        return
+    live.usage_bytes[rel] = _usage(host, live, rel)
+    live.node_usage_bytes[rel] = _node_usage(host, live, rel)
+    procs_dir = _procs_dir(live, rel)
+    pids = []
+    if procs_dir:
+        for line in (host.read(procs_dir + '/cgroup.procs') or '').split():
+            if line.isdigit():
+                pids.append(int(line))
+    live.procs[rel] = pids
+
+
+def _read_adj(host, live, pid):
+    if pid not in live.oom_score_adj:
+        text = host.read('proc/%d/oom_score_adj' % pid)
+        live.oom_score_adj[pid] = int(text) if text and text.strip().lstrip('-').isdigit() else None
+    return live.oom_score_adj[pid]
+
+
+def _read_cgroup_text(host, live, path):
+    if path not in live.cgroup_text:
+        text = host.read(path)
+        live.cgroup_text[path] = tn.canonical(text) if text is not None else None
+    return live.cgroup_text[path]
+
+
+def scan_cmdlines(host, live):
+    own = os.getpid()
+    for name in host.listdir('proc'):
+        if not name.isdigit() or int(name) in (1, own):
+            continue
+        raw = host.read('proc/%s/cmdline' % name)
+        if raw:  # kernel threads have none
+            live.cmdlines[int(name)] = raw.replace('\0', ' ').strip()
+
+
+# -- judging ----------------------------------------------------------------------
+
+class Plan:
+    def __init__(self):
+        self.files = {}
+        self.values = []        # changes written by this module (cause 'requested')
+        self.unit_values = []   # changes systemd makes on daemon-reload (cause 'systemd')
+        self.problems = []
+        self.skipped = []
+        self.unmatched = []
+        self.dropins = {}       # unit -> {scope: rendered}
+
+
+def expected_cgroup_text(setting, value_bytes, version, page_bytes, nodes=None):
+    """The text the kernel shows after a write of a setting."""
+    if setting == 'cpuset_mems':
+        return to_kernel_list(nodes)
+    if value_bytes is None:
+        return 'max' if version == 2 else V1_NO_LIMIT
+    aligned = value_bytes // page_bytes * page_bytes
+    return str(aligned)
+
+
+def to_kernel_list(nodes):
+    """[0, 1, 3] -> '0-1,3' (the kernel's list format)."""
+    parts = []
+    for node in sorted(set(nodes)):
+        if parts and parts[-1][1] == node - 1:
+            parts[-1][1] = node
+        else:
+            parts.append([node, node])
+    return ','.join(str(a) if a == b else '%d-%d' % (a, b) for a, b in parts)
+
+
+def _problem(plan, pid, message, forcible=False, key=None):
+    plan.problems.append(tn.Problem(pid, message, forcible, key))
+
+
+def _guard(plan, labels, gid, key, detail):
+    """A guard that fired: forcible, worded like the tunables' guards."""
+    plan.problems.append(tn.Problem(gid, labels.msg('guard %s: %s; %s' % (gid, detail, tn._force_hint(labels, gid))),
+                                    True, key))
+
+
+def _guard_usage(plan, labels, where, setting, value_bytes, usage):
+    if setting in ('memory_max', 'memory_high') and value_bytes is not None and usage is not None \
+            and value_bytes < usage:
+        _guard(plan, labels, 'limit_below_usage', where,
+               '%s = %d bytes is below the current usage of %d bytes (%.0f MiB): the kernel would reclaim '
+               'or OOM-kill at once' % (where, value_bytes, usage, usage / 1048576.0))
+
+
+def _guard_nodes(plan, labels, live, where, nodes, rel):
+    usage = live.usage_bytes.get(rel)
+    if not usage:
+        return
+    already = sum(live.node_usage_bytes.get(rel, {}).get(n, 0) for n in nodes)
+    free = sum(live.node_free_bytes.get(n, 0) for n in nodes)
+    needed = usage - already
+    if live.node_free_bytes and needed > free:
+        _guard(plan, labels, 'nodes_without_room', where,
+               '%s = %s: node(s) %s have %d MiB free, and the cgroup has %d MiB elsewhere that would have '
+               'to fit there' % (where, to_kernel_list(nodes), to_kernel_list(nodes), free // 1048576,
+                                 needed // 1048576))
+
+
+def judge(params, host, live, labels):
+    """Validate and plan the whole call. Returns a Plan (problems unsplit)."""
+    plan = Plan()
+    scopes = params['scopes']
+    var_services = labels.var('services')
+    settings, problems = us.validate_services(params.get('services') or {}, {
+        'mem_total_bytes': live.mem_total_bytes, 'numa_nodes': live.numa_nodes}, labels, var_services)
+    for pid, message in problems:
+        _problem(plan, pid, message)
+    services = params.get('services') if isinstance(params.get('services'), dict) else {}
+    raw_services = dict((us.unit_name(k), v) for k, v in services.items())
+    # Messages name a unit the way the inventory wrote it.
+    raw_keys = dict((us.unit_name(k), k) for k in services)
+    memory = live.layout.get('memory_controller')
+    memory_v1 = bool(memory and memory['version'] == 1)
+    systemd_dir = params['paths']['systemd_dir']
+
+    for unit in sorted(settings):
+        entry = raw_services.get(unit) or {}
+        wanted = dict((k, v) for k, v in entry.items() if v is not None and KEY_SCOPE.get(k) in scopes)
+        if not wanted:
+            continue
+        where = "%s['%s']" % (var_services, raw_keys.get(unit, unit))
+        if memory_v1:
+            for key in sorted(wanted):
+                if key in ('memory_high', 'memory_low', 'memory_min', 'memory_swap_max', 'allowed_memory_nodes'):
+                    _problem(plan, 'unsupported_cgroup_v1', labels.msg(
+                        '%s[%s]: this host runs cgroup v1 (%s), where systemd has no %s; v1 takes memory_max '
+                        '(memory.limit_in_bytes), oom_score_adj and oom_policy; for cpuset.mems on v1 use '
+                        'oomguard_cgroups' % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
+        state = live.units.get(unit) or {'load': 'not-found' if live.systemd else 'unknown'}
+        if live.systemd and state['load'] != 'loaded':
+            _guard(plan, labels, 'unit_missing', where,
+                   '%s: %s is %s on this host, so its drop-in would only wait for it; install it first'
+                   % (where, unit, state['load']))
+        active = state.get('active') in ('active', 'activating', 'reloading') and state.get('cgroup')
+        rel = state.get('cgroup')
+        if active:
+            _read_cgroup_dir(host, live, rel)
+        # The drop-ins, one per scope.
+        for scope in scopes:
+            props = dict((us.PROPERTIES[k][0], settings[unit][us.PROPERTIES[k][0]]) for k in SCOPE_KEYS[scope]
+                         if k in wanted and us.PROPERTIES[k][0] in settings[unit])
+            if props:
+                plan.dropins.setdefault(unit, {})[scope] = props
+                plan.files[dropin_path(systemd_dir, unit, scope)] = {
+                    'type': 'file', 'content': us.render_dropin(unit, props), 'mode': 0o644}
+        if not active:
+            continue
+        # What systemd will write to the running unit's cgroup on daemon-reload.
+        for key in sorted(wanted):
+            if key not in UNIT_TO_CGROUP or memory_v1 and key != 'memory_max':
+                continue
+            if us.PROPERTIES[key][0] not in settings[unit]:
+                continue  # refused by validation already
+            setting = UNIT_TO_CGROUP[key]
+            path = cgroup_file(live, rel, setting)
+            if path is None:
+                continue
+            before = _read_cgroup_text(host, live, path)
+            if key == 'allowed_memory_nodes':
+                nodes = us.parse_nodes(wanted[key])
+                _guard_nodes(plan, labels, live, '%s[%s]' % (where, key), nodes, rel)
+                after = to_kernel_list(nodes)
+            else:
+                value_bytes = us.parse_size(wanted[key], live.mem_total_bytes)
+                _guard_usage(plan, labels, '%s[%s]' % (where, key), key, value_bytes, live.usage_bytes.get(rel))
+                after = expected_cgroup_text(setting, value_bytes, 2 if not memory_v1 else 1, live.page_bytes)
+            if before is not None and before != after:
+                plan.unit_values.append({'key': '%s %s' % (unit, os.path.basename(path)), 'kind': 'cgroup',
+                                         'path': path, 'before': before, 'after': after, 'cause': 'systemd'})
+        # The live oom_score_adj of its processes (OOMScoreAdjust alone waits for a restart).
+        if 'oom_score_adj' in wanted and 'OOMScoreAdjust' in settings[unit]:
+            target = int(settings[unit]['OOMScoreAdjust'])
+            for pid in live.procs.get(rel, []):
+                _plan_adj(plan, host, live, '%s pid %d' % (unit, pid), pid, target)
+
+    if 'protect' in scopes:
+        _plan_defaults(plan, host, live, raw_services, params)
+        _plan_processes(plan, host, live, labels, params.get('processes') or [])
+    _plan_cgroups(plan, host, live, labels, params.get('cgroups') or {}, scopes)
+    # Drop-ins of ours for units no longer in the inventory go away.
+    for scope in scopes:
+        for path in stale_dropins(host, systemd_dir, scope):
+            if path not in plan.files:
+                plan.files[path] = {'type': 'absent'}
+    return plan
+
+
+def _plan_adj(plan, host, live, key, pid, target):
+    before = _read_adj(host, live, pid)
+    if before is None or before == target:
+        return
+    plan.values.append({'key': 'oom_score_adj %s' % key, 'kind': 'proc', 'path': '/proc/%d/oom_score_adj' % pid,
+                        'before': str(before), 'after': str(target), 'cause': 'requested'})
+
+
+def _plan_defaults(plan, host, live, raw_services, params):
+    if not params.get('protect_defaults'):
+        return
+    # ssh.service and sshd.service are one unit on Debian (an alias): one
+    # main process.  A process the inventory already sets is left to it.
+    taken = set(int(c['path'].split('/')[2]) for c in plan.values if c['kind'] == 'proc')
+    for unit in raw_services:
+        state = live.units.get(unit) or {}
+        taken.update(live.procs.get(state.get('cgroup'), []))
+        if state.get('main_pid'):
+            taken.add(state['main_pid'])
+    for unit, target in sorted(DEFAULT_MAIN_PIDS.items()):
+        state = live.units.get(unit)
+        if unit in raw_services or not state or state['load'] != 'loaded' or not state.get('main_pid'):
+            continue
+        if state['main_pid'] in taken:
+            continue
+        taken.add(state['main_pid'])
+        before = _read_adj(host, live, state['main_pid'])
+        # Never raise it: the listener may already be better protected.
+        if before is not None and before > target:
+            _plan_adj(plan, host, live, '%s main pid %d' % (unit, state['main_pid']), state['main_pid'], target)
+
+
+def _plan_processes(plan, host, live, labels, processes):
+    var = labels.var('processes')
+    if not isinstance(processes, list):
+        _problem(plan, 'wrong_type', labels.msg('%s must be a list of {match, oom_score_adj}' % var))
+        return
+    if processes and not live.cmdlines:
+        scan_cmdlines(host, live)
+    for index, entry in enumerate(processes):
+        where = '%s[%d]' % (var, index)
+        if not isinstance(entry, dict) or set(entry) - set(('match', 'oom_score_adj')) \
+                or 'match' not in entry or 'oom_score_adj' not in entry:
+            _problem(plan, 'wrong_type', labels.msg('%s must be {match: REGEX, oom_score_adj: -1000..1000}, not %r'
+                                                    % (where, entry)))
+            continue
+        pattern = entry['match']
+        if not isinstance(pattern, str) or not pattern.strip():
+            _problem(plan, 'invalid_value', labels.msg('%s[match] must be a non-empty regular expression' % where))
+            continue
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            _problem(plan, 'invalid_value', labels.msg('%s[match] = %r is not a valid regular expression: %s'
+                                                       % (where, pattern, exc)))
+            continue
+        adj = entry['oom_score_adj']
+        if isinstance(adj, bool) or not re.match(r'^\s*-?\d+\s*$', str(adj)) or not -1000 <= int(adj) <= 1000:
+            _problem(plan, 'invalid_value', labels.msg('%s[oom_score_adj] = %r; allowed: an integer -1000..1000'
+                                                       % (where, adj)))
+            continue
+        matched = sorted(pid for pid, text in live.cmdlines.items() if regex.search(text))
+        if len(matched) > MAX_PATTERN_MATCHES:
+            _guard(plan, labels, 'pattern_too_broad', where,
+                   '%s[match] = %r matches %d processes (more than %d); make it narrower'
+                   % (where, pattern, len(matched), MAX_PATTERN_MATCHES))
+            continue
+        if not matched:
+            plan.unmatched.append(pattern)
+        for pid in matched:
+            _plan_adj(plan, host, live, 'pid %d (%s)' % (pid, live.cmdlines[pid][:60]), pid, int(adj))
+
+
+def _plan_cgroups(plan, host, live, labels, cgroups, scopes):
+    var = labels.var('cgroups')
+    if not isinstance(cgroups, dict):
+        _problem(plan, 'wrong_type', labels.msg('%s must be a mapping of cgroup path -> settings' % var))
+        return
+    for rel in sorted(cgroups, key=str):
+        entry = cgroups[rel]
+        where = "%s['%s']" % (var, rel)
+        text = str(rel).strip('/')
+        if not _CGROUP_PATH_RE.match(text) or '..' in text.split('/') or '.' in text.split('/'):
+            _problem(plan, 'invalid_name', labels.msg('%s: %r is not a cgroup path relative to the hierarchy '
+                                                      '(like machine/db or docker/<id>)' % (var, rel)))
+            continue
+        if not isinstance(entry, dict):
+            _problem(plan, 'wrong_type', labels.msg('%s must be a mapping of settings, not %r' % (where, entry)))
+            continue
+        sizes = {}
+        for setting in sorted(entry):
+            value = entry[setting]
+            if value is None:
+                continue
+            item = '%s[%s]' % (where, setting)
+            if setting not in CGROUP_FILES:
+                _problem(plan, 'invalid_name', labels.msg('%s: unknown setting; allowed: %s'
+                                                          % (item, ', '.join(sorted(CGROUP_FILES)))))
+                continue
+            if CGROUP_SCOPE[setting] not in scopes:
+                continue
+            try:
+                if setting == 'cpuset_mems':
+                    nodes = us.parse_nodes(value)
+                    missing = [n for n in nodes if n not in live.numa_nodes]
+                    if missing:
+                        raise us.SettingError('node %s does not exist; this host has node(s) %s'
+                                              % (to_kernel_list(missing), to_kernel_list(live.numa_nodes)))
+                else:
+                    nodes = None
+                    sizes[setting] = us.parse_size(value, live.mem_total_bytes)
+            except us.SettingError as exc:
+                _problem(plan, 'invalid_value', labels.msg('%s = %r; allowed: %s' % (item, value, exc)))
+                continue
+            path = cgroup_file(live, text, setting)
+            controller = live.layout.get('%s_controller' % ('cpuset' if setting == 'cpuset_mems' else 'memory'))
+            if path is None:
+                _problem(plan, 'unsupported_cgroup_v1' if controller else 'controller_missing', labels.msg(
+                    '%s: %s' % (item, 'cgroup v1 has no %s; v1 takes memory_max and cpuset_mems' % setting
+                                if controller else 'the %s controller is not mounted on this host'
+                                % ('cpuset' if setting == 'cpuset_mems' else 'memory'))))
+                continue
+            if not host.exists(os.path.dirname(path)):
+                _problem(plan, 'cgroup_missing', labels.msg('%s: the cgroup %s does not exist; create it (or '
+                                                            'let its owner create it) first'
+                                                            % (where, os.path.dirname(path))))
+                break
+            before = _read_cgroup_text(host, live, path)
+            if before is None:
+                _problem(plan, 'controller_missing', labels.msg(
+                    '%s: %s is missing: the %s controller is not enabled for this cgroup (its parent\'s '
+                    'cgroup.subtree_control)' % (item, path, 'cpuset' if nodes is not None else 'memory')))
+                continue
+            _read_cgroup_dir(host, live, text)
+            if nodes is not None:
+                _guard_nodes(plan, labels, live, item, nodes, text)
+                after = to_kernel_list(nodes)
+            else:
+                _guard_usage(plan, labels, item, setting, sizes[setting], live.usage_bytes.get(text))
+                after = expected_cgroup_text(setting, sizes[setting], controller['version'], live.page_bytes)
+            if before != after:
+                plan.values.append({'key': '%s %s' % (text, os.path.basename(path)), 'kind': 'cgroup', 'path': path,
+                                    'before': before, 'after': after, 'cause': 'requested'})
+        order = [k for k in ('memory_min', 'memory_low', 'memory_high', 'memory_max') if sizes.get(k, 0) is not None
+                 and k in sizes]
+        for lower, higher in zip(order, order[1:]):
+            if sizes[lower] > sizes[higher]:
+                _problem(plan, 'inconsistent_limits', labels.msg('%s: %s is above %s; expected memory_min <= '
+                                                                 'memory_low <= memory_high <= memory_max'
+                                                                 % (where, lower, higher)))
+
+
+def dropin_path(systemd_dir, unit, scope):
+    return '%s/%s.d/%s' % (systemd_dir.rstrip('/'), unit, DROPIN_NAME % scope)
+
+
+def stale_dropins(host, systemd_dir, scope):
+    found = []
+    for name in sorted(os.listdir(systemd_dir)) if os.path.isdir(systemd_dir) else []:
+        if name.endswith('.d') and os.path.isfile(os.path.join(systemd_dir, name, DROPIN_NAME % scope)):
+            found.append(os.path.join(systemd_dir, name, DROPIN_NAME % scope))
+    return found
+
+
+# -- changing the host ----------------------------------------------------------
+
+def _systemctl(run_command, systemctl, *args):
+    rc, out, err = run_command([systemctl] + list(args))
+    if rc != 0:
+        raise ApplyError('systemctl %s failed (rc %d): %s' % (' '.join(args), rc, (err or out).strip()))
+
+
+def _read_text(path):
+    with open(path) as handle:
+        return tn.canonical(handle.read())
+
+
+def _write_text(path, text):
+    with open(path, 'w') as handle:
+        handle.write(text + '\n')
+
+
+def _close_enough(now, after, page_bytes):
+    """systemd scales percentages itself; a page either way is the same limit."""
+    if now == after:
+        return True
+    try:
+        return abs(int(now) - int(after)) <= page_bytes
+    except ValueError:
+        return False
+
+
+def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
+    params = dict(params)
+    params['scopes'] = params.get('scopes') or list(SCOPES)
+    params['paths'] = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
+    live = read_live(host, params, run_command, systemctl)
+    plan = judge(params, host, live, labels)
+    refusals, forced = tn.split_forced(plan.problems, set(params.get('force') or []))
+    if refusals:
+        raise Refused(refusals)
+    file_changes = plan_files(plan.files)
+    changed_files = set(c['path'] for c in file_changes)
+    systemd_dir = params['paths']['systemd_dir']
+    manage_units = live.systemd and systemd_dir == DEFAULT_PATHS['systemd_dir']
+    value_changes = plan.values + (plan.unit_values if manage_units else [])
+    result = {
+        'changed': bool(value_changes or file_changes),
+        'changes': value_changes,
+        'files': [dict((k, c[k]) for k in ('path', 'action')) for c in file_changes],
+        'dropins': plan.dropins,
+        'forced': [p.as_dict() for p in forced],
+        'unmatched': plan.unmatched,
+        'cgroup_mode': live.layout.get('mode'),
+        'ledger': os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME),
+        'diff': build_diff(value_changes, file_changes),
+        'warnings': [p.message for p in forced],
+    }
+    if params.get('validate_only'):
+        result['changed'] = False
+        return result
+    if check_mode or not result['changed']:
+        return result
+
+    ledger = ledger_mod.Ledger.load(params['paths']['state_dir'])
+    for change in value_changes:
+        ledger.record_value(change['path'] if change['kind'] == 'proc' else change['key'], change['kind'],
+                            change['path'], change['before'], OWNER)
+    for path in sorted(changed_files):
+        ledger.record_file(path, OWNER)
+    ledger.save()
+    for change in file_changes:
+        spec = plan.files[change['path']]
+        if spec['type'] == 'file':
+            ledger_mod.write_file(change['path'], spec['content'], spec.get('mode', 0o644))
+        else:
+            ledger_mod.remove_path(change['path'])
+            try:
+                os.rmdir(os.path.dirname(change['path']))
+            except OSError:
+                pass  # other drop-ins live there
+    if manage_units and changed_files:
+        _systemctl(run_command, systemctl, 'daemon-reload')
+    for change in plan.values:
+        try:
+            _write_text(change['path'], change['after'])
+        except (IOError, OSError) as exc:
+            if change['kind'] == 'proc' and exc.errno in (errno.ENOENT, errno.ESRCH):
+                continue  # the process exited since the plan; nothing to protect
+            raise ApplyError(labels.msg('writing %s = %s to %s failed: %s; the originals are in %s'
+                                        % (change['key'], change['after'], change['path'], exc, result['ledger'])))
+    mismatches = []
+    for change in value_changes:
+        try:
+            now = _read_text(change['path'])
+        except (IOError, OSError):
+            continue  # the process exited or the unit stopped meanwhile
+        if change['cause'] == 'systemd' and not _close_enough(now, change['after'], live.page_bytes):
+            # This systemd did not re-apply the unit's cgroup on reload: write it.
+            _write_text(change['path'], change['after'])
+            now = _read_text(change['path'])
+        if not _close_enough(now, change['after'], live.page_bytes):
+            mismatches.append('%s is %s, expected %s' % (change['key'], now, change['after']))
+    if mismatches:
+        raise ApplyError(labels.msg('after writing, the kernel reports: %s; the originals are in %s'
+                                    % ('; '.join(mismatches), result['ledger'])))
+    return result

@@ -1,0 +1,228 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: early_oom
+short_description: Configure, enable and start a userspace early OOM killer (earlyoom or systemd-oomd)
+version_added: 0.1.0
+description:
+  - The kernel's OOM killer acts only when reclaim has failed, which can be minutes of thrashing on a host
+    with page cache in play. An early killer acts first, on available memory (earlyoom) or on memory
+    pressure (systemd-oomd, PSI).
+  - C(killer=auto) picks systemd-oomd on cgroup v2 hosts with PSI and earlyoom elsewhere (cgroup v1 or
+    hybrid, no PSI), and earlyoom when I(early_oom) has a C(prefer) list, which systemd-oomd cannot honour.
+  - "earlyoom: C(/etc/default/earlyoom) gets C(EARLYOOM_ARGS) (C(-m), C(-s), C(-r), C(--prefer),
+    C(--avoid), C(--dryrun)); patterns match the process name; the avoid list always holds init, systemd,
+    its journal/logind/udevd, sshd, dbus-daemon and earlyoom. A drop-in gives C(earlyoom.service)
+    C(OOMScoreAdjust=-900)."
+  - "systemd-oomd: C(/etc/systemd/oomd.conf.d/90-oomguard-early-oom.conf) with the pressure and swap limits,
+    C(ManagedOOMMemoryPressure=kill) on the listed slices, C(ManagedOOMPreference=avoid) on the units of
+    the avoid list, and C(--dry-run) through a drop-in when asked."
+  - The unit is enabled with the links its C([Install]) section names (as C(systemctl enable) would) and
+    started, or restarted when its files changed; it must be active afterwards. A killer this module
+    started before and that is no longer chosen is stopped and its links removed. Kills end up in the
+    journal of the unit.
+  - Every file and link is recorded in the ledger first; M(oomguard.linux.restore) puts them back and
+    stops the unit it started.
+author:
+  - oomguard.linux maintainers (@oomguard)
+attributes:
+  check_mode:
+    support: full
+    description: Predicts the files, links and the unit action, and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows every file before and after.
+  platform:
+    platforms: posix
+    support: full
+    description: Linux with systemd.
+options:
+  early_oom:
+    description:
+      - The settings, checked by the module so that a wrong one names the host and the inventory variable.
+      - C(killer) - C(auto), C(earlyoom), C(systemd-oomd) or C(none) (default C(none) - nothing is deployed,
+        and a killer this module started before is stopped).
+      - C(dry_run) - true to log instead of killing.
+      - C(prefer), C(avoid) - lists of regular expressions matched against the whole process name (earlyoom);
+        with systemd-oomd, C(avoid) lists units and C(prefer) is refused.
+      - C(mem_min_percent) (1..50, default 10), C(mem_kill_percent) (1..50, below C(mem_min_percent)),
+        C(swap_min_percent) (0..100), C(report_interval_s) (0..86400, default 60) - earlyoom's C(-m), C(-s), C(-r).
+      - C(memory_pressure_limit_percent) (1..99, default 60), C(memory_pressure_duration_s) (1..3600, default 30),
+        C(swap_used_limit_percent) (1..100, default 90), C(slices) (default C([system.slice])) - systemd-oomd.
+    type: dict
+    default: {}
+  force:
+    description: Guard ids to override on purpose.
+    type: list
+    elements: str
+    default: []
+  validate_only:
+    description: Validate, resolve C(killer=auto) and return the plan, changing nothing. A missing package is
+      reported in C(package_missing) instead of refused, so that a role can install it next.
+    type: bool
+    default: false
+  systemd_dir:
+    description: Where drop-ins and links go; units are reloaded and started only when this is C(/etc/systemd/system).
+    type: path
+    default: /etc/systemd/system
+  earlyoom_defaults:
+    description: earlyoom's environment file.
+    type: path
+    default: /etc/default/earlyoom
+  oomd_conf_dir:
+    description: systemd-oomd's drop-in directory.
+    type: path
+    default: /etc/systemd/oomd.conf.d
+  state_dir:
+    description: Where the ledger of original values is kept.
+    type: path
+    default: /var/lib/oomguard
+  host_label:
+    description: How messages name the host (the roles pass C(inventory_hostname)).
+    type: str
+  variable_labels:
+    description: How messages name the options; the role maps C(early_oom) to C(oomguard_early_oom).
+    type: dict
+    default: {}
+notes:
+  - The package must be installed; the C(oomguard.linux.early_oom) role installs it from Debian's archive.
+seealso:
+  - module: oomguard.linux.oom_units
+  - module: oomguard.linux.restore
+'''
+
+EXAMPLES = r'''
+- name: earlyoom, killing the batch jobs first and never the database
+  oomguard.linux.early_oom:
+    early_oom:
+      killer: earlyoom
+      mem_min_percent: 8
+      prefer: ['batch-.*', 'ffmpeg']
+      avoid: ['postgres']
+
+- name: Whatever suits the host, in dry-run mode first
+  oomguard.linux.early_oom:
+    early_oom:
+      killer: auto
+      dry_run: true
+'''
+
+RETURN = r'''
+killer:
+  description: The killer chosen (C(auto) resolved).
+  returned: always
+  type: str
+  sample: earlyoom
+unit:
+  description: Its unit, null with C(none).
+  returned: always
+  type: str
+unit_action:
+  description: C(start), C(restart) or null.
+  returned: always
+  type: str
+units_stopped:
+  description: Killers this module had started and that are no longer chosen.
+  returned: always
+  type: list
+  elements: str
+files:
+  description: Files and links created, updated or removed.
+  returned: always
+  type: list
+  elements: dict
+settings:
+  description: Every setting after defaults.
+  returned: always
+  type: dict
+earlyoom_args:
+  description: earlyoom's command line arguments, when earlyoom is chosen.
+  returned: always
+  type: list
+  elements: str
+cgroup_mode:
+  description: The host's cgroup layout.
+  returned: always
+  type: str
+package:
+  description: The Debian package of the chosen killer, null with C(none).
+  returned: always
+  type: str
+package_missing:
+  description: Whether that package is not installed (only in check mode and with I(validate_only)).
+  returned: always
+  type: bool
+psi:
+  description: Whether the kernel has PSI (/proc/pressure/memory).
+  returned: always
+  type: bool
+forced:
+  description: Guards overridden by I(force).
+  returned: always
+  type: list
+  elements: dict
+ledger:
+  description: The path of the ledger.
+  returned: always
+  type: str
+problems:
+  description: On failure, every refused value, each with its C(id), C(key) and C(message).
+  returned: failure
+  type: list
+  elements: dict
+'''
+
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
+from ansible_collections.oomguard.linux.plugins.module_utils.ledger import LedgerError
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import ApplyError, Refused
+from ansible_collections.oomguard.linux.plugins.module_utils.early_oom import apply
+
+PATH_OPTIONS = ('systemd_dir', 'earlyoom_defaults', 'oomd_conf_dir', 'state_dir')
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            early_oom=dict(type='dict', default={}),
+            force=dict(type='list', elements='str', default=[]),
+            validate_only=dict(type='bool', default=False),
+            systemd_dir=dict(type='path', default='/etc/systemd/system'),
+            earlyoom_defaults=dict(type='path', default='/etc/default/earlyoom'),
+            oomd_conf_dir=dict(type='path', default='/etc/systemd/oomd.conf.d'),
+            state_dir=dict(type='path', default='/var/lib/oomguard'),
+            host_label=dict(type='str'),
+            variable_labels=dict(type='dict', default={}),
+        ),
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    params['paths'] = dict((k, params[k]) for k in PATH_OPTIONS)
+    labels = Labels(params['host_label'] or platform.node(), params['variable_labels'])
+    try:
+        result = apply(params, HostRoot('/'), labels, module.check_mode,
+                       run_command=module.run_command, systemctl=module.get_bin_path('systemctl'))
+    except Refused as exc:
+        module.fail_json(msg=str(exc), problems=[p.as_dict() for p in exc.problems], changed=False)
+    except (ApplyError, LedgerError, ReadError) as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg=labels.msg('cannot set up the early OOM killer: %s' % exc))
+    if not module._diff:
+        result.pop('diff', None)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
