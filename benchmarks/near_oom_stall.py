@@ -130,8 +130,12 @@ PROPERTIES = ('ActiveState', 'SubState', 'Result', 'MainPID', 'NRestarts', 'Exec
               'ExecMainExitTimestampMonotonic', 'ExecMainCode', 'ExecMainStatus')
 KERNEL_KILL = re.compile(r'^\[\s*([0-9.]+)\].*Killed process (\d+) \((.*?)\)')
 EARLYOOM_KILL = re.compile(r'^\[\s*([0-9.]+)\].*sending (SIG[A-Z]+) to process (\d+)(?: uid \d+)? "([^"]*)"')
+VMSTAT = ('pgmajfault', 'workingset_refault_file', 'pgscan_kswapd', 'pgscan_direct', 'pageoutrun', 'compact_stall',
+          'compact_daemon_wake', 'compact_daemon_migrate_scanned')
 SAMPLE_FIELDS = ('t', 'MemFree', 'MemAvailable', 'Cached', 'psi_memory_some_us', 'psi_memory_full_us', 'psi_cpu_some_us',
-                 'pgmajfault', 'workingset_refault_file', 'allocstall', 'pgscan_kswapd', 'pgscan_direct')
+                 'allocstall') + VMSTAT + ('tasks',)
+# Tasks whose state and CPU time go into each sample (and the runaway's, with its kernel stack).
+WATCHED = ('kswapd0', 'kcompactd0', 'earlyoom')
 
 
 def set_name(name):
@@ -205,19 +209,49 @@ def psi_total(resource, kind):
     return None
 
 
-def sample(now):
-    """One line of the timeline (SAMPLE_FIELDS): memory, pressure, reclaim counters."""
+def find_pids(names):
+    found = {}
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                with open('/proc/%s/comm' % pid) as handle:
+                    name = handle.read().strip()
+            except OSError:
+                continue
+            if name in names:
+                found[name] = int(pid)
+    return found
+
+
+def task(pid, stack=False):
+    """[state, utime + stime in ticks] of a task, with the top of its kernel stack when asked."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            fields = handle.read().rsplit(')', 1)[1].split()
+        result = [fields[0], int(fields[11]) + int(fields[12])]
+        if stack:
+            with open('/proc/%d/stack' % pid) as handle:
+                result.append(' '.join(line.split()[-1].split('+')[0] for line in handle.read().splitlines()[:6]))
+        return result
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def sample(now, pids):
+    """One line of the timeline (SAMPLE_FIELDS): memory, pressure, reclaim counters, the watched tasks."""
     info = meminfo()
     vmstat = {}
     with open('/proc/vmstat') as handle:
         for line in handle:
             key, value = line.split()
             vmstat[key] = int(value)
+    vmstat.setdefault('workingset_refault_file', vmstat.get('workingset_refault'))
+    if 'runaway' not in pids:
+        pids.update(find_pids(('runaway',)) if os.path.exists(RUNAWAY_JSON) else {})
+    tasks = dict((name, task(pid, stack=name == 'runaway')) for name, pid in pids.items())
     return [round(now, 3), info['MemFree'] >> 10, info['MemAvailable'] >> 10, info['Cached'] >> 10,
             psi_total('memory', 'some'), psi_total('memory', 'full'), psi_total('cpu', 'some'),
-            vmstat.get('pgmajfault'), vmstat.get('workingset_refault_file', vmstat.get('workingset_refault')),
-            sum(v for k, v in vmstat.items() if k.startswith('allocstall')),
-            vmstat.get('pgscan_kswapd'), vmstat.get('pgscan_direct')]
+            sum(v for k, v in vmstat.items() if k.startswith('allocstall'))] + [vmstat.get(k) for k in VMSTAT] + [tasks]
 
 
 def heartbeat():
@@ -226,6 +260,7 @@ def heartbeat():
     buffer = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     state = {'pid': os.getpid(), 'beats': 0, 'worst': 0.0, 'worst_from': None, 'stalled': 0.0, 'stalls': 0, 'gaps': []}
     samples = open(SAMPLES, 'a')
+    pids = find_pids(WATCHED)
     previous = time.monotonic()
     last_write = 0.0
     while True:
@@ -248,7 +283,7 @@ def heartbeat():
             state['last_beat'] = now
             state['touched'] = len(touched)
             write_json(HEARTBEAT_JSON, state)
-            samples.write(json.dumps(sample(now)) + '\n')
+            samples.write(json.dumps(sample(now, pids)) + '\n')
             samples.flush()
             last_write = now
 

@@ -96,6 +96,15 @@ def events_report(result, host=None, last=10):
                 ', unit %s (OOMPolicy=%s)' % (loop['unit'], loop.get('oom_policy')) if loop.get('unit') else ''))
             if loop.get('advice'):
                 lines.append('    change: %s' % loop['advice'])
+    early = result.get('early_kills') or []
+    if early:
+        lines.append('')
+        lines.append('Kills by the early OOM killer (before the kernel had to act):')
+        for kill in early[-max(last, 0):] if last else []:
+            what = ('%s (pid %s) %s' % (kill.get('comm'), kill.get('pid'), kill.get('signal'))
+                    if kill['killer'] == 'earlyoom' else '%s: %s' % (kill.get('cgroup'), kill.get('reason')))
+            lines.append('  %s  %s %s%s' % (kill.get('timestamp'), kill['killer'], what,
+                                            ' (dry run, nothing killed)' if kill.get('dry_run') else ''))
     if not events:
         lines.append('No OOM kill in the logs read.')
     return '\n'.join(lines)

@@ -129,6 +129,69 @@ def read_journal(scanner, journalctl, since_epoch=None):
         raise SourceError('journal: %s failed (rc=%d): %s' % (' '.join(argv), proc.returncode, err or 'no output'))
 
 
+# -- kills by the userspace early OOM killers ------------------------------------
+
+EARLY_KILLER_UNITS = ('earlyoom.service', 'systemd-oomd.service')
+# earlyoom 1.6/1.7 print "badness N", 1.8 "oom_score N" and the cmdline,
+# 1.9 also "oom_score_adj N".
+_EARLYOOM_KILL = re.compile(r'sending (SIG[A-Z]+) to process (\d+) uid (\d+) "(.*?)": (?:badness|oom_score) (-?\d+)'
+                            r'(?:, oom_score_adj (-?\d+))?, VmRSS (\d+) MiB')
+_EARLYOOM_DRY = 'dryrun, not actually sending any signal'
+# systemd-oomd kills whole cgroups; --dry-run only says what it would do.
+_OOMD_KILL = re.compile(r'Killed (/\S+) due to (.+?)\.?\s*$')
+_OOMD_DRY = re.compile(r'oomd dry-run: Would have tried to kill (/\S+)')
+_JOURNAL_LINE = re.compile(r'^(\S+) \S+ ([\w.-]+)\[\d+\]: (.*)$')
+
+
+def parse_early_kills(lines):
+    """`journalctl -o short-iso` lines of the early killers -> their kills, oldest first.
+
+    A kill is {timestamp, killer, dry_run, ...}: earlyoom names a process
+    (signal, pid, uid, comm, score, rss_mib), systemd-oomd a cgroup and why.
+    """
+    kills = []
+    for line in lines:
+        match = _JOURNAL_LINE.match(line.rstrip('\n'))
+        if not match:
+            continue
+        stamp, ident, text = match.groups()
+        if ident == 'earlyoom':
+            kill = _EARLYOOM_KILL.search(text)
+            if kill:
+                kills.append({'timestamp': stamp, 'killer': 'earlyoom', 'dry_run': False, 'signal': kill.group(1),
+                              'pid': int(kill.group(2)), 'uid': int(kill.group(3)), 'comm': kill.group(4),
+                              'score': int(kill.group(5)), 'rss_mib': int(kill.group(7))})
+            elif _EARLYOOM_DRY in text and kills and kills[-1]['killer'] == 'earlyoom':
+                kills[-1]['dry_run'] = True
+        elif ident == 'systemd-oomd':
+            kill = _OOMD_KILL.search(text)
+            dry = _OOMD_DRY.search(text)
+            if kill:
+                kills.append({'timestamp': stamp, 'killer': 'systemd-oomd', 'dry_run': False,
+                              'cgroup': kill.group(1), 'reason': kill.group(2)})
+            elif dry:
+                kills.append({'timestamp': stamp, 'killer': 'systemd-oomd', 'dry_run': True,
+                              'cgroup': dry.group(1), 'reason': 'dry-run'})
+    return kills
+
+
+def read_early_kills(journalctl, since_epoch=None):
+    """The early killers' kills from the journal (every boot it keeps)."""
+    argv = [journalctl, '-o', 'short-iso', '--no-pager', '-q']
+    for unit in EARLY_KILLER_UNITS:
+        argv += ['-u', unit]
+    if since_epoch is not None:
+        argv.append('--since=@%d' % int(since_epoch))
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    except OSError as exc:
+        raise SourceError('early_killers: cannot run %s: %s' % (journalctl, exc))
+    if proc.returncode != 0:
+        raise SourceError('early_killers: %s failed (rc=%d): %s' % (
+            ' '.join(argv), proc.returncode, proc.stderr.decode('utf-8', 'replace').strip() or 'no output'))
+    return parse_early_kills(proc.stdout.decode('utf-8', 'replace').splitlines())
+
+
 def expand_paths(patterns):
     """Globs -> existing files, sorted; a pattern matching nothing is an error."""
     paths = []

@@ -38,12 +38,13 @@ options:
     description:
       - Live sources of this host to read. C(dmesg) reads the kernel ring buffer (root, or
         C(kernel.dmesg_restrict=0)); C(journal) runs C(journalctl _TRANSPORT=kernel), every boot the
-        journal keeps.
-      - When neither I(sources) nor I(path) is given, the journal is read on a host booted with systemd,
-        ring buffer otherwise.
+        journal keeps; C(early_killers) reads the journal of C(earlyoom.service) and C(systemd-oomd.service)
+        for the kills of the userspace early OOM killers (returned in C(early_kills)).
+      - When neither I(sources) nor I(path) is given, the journal and the early killers' journal are read on
+        a host booted with systemd, the ring buffer otherwise.
     type: list
     elements: str
-    choices: [dmesg, journal]
+    choices: [dmesg, journal, early_killers]
     default: []
   path:
     description:
@@ -205,8 +206,20 @@ kill_loops:
       last: "2021-01-18T09:51:00"
       unit: nginx.service
       oom_policy: continue
+early_kills:
+  description:
+    - Kills by the userspace early OOM killers, oldest first (source C(early_killers)). earlyoom names a
+      process (C(signal), C(pid), C(uid), C(comm), C(score), C(rss_mib)); systemd-oomd a C(cgroup) and the
+      C(reason). C(dry_run) is true for a kill a killer in dry-run mode only reported.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {timestamp: '2026-11-23T09:40:02+0000', killer: earlyoom, dry_run: false, signal: SIGTERM, pid: 812,
+       uid: 0, comm: oomguard-batch, score: 1122, rss_mib: 33}
 summary:
-  description: Counts of events, by cause and by victim, and how many were partial.
+  description: Counts of events, by cause and by victim, and how many were partial; C(early_kills) counts the
+    early killers' kills.
   returned: always
   type: dict
   sample:
@@ -233,7 +246,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import oom_events
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            sources=dict(type='list', elements='str', choices=['dmesg', 'journal'], default=[]),
+            sources=dict(type='list', elements='str', choices=['dmesg', 'journal', 'early_killers'], default=[]),
             path=dict(type='list', elements='path', default=[]),
             since=dict(type='str'),
             year=dict(type='int'),
@@ -260,10 +273,19 @@ def main():
     if auto:
         # sd_booted(): the journal holds the kernel's messages only where
         # systemd runs as PID 1; elsewhere the ring buffer is the source.
-        sources = ['journal'] if journalctl and os.path.isdir('/run/systemd/system') else ['dmesg']
+        sources = ['journal', 'early_killers'] if journalctl and os.path.isdir('/run/systemd/system') else ['dmesg']
+    early_kills = []
+    early_notes = []
+    if 'early_killers' in sources:
+        try:
+            if not journalctl:
+                raise oom_events.SourceError('early_killers: journalctl not found')
+            early_kills = oom_events.read_early_kills(journalctl, oom_events.parse_since(params['since']))
+        except oom_events.SourceError as exc:
+            early_notes.append(str(exc))
     try:
         events, loops, summary, notes = oom_events.collect(
-            sources=sources, paths=params['path'], since=params['since'], year=params['year'],
+            sources=[s for s in sources if s != 'early_killers'], paths=params['path'], since=params['since'], year=params['year'],
             run_command=module.run_command, journalctl=journalctl, systemctl=systemctl,
             min_kills=params['min_loop_kills'], link=params['link_units'], keep=params['max_events'])
     except oom_events.SourceError as exc:
@@ -272,7 +294,12 @@ def main():
         module.fail_json(msg='; '.join(notes), notes=notes)
     if notes and auto and not events:
         module.fail_json(msg='no OOM source could be read: %s' % '; '.join(notes), notes=notes)
-    module.exit_json(changed=False, events=events, kill_loops=loops, summary=summary, notes=notes)
+    notes = notes + early_notes
+    if early_notes and not auto:
+        module.fail_json(msg='; '.join(early_notes), notes=notes)
+    summary['early_kills'] = len(early_kills)
+    module.exit_json(changed=False, events=events, kill_loops=loops, early_kills=early_kills, summary=summary,
+                     notes=notes)
 
 
 if __name__ == '__main__':

@@ -149,6 +149,10 @@ def test_the_early_killer_acts_first_on_the_preferred(host, scenario, wait_for_e
     assert 'oomguard-db' not in [k[2] for k in kills], kills
     assert _main_pid(host, 'oomguard-db.service') == db_pid
     assert _kernel_kills(host) == kernel_before, 'the kernel killed too: %s' % journal[-2000:]
+    # oom_events finds the same kill in the journal.
+    early = host.ansible('oomguard.linux.oom_events', 'sources=early_killers', check=False)['early_kills']
+    mine = [k for k in early if k['killer'] == 'earlyoom' and k['pid'] == batch_pid]
+    assert mine and mine[0]['comm'] == 'oomguard-batch' and not mine[0]['dry_run'], early
     host.run_expect([0], 'systemctl restart oomguard-batch.service')
     time.sleep(2)
     assert _show(host, 'oomguard-batch.service', 'ActiveState') == 'active'
