@@ -31,14 +31,22 @@ to the VM (GUEST below):
      and on every beat touches each page of a 4 MiB file-backed buffer
      (mmap of a file under /var/tmp), so that it depends on page cache like a
      real service.  Its gap is the time between two beats minus the 10 ms it
-     asked for; the worst gap, with when it began, goes to
-     /run/bench-heartbeat.json whenever it grows, and at least every second;
-  3. once the heartbeat has beaten for a second, the runaway, a transient unit
+     asked for; the worst gap, with when it began, and the sum of the gaps of
+     50 ms or more go to /run/bench-heartbeat.json whenever the worst grows,
+     and at least every second.  With that, once a second, it appends a line
+     of the timeline to /run/bench-samples.jsonl (MemFree, MemAvailable,
+     Cached, memory and CPU pressure, refaults, kswapd and direct scans,
+     compaction, and the state and CPU time of kswapd0, kcompactd0, earlyoom
+     and the runaway with the top of its kernel stack), kept for --keep;
+  3. once the heartbeat has beaten 100 times, the runaway, a transient unit
      bench-runaway running python3 named `runaway`, maps anonymous memory in
-     16 MiB chunks with MAP_POPULATE until it is killed (RuntimeMaxSec: the cap,
-     default 600 s, after which systemd stops it: a trial where no killer acted);
-  4. the runaway's unit is polled over SSH every 5 s until it is inactive or
-     failed.  A guest in the stall may not answer SSH for minutes: every poll
+     16 MiB chunks with MAP_POPULATE until it is killed, noting each chunk in
+     /run/bench-runaway.json (RuntimeMaxSec: the cap, default 600 s, after
+     which systemd stops it: a trial where no killer acted; RemainAfterExit,
+     as a runaway ended by SIGTERM is a clean exit for systemd, and the
+     transient unit would be unloaded with its timestamps);
+  4. the runaway's unit is polled over SSH every 5 s until its process has
+     ended.  A guest in the stall may not answer SSH for minutes: every poll
      has a timeout and is simply retried;
   5. once the heartbeat has beaten again after the runaway's end, the results
      are read: the heartbeat's worst gap (the worst stall), the runaway's life
@@ -50,26 +58,31 @@ to the VM (GUEST below):
      both since the trial began.  Then the heartbeat is stopped, both units
      reset and the files removed.
 
-The right victim: the runaway died before the cap, the heartbeat unit is still
-active with the same process, and nothing else was killed.
+The right victim: the runaway was killed by a signal before the cap, the
+heartbeat unit is still active with the same process, and nothing else was
+killed.
 
 R rounds (default 3; --quick: 1), each a trial on the kernel VM and then one on
 the hardened VM: alternated, never at the same time, so that they do not
-compete for the CPUs.  Prints one line per trial and then, per side, the
-median and maximum of the worst stall, the ratio hardened/kernel of the
-medians, the victims, and PASS/FAIL against the goal: the hardened VM's worst
+compete for the CPUs.  Prints two lines per trial and then, per side, the
+median and maximum of the worst stall, of the time stalled in all and of the
+runaway's life, the victims, the ratio hardened/kernel of the median worst
+stalls, and PASS/FAIL against the goal: the hardened VM's worst
 stall <= 0.5 s in every trial, the ratio <= 0.1, and the right victim in every
 trial on both VMs.  The exit code is 0 on FAIL too (it is a measurement); it is
 non-zero only when the benchmark itself failed.  Under TCG the CPU is emulated:
 times are longer than on hardware, and other QEMU processes on this machine
-(listed at the start and at the end) slow both VMs.
+(listed at the start and at the end) slow both VMs.  Under TCG, even on a
+quiet machine, both VMs also stall for tens of seconds while MemAvailable is
+still about 40 % (the runaway stuck in __get_user_pages, free memory near the
+watermarks, no reclaim, RCU stall warnings): the timelines (--keep) show it.
 
 The collection is taken from ANSIBLE_COLLECTIONS_PATH when that has
 oomguard.linux (tools/run sets .build/collections), else from
 .build/collections, else /tmp/ac.  The VMs run under a temporary directory in
 /tmp and are always shut down at the end; the temporary directory (inventory,
-playbook, ansible output, each trial's kernel and earlyoom lines) is removed
-unless --keep.
+playbook, ansible output, trials/ROUND-SIDE.json with each trial's timeline,
+kernel and earlyoom lines) is removed unless --keep.
 
 Run it through
   tools/run bench benchmarks/near_oom_stall.py [--rounds R | --quick] [--cap S] [--keep]
