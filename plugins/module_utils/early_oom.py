@@ -22,7 +22,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as c
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import (
-    ApplyError, Refused, build_diff, plan_files,
+    ApplyError, Refused, _systemctl, build_diff, plan_files,
 )
 
 OWNER = 'early_oom'
@@ -357,13 +357,6 @@ def plan(params, host, live, labels):
     return config
 
 
-def _systemctl(run_command, systemctl, *args):
-    rc, out, err = run_command([systemctl] + list(args))
-    if rc != 0:
-        raise ApplyError('systemctl %s failed (rc %d): %s' % (' '.join(args), rc, (err or out).strip()))
-    return out
-
-
 def _active(run_command, systemctl, unit):
     rc, out, dummy = run_command([systemctl, 'is-active', unit])
     return out.strip()
@@ -429,18 +422,7 @@ def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     for unit in others:
         _systemctl(run_command, systemctl, 'stop', unit)
     for change in file_changes:
-        spec = config.files[change['path']]
-        if spec['type'] == 'file':
-            ledger_mod.write_file(change['path'], spec['content'], spec.get('mode', 0o644), spec.get('uid', 0),
-                                  spec.get('gid', 0))
-        elif spec['type'] == 'link':
-            ledger_mod.write_link(change['path'], spec['target'])
-        else:
-            ledger_mod.remove_path(change['path'])
-            try:
-                os.rmdir(os.path.dirname(change['path']))
-            except OSError:
-                pass
+        ledger_mod.write_spec(change['path'], config.files[change['path']], prune_parent=True)
     if manage_units:
         if file_changes:
             _systemctl(run_command, systemctl, 'daemon-reload')

@@ -117,6 +117,25 @@ def remove_path(path):
         os.unlink(path)
 
 
+def write_spec(path, spec, prune_parent=False):
+    """Make path what a desired spec says ({'type': file|link|absent, ...}).
+
+    prune_parent: after removing a drop-in, remove its directory when that
+    is now empty (another drop-in living there keeps it).
+    """
+    if spec['type'] == 'file':
+        write_file(path, spec['content'], spec.get('mode', 0o644), spec.get('uid', 0), spec.get('gid', 0))
+    elif spec['type'] == 'link':
+        write_link(path, spec['target'])
+    else:
+        remove_path(path)
+        if prune_parent:
+            try:
+                os.rmdir(os.path.dirname(path))
+            except OSError:
+                pass  # not empty
+
+
 def put_state(path, state):
     """Make path what state says (the inverse of file_state)."""
     kind = state['type']

@@ -135,9 +135,11 @@ def _is_active(run_command, systemctl, unit):
 
 
 def _systemctl(run_command, systemctl, *args):
+    """Run systemctl; ApplyError when it fails.  Shared by every module that changes units."""
     rc, out, err = run_command([systemctl] + list(args))
     if rc != 0:
         raise ApplyError('systemctl %s failed (rc %d): %s' % (' '.join(args), rc, (err or out).strip()))
+    return out
 
 
 def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
@@ -192,13 +194,7 @@ def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     if manage_units and timer_touched and files.get(timer_path, {}).get('type') == 'absent':
         _systemctl(run_command, systemctl, 'stop', tn.COMPACT_TIMER)
     for path in sorted(changed_files):
-        spec = files[path]
-        if spec['type'] == 'file':
-            ledger_mod.write_file(path, spec['content'], spec.get('mode', 0o644))
-        elif spec['type'] == 'link':
-            ledger_mod.write_link(path, spec['target'])
-        else:
-            ledger_mod.remove_path(path)
+        ledger_mod.write_spec(path, files[path])
     if manage_units and any(p.startswith(systemd_dir + '/') for p in changed_files):
         _systemctl(run_command, systemctl, 'daemon-reload')
         if timer_touched and files.get(timer_path, {}).get('type') == 'file':
@@ -237,6 +233,29 @@ def _read_back(host, change):
     if change['kind'] == 'thp' and not change['key'].endswith('khugepaged.defrag'):
         return procfs.parse_bracketed(text)[0]
     return tn.canonical(text)
+
+
+# -- the modules' common frame ---------------------------------------------------
+
+def run_module(module, apply_fn, params, labels, failure):
+    """Call apply_fn for an AnsibleModule and end it: exit_json, or fail_json with the problems.
+
+    failure: what the module was doing, for an unexpected I/O error.
+    """
+    try:
+        result = apply_fn(params, procfs.HostRoot('/'), labels, module.check_mode,
+                          run_command=module.run_command, systemctl=module.get_bin_path('systemctl'))
+    except Refused as exc:
+        module.fail_json(msg=str(exc), problems=[p.as_dict() for p in exc.problems], changed=False)
+    except (ApplyError, ledger_mod.LedgerError, procfs.ReadError) as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg=labels.msg('%s: %s' % (failure, exc)))
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    if not module._diff:
+        result.pop('diff', None)
+    module.exit_json(**result)
 
 
 # -- restore --------------------------------------------------------------------

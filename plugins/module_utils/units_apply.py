@@ -34,7 +34,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
 from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import (
-    ApplyError, Refused, build_diff, plan_files,
+    ApplyError, Refused, _read_live, _systemctl, _write_live, build_diff, plan_files,
 )
 
 OWNER = 'oom_units'
@@ -557,20 +557,12 @@ def stale_dropins(host, systemd_dir, scope):
 
 # -- changing the host ----------------------------------------------------------
 
-def _systemctl(run_command, systemctl, *args):
-    rc, out, err = run_command([systemctl] + list(args))
-    if rc != 0:
-        raise ApplyError('systemctl %s failed (rc %d): %s' % (' '.join(args), rc, (err or out).strip()))
-
-
 def _read_text(path):
-    with open(path) as handle:
-        return tn.canonical(handle.read())
+    return tn.canonical(_read_live(path))
 
 
-def _write_text(path, text):
-    with open(path, 'w') as handle:
-        handle.write(text + '\n')
+# The live writes go through this name (the unit tests point it into a tree).
+_write_text = _write_live
 
 
 def _close_enough(now, after, page_bytes):
@@ -623,15 +615,7 @@ def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
         ledger.record_file(path, OWNER)
     ledger.save()
     for change in file_changes:
-        spec = plan.files[change['path']]
-        if spec['type'] == 'file':
-            ledger_mod.write_file(change['path'], spec['content'], spec.get('mode', 0o644))
-        else:
-            ledger_mod.remove_path(change['path'])
-            try:
-                os.rmdir(os.path.dirname(change['path']))
-            except OSError:
-                pass  # other drop-ins live there
+        ledger_mod.write_spec(change['path'], plan.files[change['path']], prune_parent=True)
     if manage_units and changed_files:
         _systemctl(run_command, systemctl, 'daemon-reload')
     for change in plan.values:

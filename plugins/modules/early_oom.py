@@ -183,10 +183,8 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
-from ansible_collections.oomguard.linux.plugins.module_utils.ledger import LedgerError
 from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import ApplyError, Refused
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import run_module
 from ansible_collections.oomguard.linux.plugins.module_utils.early_oom import apply
 
 PATH_OPTIONS = ('systemd_dir', 'earlyoom_defaults', 'oomd_conf_dir', 'state_dir')
@@ -210,18 +208,7 @@ def main():
     params = dict(module.params)
     params['paths'] = dict((k, params[k]) for k in PATH_OPTIONS)
     labels = Labels(params['host_label'] or platform.node(), params['variable_labels'])
-    try:
-        result = apply(params, HostRoot('/'), labels, module.check_mode,
-                       run_command=module.run_command, systemctl=module.get_bin_path('systemctl'))
-    except Refused as exc:
-        module.fail_json(msg=str(exc), problems=[p.as_dict() for p in exc.problems], changed=False)
-    except (ApplyError, LedgerError, ReadError) as exc:
-        module.fail_json(msg=str(exc))
-    except (IOError, OSError) as exc:
-        module.fail_json(msg=labels.msg('cannot set up the early OOM killer: %s' % exc))
-    if not module._diff:
-        result.pop('diff', None)
-    module.exit_json(**result)
+    run_module(module, apply, params, labels, 'cannot set up the early OOM killer')
 
 
 if __name__ == '__main__':

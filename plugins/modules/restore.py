@@ -77,10 +77,8 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
-from ansible_collections.oomguard.linux.plugins.module_utils.ledger import LedgerError
 from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import ApplyError, restore
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import restore, run_module
 
 
 def main():
@@ -92,17 +90,7 @@ def main():
         supports_check_mode=True,
     )
     labels = Labels(module.params['host_label'] or platform.node())
-    try:
-        result = restore({'paths': {'state_dir': module.params['state_dir']}}, HostRoot('/'), labels,
-                         module.check_mode, run_command=module.run_command,
-                         systemctl=module.get_bin_path('systemctl'))
-    except (ApplyError, LedgerError, ReadError) as exc:
-        module.fail_json(msg=str(exc))
-    except (IOError, OSError) as exc:
-        module.fail_json(msg=labels.msg('cannot restore: %s' % exc))
-    if not module._diff:
-        result.pop('diff', None)
-    module.exit_json(**result)
+    run_module(module, restore, {'paths': {'state_dir': module.params['state_dir']}}, labels, 'cannot restore')
 
 
 if __name__ == '__main__':

@@ -10,7 +10,9 @@ once per session through the `captured_tree` fixture (conftest.py).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
 import os
+import stat
 import tarfile
 
 import yaml
@@ -32,3 +34,22 @@ def extract(name, dest):
         else:  # Python before 3.11.4: the archives are ours, members are plain files.
             archive.extractall(dest)  # noqa: S202
     return os.path.join(dest, name)
+
+
+def tree_state(root):
+    """Everything under root: files by content hash, mode and owner, links by target, dirs by mode."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            if stat.S_ISLNK(info.st_mode):
+                state[rel] = ('link', os.readlink(path))
+            elif stat.S_ISDIR(info.st_mode):
+                state[rel] = ('dir', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+            else:
+                with open(path, 'rb') as handle:
+                    digest = hashlib.sha256(handle.read()).hexdigest()
+                state[rel] = ('file', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, digest)
+    return state

@@ -23,7 +23,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import hashlib
 import json
 import os
 import re
@@ -352,23 +351,7 @@ def _copy_layout(tree, root):
             _copy(os.path.join(tree, rel), os.path.join(root, rel))
 
 
-def tree_state(root):
-    """Everything under root: files by content hash, mode and owner, links by target, dirs by mode."""
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root)
-            if stat.S_ISLNK(info.st_mode):
-                state[rel] = ('link', os.readlink(path))
-            elif stat.S_ISDIR(info.st_mode):
-                state[rel] = ('dir', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-            else:
-                with open(path, 'rb') as handle:
-                    digest = hashlib.sha256(handle.read()).hexdigest()
-                state[rel] = ('file', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, digest)
-    return state
+tree_state = trees.tree_state
 
 
 def without_state_dir(state):

@@ -24,7 +24,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -35,6 +34,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import ledger as le
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
+from ansible_collections.oomguard.linux.tests.unit import trees
 
 ROLE_VARIABLES = {'sysctl': 'oomguard_sysctl', 'thp': 'oomguard_thp', 'compaction': 'oomguard_thp',
                   'force': 'oomguard_force', 'profile': 'oomguard_profile'}
@@ -143,23 +143,7 @@ class HostTree:
             return json.load(handle)
 
 
-def tree_state(root):
-    """Everything under root: files by content hash, mode and owner, links by target, dirs by mode."""
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root)
-            if stat.S_ISLNK(info.st_mode):
-                state[rel] = ('link', os.readlink(path))
-            elif stat.S_ISDIR(info.st_mode):
-                state[rel] = ('dir', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-            else:
-                with open(path, 'rb') as handle:
-                    digest = hashlib.sha256(handle.read()).hexdigest()
-                state[rel] = ('file', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, digest)
-    return state
+tree_state = trees.tree_state
 
 
 class FakeKernel:

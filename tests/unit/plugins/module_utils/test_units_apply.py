@@ -31,7 +31,6 @@ __metaclass__ = type
 
 import copy
 import errno
-import hashlib
 import json
 import os
 import re
@@ -439,23 +438,8 @@ def test_scan_cmdlines_skips_pid_1_kernel_threads_and_itself(captured_tree, monk
 
 # -- apply() and restore in a copy of a captured tree -----------------------------------------------
 
-def tree_state(root):
-    """Everything under root: files by content hash, mode and owner, links by target, dirs by mode."""
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root)
-            if stat.S_ISLNK(info.st_mode):
-                state[rel] = ('link', os.readlink(path))
-            elif stat.S_ISDIR(info.st_mode):
-                state[rel] = ('dir', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-            else:
-                with open(path, 'rb') as handle:
-                    digest = hashlib.sha256(handle.read()).hexdigest()
-                state[rel] = ('file', stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, digest)
-    return state
+
+tree_state = trees.tree_state
 
 
 class FakeKernel:
