@@ -41,7 +41,15 @@ def test_min_free_kbytes_auto_follows_the_documented_rule(host, inventory):
         "/^ +managed/ && zone !~ /HighMem|Movable|Device/ && $2 > high {sum+=$2-high} END {print sum}' "
         "/proc/zoneinfo"))
     kernel_default_kb = max(128, min(262144, math.isqrt(lowmem_pages * 4 * 16)))
-    rule_kb = max(min(mem_total_kb // 100, 1048576, mem_total_kb * 5 // 100), kernel_default_kb)
+    # khugepaged's recommendation: 11 pageblocks (2 MiB) per populated lowmem
+    # zone, at most 5 % of the managed lowmem.
+    zones, managed_pages = host.check_output(
+        "awk '/^Node/ {zone=$4} /^ +present/ {present=$2} "
+        "/^ +managed/ && zone !~ /HighMem|Movable|Device/ && present > 0 {n++; sum+=$2} END {print n, sum}' "
+        "/proc/zoneinfo").split()
+    khugepaged_kb = min(2048 * 11 * int(zones), int(managed_pages) * 4 // 20)
+    rule_kb = max(min(mem_total_kb // 100, 1048576, mem_total_kb * 5 // 100), kernel_default_kb,
+                  min(khugepaged_kb, mem_total_kb * 5 // 100))
     assert int(host.check_output('sysctl -n vm.min_free_kbytes')) == rule_kb
 
 

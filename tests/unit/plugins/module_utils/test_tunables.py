@@ -320,14 +320,69 @@ def test_kernel_default_min_free_formula(zones, expected):
     assert tn.kernel_default_min_free_kb(zones) == expected
 
 
-@pytest.mark.parametrize('mem_total, default, expected', [
-    (24684092, 13089, 246840),        # 1 % of RAM
-    (102400, 1280, 1280),             # never below the kernel's own default
-    (209715200, 262144, 1048576),     # at most 1 GiB
-    (1048576, None, 10485),           # default unknown
+@pytest.mark.parametrize('mem_total, default, khugepaged, expected', [
+    (24684092, 13089, None, 246840),        # 1 % of RAM
+    (102400, 1280, None, 1280),             # never below the kernel's own default
+    (209715200, 262144, None, 1048576),     # at most 1 GiB
+    (1048576, None, None, 10485),           # default unknown
+    # The 640 MiB test VM: the stock kernel ran 27868 kB (khugepaged, THP on); auto keeps that much.
+    (576220, 2986, 28811, 28811),
+    (24684092, 13885, 67584, 246840),       # this machine's kind: 1 % is more than khugepaged's
+    (576220, 2986, 10 ** 6, 28811),         # never above 5 % of RAM, whatever the zones say
 ])
-def test_auto_min_free(mem_total, default, expected):
-    assert tn.auto_min_free_kb(mem_total, default) == expected
+def test_auto_min_free(mem_total, default, khugepaged, expected):
+    assert tn.auto_min_free_kb(mem_total, default, khugepaged) == expected
+
+
+def _read(root, rel):
+    with open(os.path.join(root, rel)) as handle:
+        return handle.read()
+
+
+@pytest.mark.parametrize('name', TREE_NAMES)
+def test_khugepaged_min_free_on_captured_zoneinfo(name, captured_tree):
+    # All four captures ran with THP on, so the live value is khugepaged's
+    # recommendation or the kernel's default, whichever is larger.  The rule
+    # counts all managed lowmem (the kernel: above the high watermarks), so it
+    # may be up to 5 % of the zones' pages above the kernel's answer, never below.
+    root = captured_tree(name)
+    zones = procfs.parse_zoneinfo(_read(root, 'proc/zoneinfo'))
+    live_value = int(_read(root, 'proc/sys/vm/min_free_kbytes'))
+    assert '[never]' not in _read(root, 'sys/kernel/mm/transparent_hugepage/enabled')
+    rule = max(tn.khugepaged_min_free_kb(zones), tn.kernel_default_min_free_kb(zones))
+    assert live_value <= rule <= live_value * 1.06, (live_value, rule)
+
+
+def test_khugepaged_min_free_on_this_machine():
+    root = procfs.HostRoot('/')
+    zones = procfs.read_zoneinfo(root)
+    thp = root.read('sys/kernel/mm/transparent_hugepage/enabled') or ''
+    if not zones or '[never]' in thp or not thp:
+        pytest.skip('no zoneinfo, or THP off here: khugepaged does not set min_free_kbytes')
+    live_value = int(root.read('proc/sys/vm/min_free_kbytes'))
+    rule = max(tn.khugepaged_min_free_kb(zones), tn.kernel_default_min_free_kb(zones))
+    if live_value > rule * 1.06:
+        pytest.skip('vm.min_free_kbytes = %d was set by hand here' % live_value)
+    assert live_value <= rule <= live_value * 1.06, (live_value, rule)
+
+
+@pytest.mark.parametrize('zones, pageblock_kb, expected', [
+    # 11 pageblocks per populated zone: DMA + DMA32 + Normal with 2 MiB pageblocks.
+    ([{'zone': 'DMA', 'present_kb': 15992, 'managed_kb': 15360}, {'zone': 'DMA32', 'present_kb': 3129344, 'managed_kb': 3091668},
+      {'zone': 'Normal', 'present_kb': 22020096, 'managed_kb': 9043968}, {'zone': 'Movable', 'present_kb': 0, 'managed_kb': 0}],
+     2048, 67584),
+    # A small host: 5 % of lowmem is less.
+    ([{'zone': 'DMA', 'present_kb': 16380, 'managed_kb': 15360}, {'zone': 'DMA32', 'present_kb': 638840, 'managed_kb': 560860}],
+     2048, 28811),
+    # Unpopulated zones do not count; Movable, HighMem and Device are not lowmem.
+    ([{'zone': 'Normal', 'present_kb': 10 ** 8, 'managed_kb': 10 ** 8}, {'zone': 'DMA32', 'present_kb': 0, 'managed_kb': 0},
+      {'zone': 'HighMem', 'present_kb': 10 ** 8, 'managed_kb': 10 ** 8}], 2048, 22528),
+    ([{'zone': 'Movable', 'present_kb': 10 ** 8, 'managed_kb': 10 ** 8}], 2048, None),
+    ([], 2048, None),
+    (None, 2048, None),
+])
+def test_khugepaged_min_free_formula(zones, pageblock_kb, expected):
+    assert tn.khugepaged_min_free_kb(zones, pageblock_kb) == expected
 
 
 # -- CommitLimit --------------------------------------------------------------------
