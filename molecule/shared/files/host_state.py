@@ -2,9 +2,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Print, as JSON, the host state hardening may touch: the full `sysctl -a`,
 the THP files and every path under /etc (type, mode, owner, sha256 or link
-target).  Run twice 2 s apart; keys that differ between the two reads are
-listed as volatile (counters such as fs.dentry-state), so a comparison leaves
-out what moves by itself and nothing else.
+target).  `save` reads the sysctls twice 2 s apart; keys that differ between
+the two reads are listed as volatile (counters such as fs.dentry-state), so a
+comparison leaves out what moves by itself and nothing else.  `compare` reads
+once, and a second time 2 s later only when a sysctl differs from the saved
+state (one wait per corpus case saved when nothing changed).
 Usage: host_state.py save NAME | compare NAME.  `compare` prints the
 differences from the state saved under NAME and how many sysctls it compared.
 """
@@ -61,10 +63,13 @@ ALWAYS_VOLATILE = ('fs.aio-nr', 'fs.dentry-state', 'fs.file-nr', 'fs.inode-nr', 
 VOLATILE_PREFIXES = ('fs.quota.',)
 
 
-def snapshot():
+def snapshot(settle=True):
     first = sysctls()
-    time.sleep(2)
-    second = sysctls()
+    if settle:
+        time.sleep(2)
+        second = sysctls()
+    else:
+        second = first
     files = tree('/etc')
     for extra in EXTRA:
         if os.path.lexists(extra):
@@ -104,14 +109,20 @@ def compare(old, new):
 def main():
     action, name = sys.argv[1], sys.argv[2]
     saved = '/var/tmp/oomguard-state-%s.json' % name
-    state = snapshot()
+    state = snapshot(settle=action == 'save')
     if action == 'save':
         with open(saved, 'w') as handle:
             json.dump(state, handle)
         print(json.dumps({'saved': saved, 'sysctls': len(state['sysctl']), 'files': len(state['files'])}))
     else:
         with open(saved) as handle:
-            print(json.dumps(compare(json.load(handle), state)))
+            old = json.load(handle)
+        result = compare(old, state)
+        if result['sysctl']:
+            # Something differs: read again 2 s later, so a counter that moved by itself is left out.
+            state = snapshot()
+            result = compare(old, state)
+        print(json.dumps(result))
 
 
 if __name__ == '__main__':
