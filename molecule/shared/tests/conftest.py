@@ -46,7 +46,7 @@ SCENARIOS = {
     'default': {'cgroup_modes': ['v2'], 'numa_nodes': 1, 'ooms': [MEMCG, HOST],
                 'unit_ooms': [LIMITED, SLICED], 'protection_oom': True, 'nginx_loop': True,
                 'early_killer': {'unit': 'systemd-oomd.service', 'dry_run': True},
-                'unit_properties': DEFAULT_UNITS},
+                'unit_properties': DEFAULT_UNITS, 'slab_leak': True},
     # systemd 252 with unified_cgroup_hierarchy=0 mounts v1 controllers and,
     # by default, a v2 hierarchy for itself at /sys/fs/cgroup/unified.  On v1
     # systemd cannot tell an OOM kill from another SIGKILL: Result=signal.
