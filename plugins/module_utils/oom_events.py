@@ -24,7 +24,11 @@ from ansible_collections.oomguard.linux.plugins.module_utils import oom_report, 
 
 
 class SourceError(Exception):
-    """A source that cannot be read, with a message for the operator."""
+    """A source that cannot be read, with a message for the operator (and the notes of every source)."""
+
+    def __init__(self, message, notes=None):
+        super(SourceError, self).__init__(message)
+        self.notes = list(notes or [])
 
 
 # -- since -----------------------------------------------------------------
@@ -347,3 +351,40 @@ def collect(sources=(), paths=(), since=None, year=None, run_command=None, journ
     if link and loops:
         link_loops(loops, run_command, systemctl)
     return sink.recent, loops, sink.summary(), notes
+
+
+def run(params, run_command, journalctl, systemctl, systemd_booted):
+    """What the oom_events module returns, for its options (see its documentation).
+
+    Raises SourceError (with .notes) when a source asked for cannot be read,
+    or when none of the automatic ones could.
+    """
+    sources = list(params.get('sources') or [])
+    paths = params.get('path') or []
+    auto = not sources and not paths
+    if auto:
+        # sd_booted(): the journal holds the kernel's messages only where
+        # systemd runs as PID 1; elsewhere the ring buffer is the source.
+        sources = ['journal', 'early_killers'] if journalctl and systemd_booted else ['dmesg']
+    early_kills = []
+    early_notes = []
+    if 'early_killers' in sources:
+        try:
+            if not journalctl:
+                raise SourceError('early_killers: journalctl not found')
+            early_kills = read_early_kills(journalctl, parse_since(params.get('since')))
+        except SourceError as exc:
+            early_notes.append(str(exc))
+    events, loops, summary, notes = collect(
+        sources=[s for s in sources if s != 'early_killers'], paths=paths, since=params.get('since'),
+        year=params.get('year'), run_command=run_command, journalctl=journalctl, systemctl=systemctl,
+        min_kills=params.get('min_loop_kills', 3), link=params.get('link_units'), keep=params.get('max_events', 100))
+    if notes and not auto:
+        raise SourceError('; '.join(notes), notes)
+    if notes and auto and not events:
+        raise SourceError('no OOM source could be read: %s' % '; '.join(notes), notes)
+    notes = notes + early_notes
+    if early_notes and not auto:
+        raise SourceError('; '.join(early_notes), notes)
+    summary['early_kills'] = len(early_kills)
+    return {'events': events, 'kill_loops': loops, 'early_kills': early_kills, 'summary': summary, 'notes': notes}

@@ -266,40 +266,12 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
 
-    journalctl = module.get_bin_path('journalctl')
-    systemctl = module.get_bin_path('systemctl')
-    sources = list(params['sources'])
-    auto = not sources and not params['path']
-    if auto:
-        # sd_booted(): the journal holds the kernel's messages only where
-        # systemd runs as PID 1; elsewhere the ring buffer is the source.
-        sources = ['journal', 'early_killers'] if journalctl and os.path.isdir('/run/systemd/system') else ['dmesg']
-    early_kills = []
-    early_notes = []
-    if 'early_killers' in sources:
-        try:
-            if not journalctl:
-                raise oom_events.SourceError('early_killers: journalctl not found')
-            early_kills = oom_events.read_early_kills(journalctl, oom_events.parse_since(params['since']))
-        except oom_events.SourceError as exc:
-            early_notes.append(str(exc))
     try:
-        events, loops, summary, notes = oom_events.collect(
-            sources=[s for s in sources if s != 'early_killers'], paths=params['path'], since=params['since'], year=params['year'],
-            run_command=module.run_command, journalctl=journalctl, systemctl=systemctl,
-            min_kills=params['min_loop_kills'], link=params['link_units'], keep=params['max_events'])
+        result = oom_events.run(params, module.run_command, module.get_bin_path('journalctl'),
+                                module.get_bin_path('systemctl'), os.path.isdir('/run/systemd/system'))
     except oom_events.SourceError as exc:
-        module.fail_json(msg=str(exc))
-    if notes and not auto:
-        module.fail_json(msg='; '.join(notes), notes=notes)
-    if notes and auto and not events:
-        module.fail_json(msg='no OOM source could be read: %s' % '; '.join(notes), notes=notes)
-    notes = notes + early_notes
-    if early_notes and not auto:
-        module.fail_json(msg='; '.join(early_notes), notes=notes)
-    summary['early_kills'] = len(early_kills)
-    module.exit_json(changed=False, events=events, kill_loops=loops, early_kills=early_kills, summary=summary,
-                     notes=notes)
+        module.fail_json(msg=str(exc), notes=exc.notes)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == '__main__':

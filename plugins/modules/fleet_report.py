@@ -1,0 +1,107 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# The work is done by the action plugin of the same name (plugins/action/fleet_report.py),
+# on the controller; this file holds its documentation.
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: fleet_report
+short_description: Write the fleet OOM audit report - JSON, self-contained HTML, Prometheus textfiles - on the controller
+version_added: 0.1.0
+description:
+  - Reads, for each host of I(hosts), the result the fleet audit registered in I(result_var)
+    (one C(oomguard.linux.oom_audit) call with the policy, the posture, the slab verdict and the OOM events), and writes
+    on the controller, under I(dest)
+  - C(oom-fleet-report.json), one document with a summary (hosts by status and by risk level, findings by severity,
+    hosts per finding, hosts that drift, hosts flagged for slab, OOM kills by cause) and every host, riskiest first;
+  - C(oom-fleet-report.html), the same as one self-contained page (no network asset), hosts sortable and filterable,
+    with charts of hosts by risk, kills by cause and findings;
+  - C(textfiles/oomguard-<host>.prom), one Prometheus textfile per host for node_exporter's textfile collector (risk score,
+    findings by severity, drift count, slab, OOM kills by cause), every metric labelled with C(host).
+  - A host that was unreachable, whose task failed, or that has no result is listed with the reason; the others are
+    reported all the same. The work is one pass over the hosts.
+  - Runs on the controller only, whatever the task's host; use it with C(run_once).
+author:
+  - oomguard.linux maintainers (@oomguard)
+attributes:
+  check_mode:
+    support: full
+    description: In check mode nothing is written; C(written) lists what would change.
+  diff_mode:
+    support: none
+    description: No diff.
+  action:
+    support: full
+    description: An action plugin; nothing runs on the managed hosts.
+options:
+  hosts:
+    description: The inventory names of the audited hosts, in the order to list them before sorting.
+    type: list
+    elements: str
+    required: true
+  result_var:
+    description: The variable each host registered the audit result in.
+    type: str
+    required: true
+  dest:
+    description: Absolute directory on the controller for the report; created when missing.
+    type: path
+    required: true
+  formats:
+    description: What to write.
+    type: list
+    elements: str
+    choices: [json, html, prometheus]
+    default: [json, html, prometheus]
+  generated_at:
+    description: The time to print in the report (UTC, ISO 8601); default now.
+    type: str
+seealso:
+  - module: oomguard.linux.oom_audit
+'''
+
+EXAMPLES = r'''
+- name: Write the fleet report
+  oomguard.linux.fleet_report:
+    hosts: "{{ ansible_play_hosts_all }}"
+    result_var: __oomguard_fleet_audit
+    dest: /srv/reports/oom
+  run_once: true
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+json:
+  description: Path of the JSON report, null when not asked for.
+  returned: always
+  type: str
+html:
+  description: Path of the HTML report, null when not asked for.
+  returned: always
+  type: str
+textfiles:
+  description: Paths of the Prometheus textfiles.
+  returned: always
+  type: list
+  elements: str
+written:
+  description: Files written because their content changed (in check mode, that would be written).
+  returned: always
+  type: list
+  elements: str
+summary:
+  description: The report's summary.
+  returned: always
+  type: dict
+hosts_not_audited:
+  description: Hosts without a result, with their status (C(unreachable), C(failed), C(no_result)) and why.
+  returned: always
+  type: list
+  elements: dict
+'''

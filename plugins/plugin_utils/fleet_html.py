@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report as one self-contained HTML page: no network asset, no
+external script or font; the tables are rendered here (they read without
+JavaScript), a small inline script sorts and filters them, and the charts
+are inline SVG."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from html import escape
+
+from ansible_collections.oomguard.linux.plugins.plugin_utils import fleet
+
+LEVEL_COLOURS = {'critical': '#b3261e', 'high': '#e8710a', 'medium': '#c9a400', 'low': '#2e7d32', None: '#777'}
+STATUS_COLOURS = {'ok': '#2e7d32', 'partial': '#c9a400', 'failed': '#b3261e', 'unreachable': '#b3261e', 'no_result': '#777'}
+CAUSE_COLOUR = '#3f51b5'
+
+STYLE = '''
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1c1b1f;background:#f6f6f8}
+header{background:#1c2540;color:#fff;padding:16px 24px}
+header h1{margin:0 0 4px;font-size:22px}
+header p{margin:0;opacity:.85;font-size:14px}
+main{padding:16px 24px}
+section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:12px 16px;margin:0 0 16px}
+h2{font-size:17px;margin:4px 0 10px}
+.cards{display:flex;flex-wrap:wrap;gap:16px}
+.card{flex:1 1 280px;min-width:260px}
+.big{font-size:28px;font-weight:600}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e4e4e8;vertical-align:top}
+th{background:#eef0f6;cursor:pointer;user-select:none;white-space:nowrap}
+th[data-type]:after{content:" \\2195";opacity:.4}
+tr.hidden{display:none}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.sev{display:inline-block;min-width:18px;text-align:center;border-radius:4px;margin-right:2px;font-size:12px;color:#fff}
+.sev-critical{background:#b3261e}.sev-high{background:#e8710a}.sev-medium{background:#c9a400}.sev-low{background:#2e7d32}
+.sev-info{background:#777}.sev.zero{background:#e4e4e8;color:#777}
+.controls{display:flex;gap:12px;flex-wrap:wrap;margin-bottom:8px}
+.controls input,.controls select{padding:4px 6px;font-size:13px}
+details summary{cursor:pointer;color:#1c4bb0}
+ul.tight{margin:4px 0;padding-left:18px}
+.muted{color:#666}
+code{font-size:12px}
+'''
+
+SCRIPT = '''
+(function () {
+  function cellValue(row, index, type) {
+    var cell = row.children[index];
+    var value = cell ? (cell.getAttribute('data-sort') || cell.textContent.trim()) : '';
+    if (type === 'number') { var number = parseFloat(value); return isNaN(number) ? -Infinity : number; }
+    return value.toLowerCase();
+  }
+  document.querySelectorAll('table.sortable').forEach(function (table) {
+    table.querySelectorAll('th[data-type]').forEach(function (th, index) {
+      th.addEventListener('click', function () {
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        var type = th.getAttribute('data-type');
+        var descending = th.getAttribute('data-order') !== 'desc';
+        th.setAttribute('data-order', descending ? 'desc' : 'asc');
+        rows.sort(function (a, b) {
+          var x = cellValue(a, index, type), y = cellValue(b, index, type);
+          if (x < y) { return descending ? 1 : -1; }
+          if (x > y) { return descending ? -1 : 1; }
+          return 0;
+        });
+        rows.forEach(function (row) { body.appendChild(row); });
+      });
+    });
+  });
+  var text = document.getElementById('filter-text');
+  var level = document.getElementById('filter-level');
+  var status = document.getElementById('filter-status');
+  var count = document.getElementById('filter-count');
+  function applyFilter() {
+    var needle = text.value.toLowerCase();
+    var shown = 0;
+    document.querySelectorAll('#hosts tbody tr').forEach(function (row) {
+      var ok = (!needle || row.textContent.toLowerCase().indexOf(needle) >= 0) &&
+               (!level.value || row.getAttribute('data-level') === level.value) &&
+               (!status.value || row.getAttribute('data-status') === status.value);
+      row.classList.toggle('hidden', !ok);
+      if (ok) { shown += 1; }
+    });
+    count.textContent = shown + ' shown';
+  }
+  [text, level, status].forEach(function (element) { element.addEventListener('input', applyFilter); });
+  applyFilter();
+})();
+'''
+
+
+def _e(value):
+    return escape('' if value is None else str(value), quote=True)
+
+
+def bar_chart(title, items, colour_of, empty):
+    """A horizontal bar chart in inline SVG: items [(label, value)]."""
+    items = [(label, value) for label, value in items if value]
+    if not items:
+        return '<p class="muted">%s</p>' % _e(empty)
+    width, bar_h, gap, label_w = 460, 18, 6, 190
+    top = max(value for dummy, value in items)
+    height = len(items) * (bar_h + gap) + gap
+    # Scales down with its card (viewBox), never wider than drawn.
+    parts = ['<svg role="img" aria-label="%s" style="width:100%%;max-width:%dpx;height:auto" viewBox="0 0 %d %d">' % (
+        _e(title), width, width, height)]
+    for index, (label, value) in enumerate(items):
+        y = gap + index * (bar_h + gap)
+        length = max(2, int((width - label_w - 50) * value / float(top)))
+        parts.append('<text x="%d" y="%d" font-size="12" text-anchor="end">%s</text>' % (label_w - 6, y + 13, _e(label)))
+        parts.append('<rect x="%d" y="%d" width="%d" height="%d" rx="3" fill="%s"><title>%s: %s</title></rect>' % (
+            label_w, y, length, bar_h, colour_of(label), _e(label), value))
+        parts.append('<text x="%d" y="%d" font-size="12">%s</text>' % (label_w + length + 6, y + 13, value))
+    parts.append('</svg>')
+    return ''.join(parts)
+
+
+def _badge(text, colour):
+    return '<span class="badge" style="background:%s">%s</span>' % (colour, _e(text))
+
+
+def _severity_counts(counts):
+    cells = []
+    for severity in fleet.SEVERITIES[:4]:
+        value = counts.get(severity, 0)
+        cells.append('<span class="sev sev-%s%s" title="%s">%d</span>' % (severity, '' if value else ' zero', severity, value))
+    return ''.join(cells)
+
+
+def _host_details(host):
+    blocks = []
+    if host['message']:
+        blocks.append('<p>%s</p>' % _e(host['message']))
+    if host['findings']:
+        blocks.append('<b>Findings</b><ul class="tight">%s</ul>' % ''.join(
+            '<li><span class="sev sev-%s">&nbsp;</span> <code>%s</code> %s<br><span class="muted">%s</span></li>' % (
+                _e(f['severity']), _e(f['id']), _e(f['title']), _e(f['advice'])) for f in host['findings']))
+    drift = host['drift']
+    if drift and drift['rows']:
+        blocks.append('<b>Drift from the policy</b><ul class="tight">%s</ul>' % ''.join(
+            '<li>%s <code>%s</code> %s: want <code>%s</code>, have <code>%s</code>%s</li>' % (
+                _e(r.get('status')), _e(r.get('item')), _e(r.get('setting')), _e(r.get('desired')), _e(r.get('live')),
+                (' <span class="muted">(%s)</span>' % _e(r.get('note'))) if r.get('note') else '') for r in drift['rows']))
+    slab = host['slab']
+    if slab and slab['flagged']:
+        blocks.append('<b>Slab</b><ul class="tight">%s</ul>' % ''.join('<li>%s</li>' % _e(r) for r in slab['reasons']))
+    events = host['events']
+    if events and events['recent']:
+        blocks.append('<b>Recent OOM kills</b><ul class="tight">%s</ul>' % ''.join(
+            '<li>%s <code>%s</code> (pid %s) &mdash; %s</li>' % (_e(k['timestamp'] or k['uptime_s']), _e(k['victim']),
+                                                                 _e(k['pid']), _e(k['cause'])) for k in events['recent']))
+    if not blocks:
+        return '<span class="muted">nothing to report</span>'
+    return '<details><summary>details</summary>%s</details>' % ''.join(blocks)
+
+
+def _host_row(host):
+    level = host['risk_level']
+    drift = host['drift']
+    slab = host['slab']
+    events = host['events']
+    drift_count = (drift['summary'].get('drift', 0) + drift['summary'].get('missing', 0)) if drift else None
+    kills = events['total'] if events else None
+    top = host['findings'][0]['title'] if host['findings'] else ''
+    return ''.join([
+        '<tr data-level="%s" data-status="%s">' % (_e(level or ''), _e(host['status'])),
+        '<td><b>%s</b></td>' % _e(host['name']),
+        '<td data-sort="%s">%s</td>' % (_e(host['status']), _badge(host['status'], STATUS_COLOURS.get(host['status'], '#777'))),
+        '<td data-sort="%s">%s %s</td>' % (host['risk_score'] if host['risk_score'] is not None else -1,
+                                           _e(host['risk_score'] if host['risk_score'] is not None else '-'),
+                                           _badge(level, LEVEL_COLOURS.get(level)) if level else ''),
+        '<td data-sort="%d">%s</td>' % (sum(host['findings_by_severity'].values()), _severity_counts(host['findings_by_severity'])),
+        '<td data-sort="%s">%s</td>' % (drift_count if drift_count is not None else -1,
+                                        '-' if drift_count is None else ('compliant' if drift_count == 0 else '%d settings' % drift_count)),
+        '<td data-sort="%s">%s</td>' % (_e(slab['sunreclaim_percent'] if slab else -1),
+                                        '-' if not slab else '%s (%s %%)' % (_e(slab['verdict']), _e(slab['sunreclaim_percent']))),
+        '<td data-sort="%s">%s</td>' % (kills if kills is not None else -1, '-' if kills is None else kills),
+        '<td>%s</td>' % _e(top),
+        '<td>%s</td>' % _host_details(host),
+        '</tr>'])
+
+
+def render(document):
+    summary = document['summary']
+    hosts = document['hosts']
+    by_status = summary['by_status']
+    title = 'OOM fleet audit'
+    levels = [(level, summary['by_risk_level'].get(level, 0)) for level in fleet.LEVELS]
+    causes = list(summary['oom_kills_by_cause'].items())
+    findings = list(summary['hosts_by_finding'].items())[:10]
+    lines = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',
+        '<title>%s</title><style>%s</style></head><body>' % (title, STYLE),
+        '<header><h1>%s</h1><p>%d hosts &middot; %d reported, %d partial, %d failed, %d unreachable &middot; made %s</p></header>' % (
+            title, summary['hosts'], by_status['ok'], by_status['partial'], by_status['failed'], by_status['unreachable'],
+            _e(document['generated_at'])),
+        '<main>',
+        '<section class="cards">',
+        '<div class="card"><h2>Hosts by OOM risk</h2>%s</div>' % bar_chart(
+            'Hosts by OOM risk', levels, lambda label: LEVEL_COLOURS.get(label, '#777'), 'no posture in this report'),
+        '<div class="card"><h2>OOM kills by cause</h2>%s</div>' % bar_chart(
+            'OOM kills by cause', causes, lambda label: CAUSE_COLOUR, 'no OOM kill found in the logs read'),
+        '<div class="card"><h2>Findings: hosts affected</h2>%s</div>' % bar_chart(
+            'Findings by hosts affected', findings, lambda label: '#5c6bc0', 'no finding'),
+        '<div class="card"><h2>At a glance</h2><p><span class="big">%d</span> hosts drift from the policy</p>'
+        '<p><span class="big">%d</span> hosts flagged for slab</p><p><span class="big">%d</span> OOM kills in the logs read</p></div>' % (
+            summary['hosts_drifting'], summary['hosts_slab_flagged'], summary['oom_kills']),
+        '</section>',
+        '<section><h2>Hosts</h2>',
+        '<div class="controls"><input id="filter-text" type="search" placeholder="filter: host, finding, cause" aria-label="filter">',
+        '<select id="filter-level" aria-label="risk level"><option value="">any risk</option>%s</select>' % ''.join(
+            '<option value="%s">%s</option>' % (level, level) for level in fleet.LEVELS),
+        '<select id="filter-status" aria-label="status"><option value="">any status</option>%s</select>' % ''.join(
+            '<option value="%s">%s</option>' % (status, status) for status in fleet.STATUSES),
+        '<span id="filter-count" class="muted"></span></div>',
+        '<table id="hosts" class="sortable"><thead><tr><th data-type="text">Host</th><th data-type="text">Status</th>'
+        '<th data-type="number">Risk</th><th data-type="number">Findings</th><th data-type="number">Drift</th>'
+        '<th data-type="number">Slab</th><th data-type="number">OOM kills</th><th>Top finding</th><th></th></tr></thead><tbody>',
+    ]
+    lines.extend(_host_row(host) for host in hosts)
+    lines.append('</tbody></table></section>')
+    kills = [(host['name'], kill) for host in hosts if host['events'] for kill in host['events']['recent']]
+    kills.sort(key=lambda hk: hk[1]['timestamp'] or '', reverse=True)
+    lines.append('<section><h2>Recent OOM kills and their causes</h2>')
+    if kills:
+        lines.append('<table class="sortable"><thead><tr><th data-type="text">Host</th><th data-type="text">When</th>'
+                     '<th data-type="text">Victim</th><th data-type="text">Cause</th><th data-type="text">cgroup</th>'
+                     '<th>What to change</th></tr></thead><tbody>')
+        for name, kill in kills[:200]:
+            lines.append('<tr><td>%s</td><td>%s</td><td>%s (%s)</td><td>%s</td><td><code>%s</code></td><td>%s</td></tr>' % (
+                _e(name), _e(kill['timestamp'] or kill['uptime_s']), _e(kill['victim']), _e(kill['pid']), _e(kill['cause']),
+                _e(kill['cgroup']), _e(kill['advice'])))
+        lines.append('</tbody></table>')
+    else:
+        lines.append('<p class="muted">No OOM kill in the logs read.</p>')
+    lines.append('</section>')
+    down = [host for host in hosts if host['status'] in ('failed', 'unreachable', 'no_result', 'partial')]
+    lines.append('<section><h2>Hosts not fully audited</h2>')
+    if down:
+        lines.append('<table><thead><tr><th>Host</th><th>Status</th><th>Why</th></tr></thead><tbody>%s</tbody></table>' % ''.join(
+            '<tr><td>%s</td><td>%s</td><td>%s</td></tr>' % (_e(h['name']), _e(h['status']), _e(h['message'])) for h in down))
+    else:
+        lines.append('<p class="muted">Every host answered.</p>')
+    lines.append('</section></main><script>%s</script></body></html>\n' % SCRIPT)
+    return '\n'.join(lines)

@@ -1,0 +1,48 @@
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Open the fleet report in Debian's headless chromium: a screenshot that is a rendered
+page, the DOM after the page's script ran (its filter counted the 101 host rows), and
+no console message from the page.  Argument: the report directory; the screenshot is
+left in it (fleet-report.png)."""
+
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+report = sys.argv[1]
+page = 'file://' + os.path.join(report, 'oom-fleet-report.html')
+shot = os.path.join(report, 'fleet-report.png')
+common = ['chromium', '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--window-size=1400,1200',
+          '--enable-logging=stderr', '--v=0']
+run = subprocess.run(common + ['--screenshot=' + shot, page], capture_output=True, text=True, timeout=180, check=False)
+assert run.returncode == 0, run.stderr[-2000:]
+# Page console messages (script errors included) are logged as CONSOLE lines.
+console = [line for line in run.stderr.splitlines() if 'CONSOLE' in line]
+assert console == [], console
+
+with open(shot, 'rb') as handle:
+    png = handle.read()
+assert png[:8] == b'\x89PNG\r\n\x1a\n'
+width, height = struct.unpack('>II', png[16:24])
+assert (width, height) == (1400, 1200), (width, height)
+# A blank page compresses to almost nothing and holds a handful of byte values.
+chunks, offset = [], 8
+while offset < len(png):
+    length, kind = struct.unpack('>I4s', png[offset:offset + 8])
+    if kind == b'IDAT':
+        chunks.append(png[offset + 8:offset + 8 + length])
+    offset += 12 + length
+pixels = zlib.decompress(b''.join(chunks))
+assert len(png) > 30000 and len(set(pixels)) > 64, (len(png), len(set(pixels)))
+
+dom = subprocess.run(common + ['--dump-dom', page], capture_output=True, text=True, timeout=180, check=False)
+assert dom.returncode == 0, dom.stderr[-2000:]
+counted = re.search(r'id="filter-count"[^>]*>(\d+) shown<', dom.stdout)
+assert counted and counted.group(1) == '101', counted and counted.group(0)
+assert 'refused-ssh' in dom.stdout and '<svg' in dom.stdout
+assert [line for line in dom.stderr.splitlines() if 'CONSOLE' in line] == []
+print('chromium: screenshot %dx%d (%d bytes), %s host rows shown by the page script'
+      % (width, height, len(png), counted.group(1)))

@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""oom_audit's judge (module_utils/audit.py) against a host root of copies of this
+machine's files (HostTree of test_tunables_apply): the audit reports what the
+hardening would change, writes nothing, and after the hardening reports no drift."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.oomguard.linux.plugins.module_utils import audit
+from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
+from ansible_collections.oomguard.linux.tests.unit.plugins.module_utils.test_tunables_apply import (
+    HostTree, FakeKernel, LABELS, LATENCY, needs_root, needs_thp)
+from ansible_collections.oomguard.linux.tests.unit.trees import tree_state
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return HostTree(str(tmp_path / 'root'))
+
+
+@pytest.fixture
+def kernel(tree, monkeypatch):
+    fake = FakeKernel(tree.root)
+    monkeypatch.setattr(ta, '_write_live', fake)
+    return fake
+
+
+def audit_params(tree, **options):
+    paths = dict(tree.params()['paths'])
+    paths.update({'earlyoom_defaults': tree.path('etc/default/earlyoom'), 'oomd_conf_dir': tree.path('etc/systemd/oomd.conf.d')})
+    params = {'profile': 'none', 'sysctl': {}, 'thp': {}, 'services': {}, 'cgroups': {}, 'processes': [],
+              'protect_defaults': False, 'early_oom': {}, 'force': [], 'paths': paths,
+              'sysctl_dirs': tree.params()['sysctl_dirs']}
+    params.update(options)
+    return params
+
+
+def rows_by_item(result, area=None):
+    return dict((r['item'], r) for r in result['settings'] if area is None or r['area'] == area)
+
+
+@needs_thp
+@needs_root
+def test_the_audit_reports_what_hardening_changes_then_no_drift(tree, kernel):
+    before = tree_state(tree.root)
+    found = audit.run(audit_params(tree, **LATENCY), tree.host, LABELS)
+    # Read only: not a byte of the tree changed, no live write was tried.
+    assert tree_state(tree.root) == before and kernel.writes == []
+    plan = tree.apply(check_mode=True, **LATENCY)
+    requested = dict((c['key'], c) for c in plan['changes'] if c['cause'] == 'requested')
+    values = dict((r['item'], r) for r in found['settings'] if r['setting'] == 'value')
+    assert sorted(values) == sorted(plan['desired'])
+    for key, row in values.items():
+        assert row['desired'] == plan['desired'][key]
+        if key in requested:
+            assert row['status'] == 'drift' and row['live'] == requested[key]['before'], row
+        else:
+            assert row['status'] == 'ok' and row['live'] == row['desired'], row
+    files = dict((r['item'], r) for r in found['settings'] if r['setting'] == 'file')
+    assert sorted(files) == sorted(f['path'] for f in plan['files'])
+    assert all(r['status'] == 'missing' and r['note'] == 'absent' for r in files.values())
+    assert found['compliant'] is False
+    assert found['drift'] == found['summary']['drift'] + found['summary']['missing'] == len(requested) + len(files)
+
+    tree.apply(**LATENCY)
+    again = audit.run(audit_params(tree, **LATENCY), tree.host, LABELS)
+    assert again['compliant'] is True and again['drift'] == 0
+    assert all(r['status'] == 'ok' for r in again['settings']), [r for r in again['settings'] if r['status'] != 'ok']
+    assert again['summary']['ok'] == len(again['settings']) == len(values) + 1      # the killer: none, as wanted
+
+
+@needs_thp
+@needs_root
+def test_a_value_changed_by_hand_after_hardening_is_drift(tree, kernel):
+    tree.apply(**LATENCY)
+    tree.write('proc/sys/vm/swappiness', '60\n')
+    found = audit.run(audit_params(tree, **LATENCY), tree.host, LABELS)
+    drift = [r for r in found['settings'] if r['status'] != 'ok']
+    assert drift == [{'area': 'sysctl', 'item': 'vm.swappiness', 'setting': 'value', 'desired': '10', 'live': '60',
+                      'status': 'drift'}]
+    assert found['summary']['drift'] == 1 and found['compliant'] is False
+
+
+@needs_root
+def test_a_guard_does_not_stop_the_audit_and_is_named(tree, kernel):
+    # panic_on_oom = 1 with kernel.panic = 0 would hang the host: harden refuses it; the audit reports it.
+    tree.write('proc/sys/kernel/panic', '0\n')
+    tree.write('proc/sys/vm/panic_on_oom', '0\n')
+    found = audit.run(audit_params(tree, sysctl={'vm.panic_on_oom': 1}), tree.host, LABELS)
+    assert 'panic_without_reboot' in found['guards_fired']
+    assert rows_by_item(found)['vm.panic_on_oom']['status'] == 'drift'
+
+
+def test_an_invalid_inventory_fails_the_audit(tree):
+    with pytest.raises(ta.Refused) as info:
+        audit.run(audit_params(tree, sysctl={'vm.swappiness': 500}), tree.host, LABELS)
+    assert "oomguard_sysctl['vm.swappiness'] = 500" in str(info.value)
+
+
+def test_a_killer_on_a_host_without_systemd_is_unsupported(tmp_path):
+    bare = HostTree(str(tmp_path / 'bare'), systemd=False)
+    found = audit.run(audit_params(bare, early_oom={'killer': 'earlyoom'}), bare.host, LABELS)
+    early = [r for r in found['settings'] if r['area'] == 'early_oom']
+    assert [(r['item'], r['status']) for r in early] == [('no_systemd', 'unsupported')]
+    assert 'this host does not run systemd' in early[0]['note']
+    assert found['summary']['unsupported'] == 1 and found['killer'] is None
