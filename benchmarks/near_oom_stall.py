@@ -72,10 +72,12 @@ stall <= 0.5 s in every trial, the ratio <= 0.1, and the right victim in every
 trial on both VMs.  The exit code is 0 on FAIL too (it is a measurement); it is
 non-zero only when the benchmark itself failed.  Under TCG the CPU is emulated:
 times are longer than on hardware, and other QEMU processes on this machine
-(listed at the start and at the end) slow both VMs.  Under TCG, even on a
-quiet machine, both VMs also stall for tens of seconds while MemAvailable is
-still about 40 % (the runaway stuck in __get_user_pages, free memory near the
-watermarks, no reclaim, RCU stall warnings): the timelines (--keep) show it.
+(listed at the start and at the end) slow both VMs.  Measured with QEMU's
+monitor sampling the guest's instruction pointer (issue 6 note): during the
+kernel-alone stall QEMU runs at 100 % and the guest mostly zeroes pages
+(clear_page_erms); the heartbeat's timeline runs every second until
+MemAvailable reaches 0, and the stall is the thrash that follows.  Run it on
+a quiet machine: anything else on the 2 cores stretches the hardened VM's gaps.
 
 The collection is taken from ANSIBLE_COLLECTIONS_PATH when that has
 oomguard.linux (tools/run sets .build/collections), else from
