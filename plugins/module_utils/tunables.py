@@ -848,10 +848,15 @@ def plan_values(req, live):
         if before != req.thp[key]:
             changes.append({'key': THP_KNOBS[key].name, 'kind': 'thp', 'path': '/' + THP_PATHS[key],
                             'before': before, 'after': req.thp[key], 'cause': 'requested'})
+    # Writing THP 'enabled' makes the kernel recompute vm.min_free_kbytes
+    # (khugepaged's recommendation when it starts, the kernel default when it
+    # stops), so a requested value is written after it even when it equals
+    # today's: today's value does not survive the THP write.
+    thp_enabled_changes = any(c['key'] == THP_KNOBS['enabled'].name for c in changes)
     for name in write_order(req.sysctl):
         before = canonical(live['sysctls'][name]['text'])
         after = req.sysctl[name]
-        if before != after:
+        if before != after or (name == 'vm.min_free_kbytes' and thp_enabled_changes):
             changes.append({'key': name, 'kind': 'sysctl', 'path': '/' + procfs.sysctl_path(name),
                             'before': before, 'after': after, 'cause': 'requested'})
             partner = COUPLED.get(name)

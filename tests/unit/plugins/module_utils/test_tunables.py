@@ -861,3 +861,20 @@ def test_read_live_on_captured_trees(name, captured_tree):
     for profile in sorted(tn.PROFILES):
         req = tn.build_request({'profile': profile, 'unsupported': 'skip'}, live, role_labels())
         tn.check_guards(req, live, role_labels())
+
+
+# Regression test (a bug the cgroupv1 VM's idempotence step found, now fixed; tunables.py, plan_values):
+# on the 1 GiB VM with THP always, khugepaged had set vm.min_free_kbytes to 45056, which is
+# exactly what `auto` resolves to there.  The plan wrote THP `never` and left min_free alone
+# as "already right"; the THP write made the kernel drop it to its default (3785), and the
+# second run found it changed.  A requested min_free is now written after a THP `enabled`
+# change even when it equals today's value.
+@pytest.mark.parametrize('thp_live, writes_min_free', [('[always] madvise never', True), ('always madvise [never]', False)])
+def test_min_free_is_rewritten_after_a_thp_enabled_change(thp_live, writes_min_free):
+    live = build_live({'sysctls': {'vm.min_free_kbytes': 45056}, 'thp': {'enabled': thp_live}})
+    req = tn.build_request({'sysctl': {'vm.min_free_kbytes': 45056}, 'thp': {'enabled': 'never'}}, live, role_labels())
+    assert req.errors == []
+    keys = [c['key'] for c in tn.plan_values(req, live)]
+    assert ('vm.min_free_kbytes' in keys) is writes_min_free
+    if writes_min_free:
+        assert keys.index('transparent_hugepage.enabled') < keys.index('vm.min_free_kbytes')
