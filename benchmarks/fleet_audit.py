@@ -78,7 +78,7 @@ def timed(argv, env):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--forks', type=int, default=10)
     parser.add_argument('--sizes', default='25,50,100')
