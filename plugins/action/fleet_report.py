@@ -60,11 +60,11 @@ class ActionModule(ActionBase):
         result_var = args.get('result_var')
         dest = args.get('dest')
         formats = args.get('formats', list(FORMATS))
-        if not isinstance(hosts, list) or not all(fleet.is_text(h) for h in hosts):
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
             raise AnsibleActionFail('hosts must be a list of inventory host names')
-        if not result_var or not fleet.is_text(result_var):
+        if not result_var or not isinstance(result_var, str):
             raise AnsibleActionFail('result_var must name the variable the audit registered on each host')
-        if not dest or not fleet.is_text(dest) or not os.path.isabs(dest):
+        if not dest or not isinstance(dest, str) or not os.path.isabs(dest):
             raise AnsibleActionFail('dest must be an absolute directory on the controller, got %r' % (dest,))
         if not isinstance(formats, list) or not formats or set(formats) - set(FORMATS):
             raise AnsibleActionFail('formats must be a non-empty list of %s, got %r' % (', '.join(FORMATS), formats))

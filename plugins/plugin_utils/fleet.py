@@ -17,7 +17,6 @@ __metaclass__ = type
 
 import json
 
-from ansible.module_utils.six import string_types
 
 SCHEMA_VERSION = 1
 SEVERITIES = ('critical', 'high', 'medium', 'low', 'info')
@@ -222,7 +221,3 @@ def textfile_name(host_name):
 
 def to_json(document):
     return json.dumps(document, indent=2, sort_keys=True, default=str) + '\n'
-
-
-def is_text(value):
-    return isinstance(value, string_types)
