@@ -99,6 +99,11 @@ summary:
   description: The report's summary.
   returned: always
   type: dict
+drifting_hosts:
+  description: Names of the hosts whose policy audit found drift or missing settings (the report's C(summary.hosts_drifting) of them).
+  returned: always
+  type: list
+  elements: str
 hosts_not_audited:
   description: Hosts without a result, with their status (C(unreachable), C(failed), C(no_result)) and why.
   returned: always

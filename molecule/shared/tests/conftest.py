@@ -65,6 +65,11 @@ SCENARIOS = {
 }
 
 
+def pytest_collection_modifyitems(items):
+    """The fleet audit (test_fleet.py) runs last: its report counts the kills the other tests made."""
+    items.sort(key=lambda item: item.module.__name__.rpartition('.')[2] == 'test_fleet')
+
+
 @pytest.fixture(scope='session')
 def scenario():
     name = os.environ.get('MOLECULE_SCENARIO_NAME', 'default')
