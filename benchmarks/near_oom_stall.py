@@ -64,7 +64,10 @@ killed.
 
 R rounds (default 3; --quick: 1), each a trial on the kernel VM and then one on
 the hardened VM: alternated, never at the same time, so that they do not
-compete for the CPUs.  Prints two lines per trial and then, per side, the
+compete for the CPUs.  Before each trial both QEMU processes must be quiet
+(at most 15 % of a core over 3 s, measured on this machine from
+/proc/PID/stat), and the trial line says how much of a core the other VM's
+QEMU used while the trial ran.  Prints two lines per trial and then, per side, the
 median and maximum of the worst stall, of the time stalled in all and of the
 runaway's life, the victims, the ratio hardened/kernel of the median worst
 stalls, and PASS/FAIL against the goal: the hardened VM's worst
@@ -115,6 +118,11 @@ CACHE_FRACTION = 0.4
 GOAL_STALL_S = 0.5
 GOAL_RATIO = 0.1
 POLL_S = 5
+# Before each trial, every VM's QEMU must be quiet: at most QUIET_SHARE of a core
+# over QUIET_WINDOW_S (a booted, idle 1-CPU TCG guest uses a few per cent).
+QUIET_SHARE = 0.15
+QUIET_WINDOW_S = 3
+QUIET_TIMEOUT_S = 180
 GUEST_PATH = '/root/bench_guest.py'
 SSH_EXTRA = ['-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=6']
 RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
@@ -590,9 +598,42 @@ def describe_settings(settings):
 
 # ---------------------------------------------------------------- one trial
 
-def trial(guest, cap_s, save_dir, label):
+def qemu_cpu_s(guest):
+    """CPU seconds the VM's QEMU process has used on this machine (None when it is gone)."""
+    pid = guest.vm.read_pid(guest.config['run_dir'])
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            fields = handle.read().rsplit(')', 1)[1].split()
+    except (OSError, TypeError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))
+
+
+def wait_quiet(guests, timeout_s=QUIET_TIMEOUT_S):
+    """Wait until no VM's QEMU uses more than QUIET_SHARE of a core over QUIET_WINDOW_S.
+
+    The trials take turns, but a VM goes on working after its own trial (seen:
+    a kernel VM's busy aftermath while the hardened VM's trial ran); on two
+    cores that slows the VM whose trial runs.  Returns the seconds waited and
+    the busiest VM's share in the last window.
+    """
+    started = time.monotonic()
+    while True:
+        before = [qemu_cpu_s(g) for g in guests]
+        time.sleep(QUIET_WINDOW_S)
+        after = [qemu_cpu_s(g) for g in guests]
+        busiest = max((b - a) / QUIET_WINDOW_S for a, b in zip(before, after) if a is not None and b is not None)
+        waited = time.monotonic() - started
+        if busiest <= QUIET_SHARE or waited >= timeout_s:
+            return waited, busiest
+
+
+def trial(guest, cap_s, save_dir, label, others=()):
     """One trial on one VM; returns its figures (a dict)."""
+    waited, busiest = wait_quiet([guest] + list(others))
     prepared = guest.guest('prepare %s' % CACHE_FRACTION, timeout_s=600)
+    others_before = [qemu_cpu_s(g) for g in others]
+    started = time.monotonic()
     launched = guest.guest('launch %d' % cap_s, timeout_s=300)
 
     # Poll the runaway's unit until it ended (the guest may not answer for minutes).
@@ -628,9 +669,15 @@ def trial(guest, cap_s, save_dir, label):
     if cleaned is None:
         raise BenchError('%s: the cleanup did not answer for 300 s' % guest.name)
 
+    elapsed = time.monotonic() - started
+    others_cpu_s = sum(b - a for a, b in zip(others_before, [qemu_cpu_s(g) for g in others])
+                       if a is not None and b is not None)
+    host = {'quiet_wait_s': waited, 'quiet_share': busiest, 'others_cpu_share': others_cpu_s / elapsed}
     with open(os.path.join(save_dir, '%s.json' % label), 'w') as handle:
-        json.dump({'prepared': prepared, 'launched': launched, 'collected': data}, handle, indent=1)
-    return figures_of(label, prepared, launched, data, cap_s, unanswered, polls)
+        json.dump({'prepared': prepared, 'launched': launched, 'collected': data, 'host': host}, handle, indent=1)
+    figures = figures_of(label, prepared, launched, data, cap_s, unanswered, polls)
+    figures.update(host)
+    return figures
 
 
 def figures_of(label, prepared, launched, data, cap_s, unanswered, polls):
@@ -694,7 +741,8 @@ def trial_line(side, figures):
     """Two lines: the figures, then the conditions."""
     return ('  %-8s worst stall %s%s, stalled %s in all (%s gaps >= 50 ms); runaway %s; killed: %s; heartbeat %s -> %s\n'
             '           runaway at %d MiB, Result=%s, exit %s; page cache %d MiB (%d MiB cached, %d MiB available at its '
-            'start, %s at least); %d of %d polls unanswered' % (
+            'start, %s at least); %d of %d polls unanswered; the other VM used %.0f %% of a core meanwhile '
+            '(waited %.0f s for the VMs to be quiet)' % (
                 side, seconds(figures['worst_s'], 0),
                 ' (from +%.1f s)' % figures['worst_from_s'] if figures['worst_from_s'] is not None else '',
                 seconds(figures['stalled_s'], 0, 1), figures['stalls'],
@@ -704,7 +752,7 @@ def trial_line(side, figures):
                 figures['runaway_mib'], figures['result'], figures['exit'],
                 figures['cache_mib'], figures['cached_mib'], figures['available_mib'],
                 '%d MiB' % figures['min_available_mib'] if figures['min_available_mib'] is not None else '?',
-                figures['unanswered'], figures['polls']))
+                figures['unanswered'], figures['polls'], 100 * figures['others_cpu_share'], figures['quiet_wait_s']))
 
 
 # ---------------------------------------------------------------- main
@@ -808,7 +856,8 @@ def main():
         for index in range(rounds):
             say('round %d of %d' % (index + 1, rounds))
             for side in SIDES:
-                figures = trial(guests[side], args.cap, save_dir, 'round%d-%s' % (index + 1, side))
+                others = [g for name, g in sorted(guests.items()) if name != side]
+                figures = trial(guests[side], args.cap, save_dir, 'round%d-%s' % (index + 1, side), others)
                 results[side].append(figures)
                 say(trial_line(side, figures))
     except (BenchError, vm.VMError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
