@@ -19,6 +19,7 @@ writing the report. The value is put back.
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -129,7 +130,7 @@ def test_a_value_changed_by_hand_is_the_one_drift_and_fails_the_gate(host, fleet
         host.run_expect([0], 'sysctl -q -w %s=1' % DRIFT_KEY)
     # The gate failed the run, and only after the report was written.
     assert rc != 0, output[-4000:]
-    assert '1 host(s) drift' in output and vm_name in output, output[-4000:]
+    assert re.search(r"1 host\(s\) drift from the inventory's policy:\s+%s;" % re.escape(vm_name), output), output[-4000:]
     vm = [h for h in load(report)['hosts'] if h['name'] == vm_name][0]
     assert vm['status'] == 'ok'
     rows = vm['drift']['rows']
