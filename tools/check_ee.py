@@ -13,8 +13,8 @@ checked without one is checked:
 3. the image's galaxy stage is replayed: `ansible-galaxy collection install -r
    requirements.yml` run from the context's `_build/` (the stage's WORKDIR) installs
    oomguard.linux offline, and ansible-doc lists every module from that install;
-4. `ansible-builder introspect` over that install finds oomguard.linux and no Python
-   or system requirement of it (meta/execution-environment.yml).
+4. that install carries meta/execution-environment.yml, and `ansible-builder
+   introspect` over it finds no Python or system requirement.
 
 Usage: python tools/check_ee.py TARBALL MODULE [MODULE...]
 """

@@ -115,6 +115,6 @@ class ActionModule(ActionBase):
             'summary': summary,
             'hosts_not_audited': [dict(name=h['name'], status=h['status'], message=h['message'])
                                   for h in document['hosts'] if h['status'] in ('failed', 'unreachable', 'no_result')],
-            'drifting_hosts': [h['name'] for h in document['hosts'] if h['drift'] is not None and not h['drift']['compliant']],
+            'drifting_hosts': [h['name'] for h in document['hosts'] if fleet.drifting(h)],
         })
         return result

@@ -111,6 +111,11 @@ def host_entry(name, result):
     return entry
 
 
+def drifting(host):
+    """Whether a report host's policy audit found drift or missing settings."""
+    return host['drift'] is not None and not host['drift']['compliant']
+
+
 def build(results, generated_at, run_info=None):
     """The report document. results: [(host name, registered result or None)], in inventory order."""
     hosts = [host_entry(name, result) for name, result in results]
@@ -128,7 +133,7 @@ def build(results, generated_at, run_info=None):
             by_severity[severity] += count
         for finding in host['findings']:
             finding_hosts[finding['id']] = finding_hosts.get(finding['id'], 0) + 1
-        if host['drift'] is not None and not host['drift']['compliant']:
+        if drifting(host):
             drift_hosts += 1
         if host['slab'] and host['slab']['flagged']:
             slab_flagged += 1

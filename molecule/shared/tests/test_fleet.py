@@ -30,7 +30,7 @@ DRIFT_KEY = 'vm.oom_dump_tasks'
 REFUSED = 'refused-ssh'
 
 
-def audit(workdir, name, extra_vars=None, limit=None):
+def audit(workdir, name, extra_vars=None):
     """Run the fleet audit; return (return code, output, report dir)."""
     report = os.path.join(workdir, name)
     extra = os.path.join(workdir, 'refused.yml')
@@ -42,8 +42,6 @@ def audit(workdir, name, extra_vars=None, limit=None):
             '-e', 'oomguard_report_dir=%s' % report]
     for key, value in (extra_vars or {}).items():
         argv += ['-e', '%s=%s' % (key, value)]
-    if limit:
-        argv += ['--limit', limit]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           timeout=900, check=False)
     return proc.returncode, proc.stdout, report
@@ -52,6 +50,10 @@ def audit(workdir, name, extra_vars=None, limit=None):
 def load(report):
     with open(os.path.join(report, 'oom-fleet-report.json')) as handle:
         return json.load(handle)
+
+
+def entry(document, name):
+    return [h for h in document['hosts'] if h['name'] == name][0]
 
 
 def metrics(report, name):
@@ -89,7 +91,7 @@ def test_the_report_lists_the_vm_and_the_unreachable_host(fleet, vm_name):
 
 
 def test_the_hardened_vm_does_not_drift(fleet, vm_name):
-    vm = [h for h in fleet[2]['hosts'] if h['name'] == vm_name][0]
+    vm = entry(fleet[2], vm_name)
     assert vm['drift']['compliant'] is True, vm['drift']['rows']
     # What this kernel cannot have is listed as unsupported, never as drift.
     assert [r for r in vm['drift']['rows'] if r['status'] != 'unsupported'] == []
@@ -98,7 +100,7 @@ def test_the_hardened_vm_does_not_drift(fleet, vm_name):
 
 
 def test_the_report_counts_the_kills_of_this_verify_step(fleet, vm_name, scenario):
-    vm = [h for h in fleet[2]['hosts'] if h['name'] == vm_name][0]
+    vm = entry(fleet[2], vm_name)
     expected = set(case['cause'] for case in scenario['ooms'] + scenario.get('unit_ooms', []))
     assert expected <= set(vm['events']['by_cause']), vm['events']['by_cause']
     assert vm['events']['total'] >= len(scenario['ooms']) + len(scenario.get('unit_ooms', []))
@@ -109,7 +111,7 @@ def test_the_report_counts_the_kills_of_this_verify_step(fleet, vm_name, scenari
 
 def test_the_textfiles_agree_with_the_report(fleet, vm_name):
     dummy, report, document = fleet
-    vm = [h for h in document['hosts'] if h['name'] == vm_name][0]
+    vm = entry(document, vm_name)
     samples = metrics(report, vm_name)
     label = (('host', vm_name),)
     assert samples[('oomguard_audit_up', label)] == 1
@@ -131,7 +133,7 @@ def test_a_value_changed_by_hand_is_the_one_drift_and_fails_the_gate(host, fleet
     # The gate failed the run, and only after the report was written.
     assert rc != 0, output[-4000:]
     assert re.search(r"1 host\(s\) drift from the inventory's policy:\s+%s;" % re.escape(vm_name), output), output[-4000:]
-    vm = [h for h in load(report)['hosts'] if h['name'] == vm_name][0]
+    vm = entry(load(report), vm_name)
     assert vm['status'] == 'ok'
     rows = vm['drift']['rows']
     assert [(r['area'], r['item'], r['status']) for r in rows] == [('sysctl', DRIFT_KEY, 'drift')], rows
