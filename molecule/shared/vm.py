@@ -15,7 +15,7 @@
     vm.py accel                       print the accelerator QEMU will use (kvm or tcg)
 
 A platform (from molecule.yml) is {name, memory_mib, cpus, numa_nodes,
-kernel_args}.  The image recipe is molecule/shared/image/; the image is
+kernel_args, tcg_cpu (the -cpu model under TCG, default max)}.  The image recipe is molecule/shared/image/; the image is
 cached under OOMGUARD_VM_CACHE (default /var/cache/oomguard/vm as root,
 ~/.cache/oomguard/vm otherwise) in a directory named by a hash of that
 recipe, so a warm run reuses it and a changed recipe rebuilds it.
@@ -199,7 +199,10 @@ def platform_spec(raw):
     if not name or not all(c.isalnum() or c in '-_.' for c in name):
         raise VMError('platform name %r: use letters, digits, - _ .' % (name,))
     spec = {'name': name, 'memory_mib': int(raw.get('memory_mib', 1024)), 'cpus': int(raw.get('cpus', 1)),
-            'numa_nodes': int(raw.get('numa_nodes', 0)), 'kernel_args': str(raw.get('kernel_args', '') or '')}
+            'numa_nodes': int(raw.get('numa_nodes', 0)), 'kernel_args': str(raw.get('kernel_args', '') or ''),
+            'tcg_cpu': str(raw.get('tcg_cpu', 'max') or 'max')}
+    if not all(c.isalnum() or c in ',=_-' for c in spec['tcg_cpu']):
+        raise VMError('platform %s: tcg_cpu %r: a QEMU CPU model with features, e.g. max,erms=off' % (name, spec['tcg_cpu']))
     if spec['numa_nodes'] > 1 and (spec['cpus'] % spec['numa_nodes'] or spec['memory_mib'] % spec['numa_nodes']):
         raise VMError('platform %s: cpus and memory_mib must divide evenly into %d NUMA nodes' % (name, spec['numa_nodes']))
     return spec
@@ -208,7 +211,7 @@ def platform_spec(raw):
 def qemu_argv(spec, image, run_dir, port, accel_name):
     argv = [QEMU, '-name', 'oomguard-%s' % spec['name'], '-nodefaults', '-display', 'none',
             '-accel', 'kvm' if accel_name == 'kvm' else 'tcg,thread=multi',
-            '-cpu', 'host' if accel_name == 'kvm' else 'max',
+            '-cpu', 'host' if accel_name == 'kvm' else spec['tcg_cpu'],
             '-smp', str(spec['cpus']), '-m', str(spec['memory_mib']),
             '-uuid', str(uuid.uuid4()),  # systemd makes the machine-id from it
             '-kernel', image['kernel'], '-initrd', image['initrd'],

@@ -30,7 +30,7 @@ IMAGE = {'kernel': '/c/vmlinuz', 'initrd': '/c/initrd.img', 'base': '/c/base.raw
 
 def test_platform_defaults_and_checks(vm):
     assert vm.platform_spec({'name': 'a-1'}) == {'name': 'a-1', 'memory_mib': 1024, 'cpus': 1, 'numa_nodes': 0,
-                                                 'kernel_args': ''}
+                                                 'kernel_args': '', 'tcg_cpu': 'max'}
     with pytest.raises(vm.VMError, match='platform name'):
         vm.platform_spec({'name': 'a b'})
     with pytest.raises(vm.VMError, match='divide evenly into 2 NUMA nodes'):
@@ -49,6 +49,16 @@ def test_numa_platform_gets_one_memory_backend_and_node_per_node(vm):
     assert argv[argv.index('-append') + 1].endswith(' systemd.unified_cgroup_hierarchy=0')
     assert 'user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22' in argv
     assert argv[argv.index('-accel') + 1] == 'tcg,thread=multi' and argv[argv.index('-cpu') + 1] == 'max'
+
+
+def test_tcg_cpu_is_the_cpu_model_under_tcg_only(vm):
+    spec = vm.platform_spec({'name': 'b', 'tcg_cpu': 'max,erms=off'})
+    tcg = vm.qemu_argv(spec, IMAGE, '/run/b', 1, 'tcg')
+    kvm = vm.qemu_argv(spec, IMAGE, '/run/b', 1, 'kvm')
+    assert tcg[tcg.index('-cpu') + 1] == 'max,erms=off'
+    assert kvm[kvm.index('-cpu') + 1] == 'host'
+    with pytest.raises(vm.VMError, match=r"tcg_cpu 'max erms': a QEMU CPU model"):
+        vm.platform_spec({'name': 'b', 'tcg_cpu': 'max erms'})
 
 
 def test_every_vm_gets_its_own_uuid(vm):
