@@ -35,7 +35,10 @@ to the VM (GUEST below):
      real service.  Its gap is the time between two beats minus the 10 ms it
      asked for; the worst gap, with when it began, and the sum of the gaps of
      50 ms or more go to /run/bench-heartbeat.json whenever the worst grows,
-     and at least every second.  With that, once a second, it appends a line
+     and at least every second.  Each gap of 50 ms or more is kept with what
+     the heartbeat did meanwhile (getrusage: its own major and minor faults,
+     waits, preemptions and CPU time), and the trial line shows that for the
+     worst gap: waiting on its own faults, or kept off the CPU.  With that, once a second, it appends a line
      of the timeline to /run/bench-samples.jsonl (MemFree, MemAvailable,
      Cached, memory and CPU pressure, refaults, kswapd and direct scans,
      compaction, and the state and CPU time of kswapd0, kcompactd0, earlyoom
@@ -157,6 +160,7 @@ import json
 import mmap
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -327,19 +331,31 @@ def sample(now, pids):
             sum(v for k, v in vmstat.items() if k.startswith('allocstall'))] + [vmstat.get(k) for k in VMSTAT] + [tasks]
 
 
+GAP_FIELDS = ('from', 'gap_s', 'majflt', 'minflt', 'nvcsw', 'nivcsw', 'cpu_s')
+
+
+def usage():
+    """The heartbeat's own counters, in GAP_FIELDS order after from and gap_s."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return (ru.ru_majflt, ru.ru_minflt, ru.ru_nvcsw, ru.ru_nivcsw, ru.ru_utime + ru.ru_stime)
+
+
 def heartbeat():
     set_name('heartbeat')
     fd = os.open(BUFFER, os.O_RDONLY)
     buffer = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-    state = {'pid': os.getpid(), 'beats': 0, 'worst': 0.0, 'worst_from': None, 'stalled': 0.0, 'stalls': 0, 'gaps': []}
+    state = {'pid': os.getpid(), 'beats': 0, 'worst': 0.0, 'worst_from': None, 'stalled': 0.0, 'stalls': 0, 'gaps': [],
+             'gap_fields': GAP_FIELDS}
     samples = open(SAMPLES, 'a')
     pids = find_pids(WATCHED)
     previous = time.monotonic()
+    before = usage()
     last_write = 0.0
     while True:
         time.sleep(PERIOD)
         touched = buffer[::4096]  # one byte of every page: page cache, like a service's data
         now = time.monotonic()
+        after = usage()
         gap = now - previous - PERIOD
         state['beats'] += 1
         grew = gap > state['worst']
@@ -349,8 +365,11 @@ def heartbeat():
             state['stalled'] += gap
             state['stalls'] += 1
             if len(state['gaps']) < 500:
-                state['gaps'].append([round(previous, 3), round(gap, 3)])
-        previous = now
+                # With what the heartbeat itself did meanwhile (GAP_FIELDS): its own faults, whether it
+                # waited (voluntary switches) or was pushed off the CPU, and the CPU it used.
+                state['gaps'].append([round(previous, 3), round(gap, 3)] + [
+                    round(b - a, 3) if isinstance(a, float) else b - a for a, b in zip(before, after)])
+        previous, before = now, after
         if grew or now - last_write >= 1.0:
             # Once a second (and when the worst grew): the state, and a line of the timeline.
             state['last_beat'] = now
@@ -744,12 +763,20 @@ def figures_of(label, prepared, launched, data, cap_s, unanswered, polls):
     killed = [(name, by, at - start_s if start_s else None) for at, dummy, name, by in data['kills']]
     others = sorted(set(name for name, dummy, dummy2 in killed if name != 'runaway'))
     worst = heartbeat.get('worst')
+    # The worst gap's own line (what the heartbeat did meanwhile), when it was one of the gaps kept.
+    gap_fields = heartbeat.get('gap_fields') or ()
+    worst_own = None
+    for entry in heartbeat.get('gaps') or []:
+        if len(entry) == len(gap_fields) and heartbeat.get('worst_from') is not None \
+                and abs(entry[0] - heartbeat['worst_from']) < 0.002:
+            worst_own = dict(zip(gap_fields, entry))
     fields = data.get('sample_fields') or []
     available = [row[fields.index('MemAvailable')] for row in data.get('samples') or []
                  if 'MemAvailable' in fields and start_s <= row[0] <= (exit_s or row[0])]
     return {
         'label': label,
         'worst_s': worst,
+        'worst_own': worst_own,
         'worst_from_s': heartbeat['worst_from'] - start_s if heartbeat.get('worst_from') and start_s else None,
         'stalled_s': heartbeat.get('stalled'),
         'stalls': heartbeat.get('stalls'),
@@ -791,12 +818,15 @@ def seconds(value, width=8, digits=3):
 
 def trial_line(side, figures):
     """Two lines: the figures, then the conditions."""
-    return ('  %-8s worst stall %s%s, stalled %s in all (%s gaps >= 50 ms); runaway %s; killed: %s; heartbeat %s -> %s\n'
+    own = figures.get('worst_own')
+    own_text = (' [the heartbeat meanwhile: %d major and %d minor faults, %.3f s of CPU, %d waits, %d preemptions]'
+                % (own['majflt'], own['minflt'], own['cpu_s'], own['nvcsw'], own['nivcsw']) if own else '')
+    return ('  %-8s worst stall %s%s%s, stalled %s in all (%s gaps >= 50 ms); runaway %s; killed: %s; heartbeat %s -> %s\n'
             '           runaway at %d MiB, Result=%s, exit %s; page cache %d MiB (%d MiB cached, %d MiB available at its '
             'start, %s at least, %d MiB scrubbed in %.1f s before); %d of %d polls unanswered; the other VM used '
             '%.0f %% of a core meanwhile (waited %.0f s for the VMs to be quiet)' % (
                 side, seconds(figures['worst_s'], 0),
-                ' (from +%.1f s)' % figures['worst_from_s'] if figures['worst_from_s'] is not None else '',
+                ' (from +%.1f s)' % figures['worst_from_s'] if figures['worst_from_s'] is not None else '', own_text,
                 seconds(figures['stalled_s'], 0, 1), figures['stalls'],
                 'dead after %.1f s' % figures['death_s'] if figures['death_s'] is not None else 'NOT killed',
                 killers(figures), 'still active' if figures['heartbeat_alive'] else 'GONE',
