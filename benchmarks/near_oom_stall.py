@@ -37,8 +37,9 @@ to the VM (GUEST below):
      50 ms or more go to /run/bench-heartbeat.json whenever the worst grows,
      and at least every second.  Each gap of 50 ms or more is kept with what
      the heartbeat did meanwhile (getrusage: its own major and minor faults,
-     waits, preemptions and CPU time), and the trial line shows that for the
-     worst gap: waiting on its own faults, or kept off the CPU.  With that, once a second, it appends a line
+     waits, preemptions and CPU time), and so is the worst gap, which the
+     trial line shows: waiting on its own faults, or kept off the CPU.  With
+     that, once a second, it appends a line
      of the timeline to /run/bench-samples.jsonl (MemFree, MemAvailable,
      Cached, memory and CPU pressure, refaults, kswapd and direct scans,
      compaction, and the state and CPU time of kswapd0, kcompactd0, earlyoom
@@ -229,14 +230,10 @@ def dmesg_lines():
 def scrub(keep_fraction):
     """Drop the clean page cache, then touch and free all free memory but keep_fraction of MemTotal.
 
-    Under TCG, a guest page that once held code QEMU translated stays
-    write-protected in QEMU until every translation on it is invalidated, so
-    each store to it goes through QEMU's self-modifying-code path.  Zeroing
-    such a page for a new owner then costs milliseconds instead of
-    microseconds (hardware has no such cost).  Executables and libraries
-    cached since boot are exactly what reclaim frees first near the
-    watermarks, so without this the trial would measure the emulator.  Done
-    the same way on both VMs, before the trial's own page cache is made.
+    So that zeroing free pages QEMU still holds translations for is paid for
+    before the trial (see "Why erms=off and the scrub" in the benchmark's
+    docstring).  Done the same way on both VMs, before the trial's own page
+    cache is made.
     """
     os.sync()
     with open('/proc/sys/vm/drop_caches', 'w') as handle:
@@ -359,16 +356,17 @@ def heartbeat():
         gap = now - previous - PERIOD
         state['beats'] += 1
         grew = gap > state['worst']
+        own = [round(b - a, 3) if isinstance(a, float) else b - a for a, b in zip(before, after)]
         if grew:
             state['worst'], state['worst_from'] = gap, previous
+            state['worst_own'] = dict(zip(GAP_FIELDS[2:], own))
         if gap >= STALL:
             state['stalled'] += gap
             state['stalls'] += 1
             if len(state['gaps']) < 500:
                 # With what the heartbeat itself did meanwhile (GAP_FIELDS): its own faults, whether it
                 # waited (voluntary switches) or was pushed off the CPU, and the CPU it used.
-                state['gaps'].append([round(previous, 3), round(gap, 3)] + [
-                    round(b - a, 3) if isinstance(a, float) else b - a for a, b in zip(before, after)])
+                state['gaps'].append([round(previous, 3), round(gap, 3)] + own)
         previous, before = now, after
         if grew or now - last_write >= 1.0:
             # Once a second (and when the worst grew): the state, and a line of the timeline.
@@ -763,20 +761,13 @@ def figures_of(label, prepared, launched, data, cap_s, unanswered, polls):
     killed = [(name, by, at - start_s if start_s else None) for at, dummy, name, by in data['kills']]
     others = sorted(set(name for name, dummy, dummy2 in killed if name != 'runaway'))
     worst = heartbeat.get('worst')
-    # The worst gap's own line (what the heartbeat did meanwhile), when it was one of the gaps kept.
-    gap_fields = heartbeat.get('gap_fields') or ()
-    worst_own = None
-    for entry in heartbeat.get('gaps') or []:
-        if len(entry) == len(gap_fields) and heartbeat.get('worst_from') is not None \
-                and abs(entry[0] - heartbeat['worst_from']) < 0.002:
-            worst_own = dict(zip(gap_fields, entry))
     fields = data.get('sample_fields') or []
     available = [row[fields.index('MemAvailable')] for row in data.get('samples') or []
                  if 'MemAvailable' in fields and start_s <= row[0] <= (exit_s or row[0])]
     return {
         'label': label,
         'worst_s': worst,
-        'worst_own': worst_own,
+        'worst_own': heartbeat.get('worst_own'),
         'worst_from_s': heartbeat['worst_from'] - start_s if heartbeat.get('worst_from') and start_s else None,
         'stalled_s': heartbeat.get('stalled'),
         'stalls': heartbeat.get('stalls'),
