@@ -24,10 +24,13 @@ PROPERTIES = {
     'allowed_memory_nodes': ('AllowedMemoryNodes', 'nodes'),
     'oom_score_adj': ('OOMScoreAdjust', 'adj'),
     'oom_policy': ('OOMPolicy', 'policy'),
+    'cpu_weight': ('CPUWeight', 'weight'),
 }
 # Settings of the processes a service starts: a slice has none.
 SERVICE_ONLY = ('oom_score_adj', 'oom_policy')
 OOM_POLICIES = ('continue', 'stop', 'kill')
+# CPUWeight=: systemd's range; 100 is every unit's default share.
+CPU_WEIGHT_RANGE = (1, 10000)
 UNIT_SUFFIXES = ('.service', '.slice')
 SECTIONS = {'.service': 'Service', '.slice': 'Slice'}
 
@@ -154,6 +157,11 @@ def validate_services(services, live, labels, var='oomguard_services'):
                     if not -1000 <= number <= 1000:
                         raise SettingError('an integer -1000..1000')
                     values[prop] = str(number)
+                elif kind == 'weight':
+                    if isinstance(value, bool) or not re.match(r'^\s*\d+\s*$', str(value)) \
+                            or not CPU_WEIGHT_RANGE[0] <= int(value) <= CPU_WEIGHT_RANGE[1]:
+                        raise SettingError('an integer %d..%d (100 is the default share)' % CPU_WEIGHT_RANGE)
+                    values[prop] = str(int(value))
                 else:
                     if value not in OOM_POLICIES:
                         raise SettingError('one of %s' % ', '.join(OOM_POLICIES))
@@ -175,7 +183,7 @@ def render_dropin(unit, values):
     section = SECTIONS[unit[unit.rindex('.'):]]
     order = [PROPERTIES[k][0] for k in ('memory_min', 'memory_low', 'memory_high', 'memory_max',
                                         'memory_swap_max', 'allowed_memory_nodes', 'oom_score_adj',
-                                        'oom_policy')]
+                                        'oom_policy', 'cpu_weight')]
     lines = ['# Managed by oomguard.linux; local edits are overwritten.\n', '[%s]\n' % section]
     for prop in order:
         if prop in values:

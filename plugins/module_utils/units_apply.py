@@ -8,7 +8,8 @@ the roles that own them never overwrite each other:
 
 - ``limits``:  MemoryMax/High/Low/Min/SwapMax  -> 90-oomguard-limits.conf
 - ``cpuset``:  AllowedMemoryNodes               -> 90-oomguard-cpuset.conf
-- ``protect``: OOMScoreAdjust, OOMPolicy        -> 90-oomguard-protect.conf
+- ``protect``: OOMScoreAdjust, OOMPolicy,
+               CPUWeight                        -> 90-oomguard-protect.conf
 
 plus raw cgroups not owned by systemd (written directly) and processes
 outside systemd matched by a pattern (their live oom_score_adj).
@@ -42,7 +43,9 @@ SCOPES = ('limits', 'cpuset', 'protect')
 SCOPE_KEYS = {
     'limits': ('memory_max', 'memory_high', 'memory_low', 'memory_min', 'memory_swap_max'),
     'cpuset': ('allowed_memory_nodes',),
-    'protect': ('oom_score_adj', 'oom_policy'),
+    # cpu_weight: near OOM, kswapd and the allocating runaway hold the CPU; a
+    # latency-critical service's share of it is part of protecting it (issue 6).
+    'protect': ('oom_score_adj', 'oom_policy', 'cpu_weight'),
 }
 KEY_SCOPE = dict((key, scope) for scope, keys in SCOPE_KEYS.items() for key in keys)
 DROPIN_NAME = '90-oomguard-%s.conf'
@@ -330,8 +333,8 @@ def judge(params, host, live, labels):
                 if key in ('memory_high', 'memory_low', 'memory_min', 'memory_swap_max', 'allowed_memory_nodes'):
                     _problem(plan, 'unsupported_cgroup_v1', labels.msg(
                         '%s[%s]: this host runs cgroup v1 (%s), where systemd has no %s; v1 takes memory_max '
-                        '(memory.limit_in_bytes), oom_score_adj and oom_policy; for cpuset.mems on v1 use '
-                        'oomguard_cgroups' % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
+                        '(memory.limit_in_bytes), oom_score_adj, oom_policy and cpu_weight (cpu.shares); for '
+                        'cpuset.mems on v1 use oomguard_cgroups' % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
         state = live.units.get(unit) or {'load': 'not-found' if live.systemd else 'unknown'}
         if live.systemd and state['load'] != 'loaded':
             _guard(plan, labels, 'unit_missing', where,

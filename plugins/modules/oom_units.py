@@ -13,8 +13,8 @@ short_description: Per-service memory limits, NUMA placement and OOM protection,
 version_added: 0.1.0
 description:
   - Sets, per systemd service or slice, C(MemoryMax), C(MemoryHigh), C(MemoryLow), C(MemoryMin),
-    C(MemorySwapMax) (scope C(limits)), C(AllowedMemoryNodes) (scope C(cpuset)), C(OOMScoreAdjust) and
-    C(OOMPolicy) (scope C(protect)) as systemd drop-ins, one file per scope
+    C(MemorySwapMax) (scope C(limits)), C(AllowedMemoryNodes) (scope C(cpuset)), C(OOMScoreAdjust),
+    C(OOMPolicy) and C(CPUWeight) (scope C(protect)) as systemd drop-ins, one file per scope
     (C(<unit>.d/90-oomguard-<scope>.conf)), so that the roles owning each scope never overwrite each other.
   - Running units are not restarted. systemd applies the cgroup values on C(daemon-reload); a value it
     did not apply is written to the unit's cgroup file. The C(oom_score_adj) of the unit's running
@@ -51,8 +51,10 @@ options:
     description:
       - Unit name (a bare name is a C(.service)) to settings. Keys C(memory_max), C(memory_high),
         C(memory_low), C(memory_min), C(memory_swap_max) (sizes like C(512M), C(2G), C(25%) or C(infinity)),
-        C(allowed_memory_nodes) (like C(1) or C(0-1)), C(oom_score_adj) (-1000..1000) and C(oom_policy)
-        (C(continue), C(stop), C(kill)). A key outside the called I(scopes) is ignored.
+        C(allowed_memory_nodes) (like C(1) or C(0-1)), C(oom_score_adj) (-1000..1000), C(oom_policy)
+        (C(continue), C(stop), C(kill)) and C(cpu_weight) (1..10000, systemd's default share is 100; near
+        OOM the reclaiming kernel and the runaway compete with the service for the CPU). A key outside the
+        called I(scopes) is ignored.
       - Checked by the module, so that a wrong value is reported with the host and the inventory variable.
     type: dict
     default: {}

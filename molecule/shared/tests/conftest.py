@@ -35,7 +35,7 @@ NODE1 = {'unit': 'oomguard-hog-node1.service', 'cause': 'numa_node'}
 DEFAULT_UNITS = {
     'oomguard-hog-limited.service': {'MemoryMax': '67108864', 'MemorySwapMax': '0'},
     'oomguard-limited.slice': {'MemoryMax': '100663296'},
-    'oomguard-db.service': {'OOMScoreAdjust': '-900', 'MemoryLow': '67108864'},
+    'oomguard-db.service': {'OOMScoreAdjust': '-900', 'MemoryLow': '67108864', 'CPUWeight': '1000'},
     'oomguard-batch.service': {'OOMScoreAdjust': '800'},
     'nginx.service': {'OOMPolicy': 'kill'},
     'oomguard-nginx.service': {'OOMPolicy': 'kill', 'MemoryMax': '50331648'},
@@ -54,7 +54,7 @@ SCENARIOS = {
                  'ooms': [dict(MEMCG, properties=['MemoryMax=64M'], results=['oom-kill', 'signal'])],
                  'early_killer': {'unit': 'earlyoom.service', 'dry_run': True},
                  'unit_properties': {'oomguard-hog-limited.service': {'MemoryMax': '67108864'},
-                                     'oomguard-db.service': {'OOMScoreAdjust': '-900'}},
+                                     'oomguard-db.service': {'OOMScoreAdjust': '-900', 'CPUWeight': '1000'}},
                  'unit_ooms': [dict(LIMITED, results=['oom-kill', 'signal'])]},
     'numa': {'cgroup_modes': ['v2'], 'numa_nodes': 2, 'ooms': [CPUSET, MEMPOLICY],
              'unit_ooms': [NODE1], 'early_kill': True,

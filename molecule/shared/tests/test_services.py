@@ -3,7 +3,8 @@
 """Per-unit hardening on a real kernel, after a reboot (issue 6).
 
 * the drop-ins hold: systemd reports the inventory's settings for each unit,
-  and the running processes carry the inventory's oom_score_adj;
+  the running processes carry the inventory's oom_score_adj, and a unit's
+  CPUWeight is its cgroup's cpu.weight (cpu.shares on v1);
 * a runaway in a limited service (or an unlimited service of a limited
   slice, or a unit bound to NUMA node 1) is killed inside its own cgroup and
   oom_events names the cause; the protected neighbours keep running;
@@ -48,6 +49,24 @@ def test_running_processes_carry_their_oom_score_adj(host, scenario):
     listener = _main_pid(host, 'ssh.service')
     assert host.file('/proc/%d/oom_score_adj' % listener).content_string.strip() == '-1000'
     assert host.check_output('cat /proc/self/oom_score_adj').strip() == '0'
+
+
+def test_cpu_weight_reaches_the_kernel(host, scenario):
+    """CPUWeight= is the unit's cpu.weight on v2; on v1 systemd writes cpu.shares (weight * 1024 / 100)."""
+    expected = dict((unit, int(props['CPUWeight'])) for unit, props in (scenario.get('unit_properties') or {}).items()
+                    if 'CPUWeight' in props)
+    if not expected:
+        pytest.skip('this scenario sets no cpu_weight')
+    fields = [line.split() for line in host.file('/proc/mounts').content_string.splitlines()]
+    v1_cpu = [f[1] for f in fields if f[2] == 'cgroup' and 'cpu' in f[3].split(',')]
+    for unit, weight in sorted(expected.items()):
+        cgroup = _show(host, unit, 'ControlGroup')
+        assert cgroup, unit
+        if v1_cpu:
+            path, value = '%s%s/cpu.shares' % (v1_cpu[0], cgroup), str(weight * 1024 // 100)
+        else:
+            path, value = '/sys/fs/cgroup%s/cpu.weight' % cgroup, str(weight)
+        assert host.file(path).content_string.strip() == value, (unit, path)
 
 
 def test_dropins_are_root_owned_and_readable(host, scenario):
