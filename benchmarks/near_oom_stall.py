@@ -828,7 +828,7 @@ def killers(figures, when=True):
         return 'nobody (Result=%s)' % figures['result']
     seen = []
     for name, by, at in figures['killed']:
-        text = '%s by %s%s' % (name, by, ' at +%.1f s' % at if when and at is not None else '')
+        text = '%s by %s%s' % (name, by, ' at %+.1f s' % at if when and at is not None else '')
         if text not in seen:
             seen.append(text)
     return ', '.join(seen)
@@ -848,7 +848,7 @@ def trial_line(side, figures):
             'start, %s at least, %d MiB scrubbed in %.1f s before); %d of %d polls unanswered; the other VM used '
             '%.0f %% of a core meanwhile (waited %.0f s for the VMs to be quiet)' % (
                 side, seconds(figures['worst_s'], 0),
-                ' (from +%.1f s)' % figures['worst_from_s'] if figures['worst_from_s'] is not None else '', own_text,
+                ' (from %+.1f s)' % figures['worst_from_s'] if figures['worst_from_s'] is not None else '', own_text,
                 seconds(figures['stalled_s'], 0, 1), figures['stalls'],
                 'dead after %.1f s' % figures['death_s'] if figures['death_s'] is not None else 'NOT killed',
                 killers(figures), 'still active' if figures['heartbeat_alive'] else 'GONE',
