@@ -76,7 +76,7 @@ killed.
 
 R rounds (default 7; --quick: 1), each a trial on the kernel VM and then one
 on the hardened VM (a round takes about 50 s under TCG).  Seven, not three: the
-kernel-alone stall is a thrash and varies from trial to trial (0.6 to 7.9 s on
+kernel-alone stall is a thrash and varies from trial to trial (0.3 to 8.2 s on
 this machine), and with three rounds one trial moved the median enough to flip
 the ratio's verdict between runs.  The trials are alternated, never at the
 same time, so that they do not compete for the CPUs.  Before each trial both
