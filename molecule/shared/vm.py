@@ -16,8 +16,8 @@
 
 A platform (from molecule.yml) is {name, memory_mib, cpus, numa_nodes,
 kernel_args, tcg_cpu (the -cpu model under TCG, default max)}.  The image
-recipe is molecule/shared/image/; the image is
-cached under OOMGUARD_VM_CACHE (default /var/cache/oomguard/vm as root,
+recipe is molecule/shared/image/; the image is cached under
+OOMGUARD_VM_CACHE (default /var/cache/oomguard/vm as root,
 ~/.cache/oomguard/vm otherwise) in a directory named by a hash of that
 recipe, so a warm run reuses it and a changed recipe rebuilds it.
 

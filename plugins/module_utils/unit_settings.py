@@ -72,6 +72,14 @@ def parse_size(value, mem_total_bytes):
     raise SettingError('a size like 512M, 2G, 25% or infinity (suffixes K, M, G, T, base 1024)')
 
 
+def parse_integer(value, bounds, note=''):
+    """An integer within bounds (low, high), from an int or its text; SettingError otherwise."""
+    if isinstance(value, bool) or not re.match(r'^\s*-?\d+\s*$', str(value)) \
+            or not bounds[0] <= int(value) <= bounds[1]:
+        raise SettingError('an integer %d..%d%s' % (bounds[0], bounds[1], note))
+    return int(value)
+
+
 def parse_nodes(value):
     """A NUMA node list ('0', '0-1', '0,2', '0 2-3') -> sorted node numbers."""
     text = ' '.join(str(value).replace(',', ' ').split()) if not isinstance(value, list) else \
@@ -151,17 +159,9 @@ def validate_services(services, live, labels, var='oomguard_services'):
                                               ', '.join(str(n) for n in live.get('numa_nodes', []))))
                     values[prop] = ' '.join(str(n) for n in nodes)
                 elif kind == 'adj':
-                    if isinstance(value, bool) or not re.match(r'^\s*-?\d+\s*$', str(value)):
-                        raise SettingError('an integer -1000..1000')
-                    number = int(value)
-                    if not -1000 <= number <= 1000:
-                        raise SettingError('an integer -1000..1000')
-                    values[prop] = str(number)
+                    values[prop] = str(parse_integer(value, (-1000, 1000)))
                 elif kind == 'weight':
-                    if isinstance(value, bool) or not re.match(r'^\s*\d+\s*$', str(value)) \
-                            or not CPU_WEIGHT_RANGE[0] <= int(value) <= CPU_WEIGHT_RANGE[1]:
-                        raise SettingError('an integer %d..%d (100 is the default share)' % CPU_WEIGHT_RANGE)
-                    values[prop] = str(int(value))
+                    values[prop] = str(parse_integer(value, CPU_WEIGHT_RANGE, ' (100 is the default share)'))
                 else:
                     if value not in OOM_POLICIES:
                         raise SettingError('one of %s' % ', '.join(OOM_POLICIES))

@@ -334,7 +334,8 @@ def judge(params, host, live, labels):
                     _problem(plan, 'unsupported_cgroup_v1', labels.msg(
                         '%s[%s]: this host runs cgroup v1 (%s), where systemd has no %s; v1 takes memory_max '
                         '(memory.limit_in_bytes), oom_score_adj, oom_policy and cpu_weight (cpu.shares); for '
-                        'cpuset.mems on v1 use oomguard_cgroups' % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
+                        'cpuset.mems on v1 use oomguard_cgroups'
+                        % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
         state = live.units.get(unit) or {'load': 'not-found' if live.systemd else 'unknown'}
         if live.systemd and state['load'] != 'loaded':
             _guard(plan, labels, 'unit_missing', where,
