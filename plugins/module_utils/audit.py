@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Drift audit: the harden roles' own plans, made in check mode, read as a report.
 
-The hardening modules already know, for every setting, what the host has
-and what the inventory wants: it is their check-mode plan.  The audit runs
-the three of them (kernel_tunables, oom_units, early_oom) in check mode with
+The hardening concerns already know, for every setting, what the host has
+and what the inventory wants: it is their plan.  The audit asks the three
+of them (kernel tunables, unit settings, early killer) for their plans with
 the same inventory variables and turns each plan into one row per setting:
 
   ok           the live value (and its persistent file) is what the inventory wants
@@ -13,15 +13,16 @@ the same inventory variables and turns each plan into one row per setting:
   missing      the persistent file (sysctl.d, drop-in, killer config) is absent
   unsupported  this kernel or host has no such setting
 
-Guards are not a reason to stop an audit (they judge a change the audit does
-not make), so a guard that would refuse is forced for the plan and noted on
-the rows.  An invalid inventory still fails: it is an error, not drift.
-Nothing is written: every call is in check mode.
+Each concern's plan is made once from one read of the host.  Guards are not
+a reason to stop an audit (they judge a change the audit does not make), so
+the guards that would refuse are listed, not obeyed.  An invalid inventory
+still fails: it is an error, not drift.  Nothing is written.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as early_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_events
 from ansible_collections.oomguard.linux.plugins.module_utils import slab as slab_mod
@@ -32,9 +33,6 @@ from ansible_collections.oomguard.linux.plugins.module_utils import tunables_app
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
 
 STATUSES = ('ok', 'drift', 'missing', 'unsupported')
-# Guards may fire on the same plan more than once (one per scope); three
-# rounds are enough for any combination, the cap stops a loop.
-MAX_FORCE_ROUNDS = 4
 
 
 # Refusals that say the host cannot have the setting at all: reported as
@@ -43,29 +41,19 @@ HOST_LACKS = {'no_systemd': 'unsupported', 'oomd_unsupported': 'unsupported', 'u
               'controller_missing': 'unsupported', 'cgroup_missing': 'missing'}
 
 
-def plan_forcing_guards(apply_fn, params, host, labels, run_command, systemctl):
-    """apply_fn in check mode, every forcible guard forced: (result or None, guards fired, host-lacks problems).
+def read_plan(judged, force):
+    """A concern's plan as the audit reads it: (result or None, guards that would fire, host-lacks problems).
 
-    The result is None when the host lacks what the area needs; the
-    problems say what.  Any other refusal (an invalid inventory) is raised.
+    Guards judge a change the audit does not make, so they are noted, not
+    obeyed.  The result is None when the host lacks what the area needs;
+    the problems say what.  Any other refusal (an invalid inventory) is raised.
     """
-    params = dict(params)
-    forced = set(params.get('force') or [])
-    fired = set()
-    for dummy in range(MAX_FORCE_ROUNDS):
-        params['force'] = sorted(forced)
-        try:
-            return apply_fn(params, host, labels, True, run_command=run_command, systemctl=systemctl), sorted(fired), []
-        except ta.Refused as exc:
-            guards = [p for p in exc.problems if p.forcible and p.id not in forced]
-            lacks = [p for p in exc.problems if not p.forcible and p.id in HOST_LACKS]
-            if len(guards) + len(lacks) != len(exc.problems):
-                raise  # an invalid inventory: not something an audit can report around
-            if not guards:
-                return None, sorted(fired), lacks
-            fired.update(p.id for p in guards)
-            forced.update(p.id for p in guards)
-    raise ta.Refused(exc.problems)
+    refusals, dummy = engine.split_forced(judged.problems, set(force or []))
+    if any(not p.forcible and p.id not in HOST_LACKS for p in refusals):
+        raise engine.Refused(refusals)
+    fired = sorted(set(p.id for p in refusals if p.forcible))
+    lacks = [p for p in refusals if not p.forcible]
+    return (None if lacks else judged.result), fired, lacks
 
 
 def lacks_rows(area, problems):
@@ -178,12 +166,12 @@ def run(params, host, labels, run_command=None, systemctl=None):
     }
     if not tunables_params['sysctl_dirs']:
         tunables_params.pop('sysctl_dirs')
-    tunables, tunables_forced, tunables_lack = plan_forcing_guards(ta.apply, tunables_params, host, labels, run_command,
-                                                                   systemctl)
-    units, units_forced, units_lack = plan_forcing_guards(ua.apply, units_params, host, labels, run_command, systemctl)
-    early, early_forced, early_lack = plan_forcing_guards(early_mod.apply, early_params, host, labels, run_command,
-                                                          systemctl)
-    systemd_dir = (units_params['paths'].get('systemd_dir') or ua.DEFAULT_PATHS['systemd_dir'])
+    force = params.get('force') or []
+    systemd_dir = ua.paths_of(units_params)['systemd_dir']
+    systemd = engine.Systemd(host, run_command, systemctl, systemd_dir, ua.DEFAULT_PATHS['systemd_dir'])
+    tunables, tunables_forced, tunables_lack = read_plan(ta.plan(tunables_params, host, labels, systemd), force)
+    units, units_forced, units_lack = read_plan(ua.plan(units_params, host, labels, systemd), force)
+    early, early_forced, early_lack = read_plan(early_mod.plan(early_params, host, labels, systemd, True), force)
     rows = tunables_rows(tunables) if tunables else lacks_rows('sysctl', tunables_lack)
     rows += (units_rows(units, lambda unit, scope: ua.dropin_path(systemd_dir, unit, scope)) if units
              else lacks_rows('unit', units_lack))
@@ -218,7 +206,7 @@ def run_parts(params, host, labels, run_command=None, systemctl=None, journalctl
     if params.get('policy', True):
         try:
             result.update(run(params, host, labels, run_command, systemctl))
-        except ta.Refused as exc:
+        except engine.Refused as exc:
             errors['policy'] = str(exc)
             result['problems'] = [p.as_dict() for p in exc.problems]
     if params.get('posture'):

@@ -18,12 +18,9 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import (
-    ApplyError, Refused, _systemctl, build_diff, plan_files,
-)
 
 OWNER = 'early_oom'
 KILLERS = ('auto', 'earlyoom', 'systemd-oomd', 'none')
@@ -79,7 +76,7 @@ class Config:
 
 
 def _problem(config, pid, message, forcible=False, key=None):
-    config.problems.append(tn.Problem(pid, message, forcible, key))
+    config.problems.append(engine.Problem(pid, message, forcible, key))
 
 
 def validate(raw, labels, var='early_oom'):
@@ -277,7 +274,8 @@ def _section(unit):
     return {'slice': 'Slice', 'scope': 'Scope'}.get(unit.rsplit('.', 1)[-1], 'Service')
 
 
-def plan(params, host, live, labels):
+def plan_config(params, host, live, labels):
+    """Validate, pick the killer and render its files: a Config."""
     var = labels.var('early_oom')
     config = validate(params.get('early_oom'), labels, var)
     if config.problems:
@@ -357,79 +355,77 @@ def plan(params, host, live, labels):
     return config
 
 
-def _active(run_command, systemctl, unit):
-    rc, out, dummy = run_command([systemctl, 'is-active', unit])
-    return out.strip()
+def _plan_units(judged, config, systemd):
+    """What systemctl must do: stop killers no longer chosen, start or restart the chosen one."""
+    if not systemd.manages:
+        return None
+    # A killer this module started earlier and that is no longer chosen stops.
+    judged.stop_first = [u for u in config.started_before if systemd.is_active(u)]
+    unit_action = None
+    if config.unit and (config.package_missing or not systemd.is_active(config.unit)):
+        unit_action = 'start'
+    elif config.unit and judged.file_changes:
+        unit_action = 'restart'
+    judged.reload = bool(judged.file_changes)
+    if unit_action:
+        judged.after_reload.append((unit_action, config.unit))
+    if unit_action == 'start':
+        judged.units_record[config.unit] = False
+        # systemd-oomd pulls in its socket: restore stops both.  Asked only
+        # for a real run: the package of a check-mode plan may be missing.
+        judged.sockets = list(SOCKETS.get(config.killer, ()))
+    return unit_action
 
 
-def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
+def plan(params, host, labels, systemd, check_mode=False):
+    """The whole call judged into an engine Plan (problems as data, nothing raised)."""
     params = dict(params)
     params['paths'] = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
-    live = read_live(host)
     params['check_mode'] = check_mode
-    config = plan(params, host, live, labels)
-    refusals, forced = tn.split_forced(config.problems, set(params.get('force') or []))
-    if refusals:
-        raise Refused(refusals)
-    file_changes = plan_files(config.files)
-    manage_units = bool(live['systemd'] and run_command and systemctl
-                        and params['paths']['systemd_dir'] == DEFAULT_PATHS['systemd_dir'])
-    unit_action = None
-    others = []
-    if manage_units:
-        # A killer this module started earlier and that is no longer chosen stops.
-        others = [u for u in config.started_before if _active(run_command, systemctl, u) == 'active']
-        if config.unit and config.package_missing:
-            unit_action = 'start'
-        elif config.unit:
-            state = _active(run_command, systemctl, config.unit)
-            if state != 'active':
-                unit_action = 'start'
-            elif file_changes:
-                unit_action = 'restart'
-    result = {
-        'changed': bool(file_changes or unit_action or others),
+    live = read_live(host)
+    config = plan_config(params, host, live, labels)
+    judged = engine.Plan(config.problems)
+    judged.files = config.files
+    judged.file_changes = engine.plan_files(config.files)
+    judged.prune_dirs = True
+    judged.sockets = []
+    judged.unit = config.unit
+    unit_action = _plan_units(judged, config, systemd)
+    judged.result = {
+        'changed': bool(judged.file_changes or unit_action or judged.stop_first),
         'killer': config.killer,
         'unit': config.unit,
         'unit_action': unit_action,
-        'units_stopped': others,
-        'files': [dict((k, c[k]) for k in ('path', 'action')) for c in file_changes],
+        'units_stopped': judged.stop_first,
+        'files': engine.file_rows(judged.file_changes),
         'settings': config.values,
         'earlyoom_args': earlyoom_args(config.values) if config.killer == 'earlyoom' else None,
         'cgroup_mode': live['cgroup_mode'],
         'psi': live['psi'],
         'package': config.killer if config.killer in UNITS else None,
         'package_missing': config.package_missing,
-        'forced': [p.as_dict() for p in forced],
         'ledger': os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME),
-        'diff': build_diff([], file_changes),
+        'diff': engine.build_diff([], judged.file_changes),
     }
-    if params.get('validate_only'):
-        result['changed'] = False
+    return judged
+
+
+def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
+    """Run an early_oom call; returns the module result (raises Refused/ApplyError)."""
+    paths = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
+    systemd = engine.Systemd(host, run_command, systemctl, paths['systemd_dir'], DEFAULT_PATHS['systemd_dir'])
+    judged = plan(params, host, labels, systemd, check_mode)
+    result, go = engine.settle(judged, params, check_mode)
+    if not go:
         return result
-    if check_mode or not result['changed']:
-        return result
-    ledger = ledger_mod.Ledger.load(params['paths']['state_dir'])
-    for change in file_changes:
-        ledger.record_file(change['path'], OWNER)
-    if config.unit and unit_action == 'start':
-        ledger.record_unit(config.unit, False, OWNER)
-        # systemd-oomd pulls in its socket: restore stops both.
-        for extra in SOCKETS.get(config.killer, ()):
-            if _active(run_command, systemctl, extra) != 'active':
-                ledger.record_unit(extra, False, OWNER)
-    ledger.save()
-    for unit in others:
-        _systemctl(run_command, systemctl, 'stop', unit)
-    for change in file_changes:
-        ledger_mod.write_spec(change['path'], config.files[change['path']], prune_parent=True)
-    if manage_units:
-        if file_changes:
-            _systemctl(run_command, systemctl, 'daemon-reload')
-        if unit_action:
-            _systemctl(run_command, systemctl, unit_action, config.unit)
-            state = _active(run_command, systemctl, config.unit)
-            if state != 'active':
-                raise ApplyError(labels.msg('%s is %s after %s; see journalctl -u %s; the originals are in %s'
-                                            % (config.unit, state, unit_action, config.unit, result['ledger'])))
+    for extra in judged.sockets:
+        if not systemd.is_active(extra):
+            judged.units_record[extra] = False
+    engine.execute(judged, paths['state_dir'], OWNER, systemd, labels, None, None)
+    if result['unit_action']:
+        state, active = systemd.state(judged.unit)
+        if not active:
+            raise engine.ApplyError(labels.msg('%s is %s after %s; see journalctl -u %s; the originals are in %s'
+                                               % (judged.unit, state, result['unit_action'], judged.unit,
+                                                  result['ledger'])))
     return result

@@ -6,8 +6,8 @@
 Every module that changes a host records here, before its first write, the
 original of each live value and each file it is about to touch.  Only the
 first record of a key counts: a second harden run must not take the hardened
-value for the original.  ``restore()`` puts everything back and deletes the
-ledger, so the next harden records afresh.
+value for the original.  ``_restore.restore()`` (beside this file) puts
+everything back and deletes the ledger, so the next harden records afresh.
 
 The ledger is one JSON file (default /var/lib/oomguard/ledger.json, mode
 0600).  Files are kept whole (base64) with mode and owner, symlinks by

@@ -28,6 +28,7 @@ import os
 import re
 
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Problem, canonical, guard
 
 INT_MIN = -2 ** 31
 INT_MAX = 2 ** 31 - 1
@@ -187,40 +188,6 @@ PROFILES = {
 SCOPES = ('sysctl', 'thp', 'compaction')
 
 
-class Problem:
-    """A refused value or a guard that fired."""
-
-    def __init__(self, pid, message, forcible=False, key=None):
-        self.id = pid
-        self.message = message
-        self.forcible = forcible
-        self.key = key
-
-    def as_dict(self):
-        return {'id': self.id, 'key': self.key, 'message': self.message, 'forcible': self.forcible}
-
-
-class Labels:
-    """How messages name the host and the inventory variables."""
-
-    def __init__(self, host, variables=None):
-        self.host = host
-        # Module option names by default; the roles map them to inventory variables.
-        self.variables = dict({'sysctl': 'sysctl', 'thp': 'thp', 'compaction': 'compaction',
-                               'force': 'force', 'profile': 'profile'}, **(variables or {}))
-
-    def var(self, scope, key=None):
-        name = self.variables.get(scope, scope)
-        if key is None:
-            return name
-        if scope == 'compaction' and name != 'compaction':
-            return "%s['compaction_%s']" % (name, key)
-        return "%s['%s']" % (name, key)
-
-    def msg(self, text):
-        return 'host %s: %s' % (self.host, text)
-
-
 # -- reading the live state the guards need -----------------------------------
 
 def _lowmem_zones(zones):
@@ -366,11 +333,6 @@ def _as_int(value):
     if isinstance(value, str) and re.match(r'^\s*-?\d+\s*$', value):
         return int(value)
     return None
-
-
-def canonical(text):
-    """Sysctl text as compared: fields joined by one space (tabs in multi-value ones)."""
-    return ' '.join(str(text).split())
 
 
 class Request:
@@ -661,17 +623,12 @@ def _effective(req, live, name):
     return _as_int((state.get('text') or '').strip())
 
 
-def _force_hint(labels, gid):
-    return "add '%s' to %s to apply it anyway" % (gid, labels.var('force'))
-
-
 def check_guards(req, live, labels, shadows=None):
     """Guard violations of a validated request against the live state."""
     found = []
 
     def fire(gid, key, detail):
-        found.append(Problem(gid, labels.msg('guard %s: %s; %s' % (gid, detail, _force_hint(labels, gid))),
-                             forcible=True, key=key))
+        found.append(guard(labels, gid, key, detail))
 
     def var(name):
         scope = req.sysctl_scope.get(name, 'sysctl')
@@ -749,17 +706,6 @@ def commit_limit_kb(req, live):
     if ratio is None or live.get('mem_total_kb') is None:
         return None
     return (live['mem_total_kb'] - (live.get('hugetlb_kb') or 0)) * ratio // 100 + swap
-
-
-def split_forced(problems, force):
-    """(refusals, forced warnings): a forced guard becomes a warning, the rest refuse."""
-    refusals, forced = [], []
-    for problem in problems:
-        if problem.forcible and problem.id in force:
-            forced.append(problem)
-        else:
-            refusals.append(problem)
-    return refusals, forced
 
 
 # -- sysctl.d: what is read after our file at boot -----------------------------

@@ -25,18 +25,14 @@ a running unit is never restarted.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import os
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import (
-    ApplyError, Refused, _read_live, _systemctl, _write_live, build_diff, plan_files,
-)
 
 OWNER = 'oom_units'
 SCOPES = ('limits', 'cpuset', 'protect')
@@ -100,11 +96,8 @@ class Live:
 
 # -- reading the host ------------------------------------------------------------
 
-def _show_units(run_command, systemctl, units):
-    rc, out, err = run_command([systemctl, 'show', '--property=Id,LoadState,ActiveState,ControlGroup,MainPID']
-                               + list(units))
-    if rc != 0:
-        raise ApplyError('systemctl show failed (rc %d): %s' % (rc, (err or out).strip()))
+def _show_units(systemd, units):
+    out = systemd.run('show', '--property=Id,LoadState,ActiveState,ControlGroup,MainPID', *units)
     found = {}
     blocks = out.split('\n\n')
     for name, block in zip(units, blocks):
@@ -173,7 +166,7 @@ def _node_usage(host, live, rel):
     return per_node
 
 
-def read_live(host, params, run_command=None, systemctl=None):
+def read_live(host, params, systemd):
     live = Live()
     live.layout = cg.read_layout(host)
     meminfo = procfs.read_meminfo(host)[0]
@@ -189,14 +182,14 @@ def read_live(host, params, run_command=None, systemctl=None):
     live.numa_nodes = [n['node'] for n in numa['nodes'] if n['has_memory']] or [0]
     live.node_free_bytes = dict((n['node'], int(n['memory_kb'].get('MemFree', 0)) * 1024)
                                 for n in numa['nodes'] if n['memory_kb'])
-    live.systemd = host.exists('run/systemd/system') and bool(systemctl and run_command)
+    live.systemd = systemd.can_run
     services = params.get('services') if isinstance(params.get('services'), dict) else {}
     names = set(us.unit_name(u) for u in services)
     if params.get('protect_defaults') and 'protect' in params['scopes']:
         names.update(DEFAULT_MAIN_PIDS)
     names = sorted(names)
     if live.systemd and names:
-        live.units = _show_units(run_command, systemctl, [n for n in names if us._UNIT_RE.match(n)])
+        live.units = _show_units(systemd, [n for n in names if us._UNIT_RE.match(n)])
     return live
 
 
@@ -225,7 +218,7 @@ def _read_adj(host, live, pid):
 def _read_cgroup_text(host, live, path):
     if path not in live.cgroup_text:
         text = host.read(path)
-        live.cgroup_text[path] = tn.canonical(text) if text is not None else None
+        live.cgroup_text[path] = engine.canonical(text) if text is not None else None
     return live.cgroup_text[path]
 
 
@@ -241,15 +234,15 @@ def scan_cmdlines(host, live):
 
 # -- judging ----------------------------------------------------------------------
 
-class Plan:
+class Plan(engine.Plan):
+    """The engine's plan, with what systemd itself will change and the report's extras."""
+
     def __init__(self):
-        self.files = {}
-        self.values = []        # changes written by this module (cause 'requested')
+        engine.Plan.__init__(self)
         self.unit_values = []   # changes systemd makes on daemon-reload (cause 'systemd')
-        self.problems = []
-        self.skipped = []
         self.unmatched = []
         self.dropins = {}       # unit -> {scope: rendered}
+        self.prune_dirs = True  # a drop-in directory left empty goes too
 
 
 def expected_cgroup_text(setting, value_bytes, version, page_bytes, nodes=None):
@@ -274,13 +267,11 @@ def to_kernel_list(nodes):
 
 
 def _problem(plan, pid, message, forcible=False, key=None):
-    plan.problems.append(tn.Problem(pid, message, forcible, key))
+    plan.problems.append(engine.Problem(pid, message, forcible, key))
 
 
 def _guard(plan, labels, gid, key, detail):
-    """A guard that fired: forcible, worded like the tunables' guards."""
-    plan.problems.append(tn.Problem(gid, labels.msg('guard %s: %s; %s' % (gid, detail, tn._force_hint(labels, gid))),
-                                    True, key))
+    plan.problems.append(engine.guard(labels, gid, key, detail))
 
 
 def _guard_usage(plan, labels, where, setting, value_bytes, usage):
@@ -562,11 +553,11 @@ def stale_dropins(host, systemd_dir, scope):
 # -- changing the host ----------------------------------------------------------
 
 def _read_text(path):
-    return tn.canonical(_read_live(path))
+    return engine.canonical(engine.read_live(path))
 
 
 # The live writes go through this name (the unit tests point it into a tree).
-_write_text = _write_live
+_write_text = engine.write_live
 
 
 def _close_enough(now, after, page_bytes):
@@ -579,70 +570,57 @@ def _close_enough(now, after, page_bytes):
         return False
 
 
-def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
+def _write_value(path, text):
+    _write_text(path, text)  # looked up at each call: the unit tests replace it
+
+
+def _read_back(change, page_bytes):
+    now = _read_text(change['path'])
+    if change['cause'] == 'systemd' and not _close_enough(now, change['after'], page_bytes):
+        # This systemd did not re-apply the unit's cgroup on reload: write it.
+        _write_text(change['path'], change['after'])
+        now = _read_text(change['path'])
+    return now, _close_enough(now, change['after'], page_bytes)
+
+
+def paths_of(params):
+    return dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
+
+
+def plan(params, host, labels, systemd):
+    """The whole call judged into a Plan (problems as data, nothing raised)."""
     params = dict(params)
     params['scopes'] = params.get('scopes') or list(SCOPES)
-    params['paths'] = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
-    live = read_live(host, params, run_command, systemctl)
-    plan = judge(params, host, live, labels)
-    refusals, forced = tn.split_forced(plan.problems, set(params.get('force') or []))
-    if refusals:
-        raise Refused(refusals)
-    file_changes = plan_files(plan.files)
-    changed_files = set(c['path'] for c in file_changes)
-    systemd_dir = params['paths']['systemd_dir']
-    manage_units = live.systemd and systemd_dir == DEFAULT_PATHS['systemd_dir']
-    value_changes = plan.values + (plan.unit_values if manage_units else [])
-    result = {
-        'changed': bool(value_changes or file_changes),
-        'changes': value_changes,
-        'files': [dict((k, c[k]) for k in ('path', 'action')) for c in file_changes],
-        'dropins': plan.dropins,
-        'forced': [p.as_dict() for p in forced],
-        'unmatched': plan.unmatched,
+    params['paths'] = paths_of(params)
+    live = read_live(host, params, systemd)
+    judged = judge(params, host, live, labels)
+    judged.file_changes = engine.plan_files(judged.files)
+    if not systemd.manages:
+        judged.unit_values = []
+    judged.values = judged.values + judged.unit_values
+    judged.reload = bool(systemd.manages and judged.file_changes)
+    judged.page_bytes = live.page_bytes
+    judged.result = {
+        'changed': bool(judged.values or judged.file_changes),
+        'changes': judged.values,
+        'files': engine.file_rows(judged.file_changes),
+        'dropins': judged.dropins,
+        'unmatched': judged.unmatched,
         'cgroup_mode': live.layout.get('mode'),
         'ledger': os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME),
-        'diff': build_diff(value_changes, file_changes),
-        'warnings': [p.message for p in forced],
+        'diff': engine.build_diff(judged.values, judged.file_changes),
     }
-    if params.get('validate_only'):
-        result['changed'] = False
-        return result
-    if check_mode or not result['changed']:
-        return result
+    return judged
 
-    ledger = ledger_mod.Ledger.load(params['paths']['state_dir'])
-    for change in value_changes:
-        ledger.record_value(change['path'] if change['kind'] == 'proc' else change['key'], change['kind'],
-                            change['path'], change['before'], OWNER)
-    for path in sorted(changed_files):
-        ledger.record_file(path, OWNER)
-    ledger.save()
-    for change in file_changes:
-        ledger_mod.write_spec(change['path'], plan.files[change['path']], prune_parent=True)
-    if manage_units and changed_files:
-        _systemctl(run_command, systemctl, 'daemon-reload')
-    for change in plan.values:
-        try:
-            _write_text(change['path'], change['after'])
-        except (IOError, OSError) as exc:
-            if change['kind'] == 'proc' and exc.errno in (errno.ENOENT, errno.ESRCH):
-                continue  # the process exited since the plan; nothing to protect
-            raise ApplyError(labels.msg('writing %s = %s to %s failed: %s; the originals are in %s'
-                                        % (change['key'], change['after'], change['path'], exc, result['ledger'])))
-    mismatches = []
-    for change in value_changes:
-        try:
-            now = _read_text(change['path'])
-        except (IOError, OSError):
-            continue  # the process exited or the unit stopped meanwhile
-        if change['cause'] == 'systemd' and not _close_enough(now, change['after'], live.page_bytes):
-            # This systemd did not re-apply the unit's cgroup on reload: write it.
-            _write_text(change['path'], change['after'])
-            now = _read_text(change['path'])
-        if not _close_enough(now, change['after'], live.page_bytes):
-            mismatches.append('%s is %s, expected %s' % (change['key'], now, change['after']))
-    if mismatches:
-        raise ApplyError(labels.msg('after writing, the kernel reports: %s; the originals are in %s'
-                                    % ('; '.join(mismatches), result['ledger'])))
+
+def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
+    """Run an oom_units call; returns the module result (raises Refused/ApplyError)."""
+    paths = paths_of(params)
+    systemd = engine.Systemd(host, run_command, systemctl, paths['systemd_dir'], DEFAULT_PATHS['systemd_dir'])
+    judged = plan(params, host, labels, systemd)
+    result, go = engine.settle(judged, params, check_mode)
+    if go:
+        engine.execute(judged, paths['state_dir'], OWNER, systemd, labels,
+                       _write_value,
+                       lambda change: _read_back(change, judged.page_bytes))
     return result

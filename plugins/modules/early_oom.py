@@ -183,8 +183,7 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import run_module
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
 from ansible_collections.oomguard.linux.plugins.module_utils.early_oom import apply
 
 PATH_OPTIONS = ('systemd_dir', 'earlyoom_defaults', 'oomd_conf_dir', 'state_dir')

@@ -247,8 +247,8 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import apply, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import apply
 
 PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 

@@ -214,7 +214,7 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.oomguard.linux.plugins.module_utils import audit, ledger as ledger_mod, procfs
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 
 PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 

@@ -77,8 +77,8 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import restore, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils._restore import restore
 
 
 def main():

@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import pytest
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import audit
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.tests.unit.plugins.module_utils.test_tunables_apply import (
@@ -96,7 +97,7 @@ def test_a_guard_does_not_stop_the_audit_and_is_named(tree, kernel):
 
 
 def test_an_invalid_inventory_fails_the_audit(tree):
-    with pytest.raises(ta.Refused) as info:
+    with pytest.raises(engine.Refused) as info:
         audit.run(audit_params(tree, sysctl={'vm.swappiness': 500}), tree.host, LABELS)
     assert "oomguard_sysctl['vm.swappiness'] = 500" in str(info.value)
 

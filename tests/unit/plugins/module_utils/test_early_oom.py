@@ -32,12 +32,12 @@ import stat
 import pytest
 import yaml
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
+from ansible_collections.oomguard.linux.plugins.module_utils import _restore as restore_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as eo
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.tests.unit import trees
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,7 +50,7 @@ PACKAGES = {
                      'etc/systemd/oomd.conf'),
 }
 VAR = 'oomguard_early_oom'
-LABELS = tn.Labels('h1', {'early_oom': VAR})
+LABELS = engine.Labels('h1', {'early_oom': VAR})
 V2_TREE = 'debian12-6.1-qemu-cgroupv2'
 V1_TREE = 'debian12-6.1-qemu-cgroupv1'
 DEFAULT_AVOID = '^(init|systemd|systemd-journal|systemd-logind|systemd-udevd|sshd|dbus-daemon|earlyoom)$'
@@ -429,8 +429,8 @@ class EarlyHost:
                         run_command=run_command, systemctl=systemctl)
 
     def restore(self, check_mode=False, run_command=None, systemctl=None):
-        return ta.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, check_mode,
-                          run_command=run_command, systemctl=systemctl)
+        return restore_mod.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, check_mode,
+                                   run_command=run_command, systemctl=systemctl)
 
     def ledger(self):
         with open(os.path.join(self.state_dir, ledger_mod.LEDGER_NAME)) as handle:
@@ -639,8 +639,8 @@ def test_a_stale_drop_in_next_to_other_files_keeps_its_directory(v2):
 
 
 def test_a_scope_under_avoid_gets_a_scope_section(v2):
-    config = eo.plan(v2.params({'killer': 'systemd-oomd', 'avoid': ['init.scope']}), v2.host,
-                     eo.read_live(v2.host), LABELS)
+    config = eo.plan_config(v2.params({'killer': 'systemd-oomd', 'avoid': ['init.scope']}), v2.host,
+                            eo.read_live(v2.host), LABELS)
     assert config.problems == []
     assert config.files[v2.sd + '/init.scope.d/' + DROPIN]['content'] == \
         '# Managed by oomguard.linux (oomguard_early_oom)\n[Scope]\nManagedOOMPreference=avoid\n'
@@ -656,7 +656,7 @@ def test_auto_on_a_cgroup_v1_host_is_earlyoom(v1):
 
 def test_systemd_oomd_on_a_cgroup_v1_host_is_refused_and_writes_nothing(v1):
     before = tree_state(v1.root)
-    with pytest.raises(ta.Refused) as raised:
+    with pytest.raises(engine.Refused) as raised:
         v1.apply({'killer': 'systemd-oomd'}, force=['oomd_unsupported'])
     assert [p.id for p in raised.value.problems] == ['oomd_unsupported']
     assert str(raised.value).startswith("host h1: oomguard_early_oom['killer'] = systemd-oomd needs cgroup v2")
@@ -665,7 +665,7 @@ def test_systemd_oomd_on_a_cgroup_v1_host_is_refused_and_writes_nothing(v1):
 
 def test_invalid_settings_are_refused_before_anything_is_read(v2):
     before = tree_state(v2.root)
-    with pytest.raises(ta.Refused) as raised:
+    with pytest.raises(engine.Refused) as raised:
         v2.apply({'killer': 'earlyoom', 'mem_min_percent': 0, 'prefer': ['a b']})
     assert [p.id for p in raised.value.problems] == ['invalid_value', 'invalid_value']
     assert tree_state(v2.root) == before
@@ -673,7 +673,7 @@ def test_invalid_settings_are_refused_before_anything_is_read(v2):
 
 def test_a_host_without_systemd_is_refused(tmp_path, captured_tree):
     bare = EarlyHost(str(tmp_path / 'root'), captured_tree(V2_TREE), systemd=False)
-    with pytest.raises(ta.Refused) as raised:
+    with pytest.raises(engine.Refused) as raised:
         bare.apply({'killer': 'auto'})
     assert [p.id for p in raised.value.problems] == ['no_systemd']
 
@@ -681,7 +681,7 @@ def test_a_host_without_systemd_is_refused(tmp_path, captured_tree):
 def test_a_missing_package(tmp_path, captured_tree):
     bare = EarlyHost(str(tmp_path / 'root'), captured_tree(V2_TREE), packages=())
     before = tree_state(bare.root)
-    with pytest.raises(ta.Refused) as raised:
+    with pytest.raises(engine.Refused) as raised:
         bare.apply({'killer': 'earlyoom'})
     assert [(p.id, p.message) for p in raised.value.problems] == [
         ('package_missing', "host h1: oomguard_early_oom['killer'] = earlyoom: earlyoom.service is not installed (the "
@@ -745,7 +745,7 @@ def test_a_killer_no_longer_chosen_is_stopped(managed):
 
 def test_a_killer_that_does_not_start_fails_the_run(managed):
     systemctl = FakeSystemctl(failing=['earlyoom.service'])
-    with pytest.raises(ta.ApplyError) as raised:
+    with pytest.raises(engine.ApplyError) as raised:
         managed.apply(EARLYOOM, run_command=systemctl, systemctl='systemctl')
     assert str(raised.value) == (
         'host h1: earlyoom.service is inactive after start; see journalctl -u earlyoom.service; the originals are '

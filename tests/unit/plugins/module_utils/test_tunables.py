@@ -23,6 +23,7 @@ import re
 import pytest
 import yaml
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.tests.unit.trees import TREE_NAMES
@@ -41,7 +42,7 @@ HOST = 'web1'
 
 
 def role_labels():
-    return tn.Labels(HOST, ROLE_VARIABLES)
+    return engine.Labels(HOST, ROLE_VARIABLES)
 
 
 # -- the live state a case starts from -------------------------------------------
@@ -95,7 +96,7 @@ def match_problems(expected, actual, what):
 
 def run_case(case):
     live = build_live(case.get('live'))
-    labels = tn.Labels(HOST, case.get('variables', ROLE_VARIABLES))
+    labels = engine.Labels(HOST, case.get('variables', ROLE_VARIABLES))
     params = case.get('params') or {}
     req = tn.build_request(params, live, labels)
     req.persist_thp = params.get('persist', True)
@@ -130,7 +131,7 @@ def test_case(case):
         assert gid in tn.GUARDS, 'unknown guard id %s in the case' % gid
         assert gid not in fired, [p.message for p in guards]
     if 'forced' in case:
-        refusals, forced = tn.split_forced(guards, set(params.get('force') or []))
+        refusals, forced = engine.split_forced(guards, set(params.get('force') or []))
         assert sorted(p.id for p in forced) == sorted(case['forced'])
         assert sorted(p.id for p in refusals) == sorted(set(fired) - set(case['forced']))
 
@@ -748,13 +749,13 @@ def test_desired_files_proactive_compaction_and_empty_scopes():
 
 
 def test_split_forced():
-    problems = [tn.Problem('panic_without_reboot', 'a', forcible=True),
-                tn.Problem('min_free_above_5_percent', 'b', forcible=True),
-                tn.Problem('out_of_range', 'c')]
-    refusals, forced = tn.split_forced(problems, set(['panic_without_reboot', 'out_of_range']))
+    problems = [engine.Problem('panic_without_reboot', 'a', forcible=True),
+                engine.Problem('min_free_above_5_percent', 'b', forcible=True),
+                engine.Problem('out_of_range', 'c')]
+    refusals, forced = engine.split_forced(problems, set(['panic_without_reboot', 'out_of_range']))
     assert [p.id for p in forced] == ['panic_without_reboot']
     assert [p.id for p in refusals] == ['min_free_above_5_percent', 'out_of_range']
-    assert tn.split_forced([], set()) == ([], [])
+    assert engine.split_forced([], set()) == ([], [])
     assert problems[0].as_dict() == {'id': 'panic_without_reboot', 'key': None, 'message': 'a', 'forcible': True}
 
 
@@ -814,9 +815,12 @@ def test_labels():
     assert labels.var('sysctl', 'vm.swappiness') == "oomguard_sysctl['vm.swappiness']"
     assert labels.var('compaction', 'schedule') == "oomguard_thp['compaction_schedule']"
     assert labels.var('force') == 'oomguard_force'
-    module = tn.Labels('db2')
-    assert module.var('compaction', 'schedule') == "compaction['schedule']"
-    assert module.var('profile') == 'profile'
+    # Without a map, the inventory variable of each option (oomguard_<option>).
+    module = engine.Labels('db2')
+    assert module.var('compaction', 'schedule') == "oomguard_thp['compaction_schedule']"
+    assert module.var('profile') == 'oomguard_profile'
+    assert module.var('services', 'nginx') == "oomguard_services['nginx']"
+    assert engine.Labels('db2', {'sysctl': 'sysctl'}).var('sysctl', 'vm.swappiness') == "sysctl['vm.swappiness']"
     assert module.msg('y') == 'host db2: y'
 
 
@@ -835,9 +839,9 @@ def test_kernel_version(text, expected):
 def test_names_and_canonical_text():
     assert tn.normalize_name(' vm/panic_on_oom ') == 'vm.panic_on_oom'
     assert tn.normalize_name('kernel.panic') == 'kernel.panic'
-    assert tn.canonical('256\t256\t32\t0\t0\n') == '256 256 32 0 0'
-    assert tn.canonical(10) == '10'
-    assert tn.canonical('  a   b ') == 'a b'
+    assert engine.canonical('256\t256\t32\t0\t0\n') == '256 256 32 0 0'
+    assert engine.canonical(10) == '10'
+    assert engine.canonical('  a   b ') == 'a b'
 
 
 # -- the live state, read from real trees -----------------------------------------------------

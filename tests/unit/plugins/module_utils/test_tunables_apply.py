@@ -30,6 +30,8 @@ import stat
 
 import pytest
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
+from ansible_collections.oomguard.linux.plugins.module_utils import _restore as restore_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
@@ -38,7 +40,7 @@ from ansible_collections.oomguard.linux.tests.unit import trees
 
 ROLE_VARIABLES = {'sysctl': 'oomguard_sysctl', 'thp': 'oomguard_thp', 'compaction': 'oomguard_thp',
                   'force': 'oomguard_force', 'profile': 'oomguard_profile'}
-LABELS = tn.Labels('web1', ROLE_VARIABLES)
+LABELS = engine.Labels('web1', ROLE_VARIABLES)
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
 HAS_THP = all(os.path.exists('/' + rel) for rel in tn.THP_PATHS.values())
 IS_ROOT = os.geteuid() == 0
@@ -109,7 +111,7 @@ class HostTree:
             handle.write(text)
 
     def sysctl(self, name):
-        return tn.canonical(self.read(procfs.sysctl_path(name)))
+        return engine.canonical(self.read(procfs.sysctl_path(name)))
 
     @property
     def state_dir(self):
@@ -135,8 +137,8 @@ class HostTree:
         return ta.apply(self.params(**options), self.host, LABELS, check_mode)
 
     def restore(self, check_mode=False, run_command=None, systemctl=None):
-        return ta.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, check_mode,
-                          run_command=run_command, systemctl=systemctl)
+        return restore_mod.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, check_mode,
+                                   run_command=run_command, systemctl=systemctl)
 
     def ledger(self):
         with open(os.path.join(self.state_dir, ledger_mod.LEDGER_NAME)) as handle:
@@ -178,7 +180,7 @@ class FakeKernel:
         partner = tn.COUPLED.get(name)
         # overcommit_*_handler zero the partner on every write; the dirty
         # handlers only when the value changed.
-        if partner and (name.startswith('vm.overcommit_') or tn.canonical(old) != tn.canonical(text)):
+        if partner and (name.startswith('vm.overcommit_') or engine.canonical(old) != engine.canonical(text)):
             self._put(os.path.join(self.root, procfs.sysctl_path(partner)), '0\n')
         return None
 
@@ -227,7 +229,7 @@ def test_the_tree_reads_like_this_machine(tree):
     for name in names:
         assert live['sysctls'][name].get('exists') == copied['sysctls'][name].get('exists'), name
         if live['sysctls'][name].get('text') is not None:
-            assert tn.canonical(live['sysctls'][name]['text']) == tn.canonical(copied['sysctls'][name]['text'])
+            assert engine.canonical(live['sysctls'][name]['text']) == engine.canonical(copied['sysctls'][name]['text'])
     assert copied['mem_total_kb'] > 0 and copied['kernel_release'] == os.uname()[2]
     assert copied['thp'] == live['thp']
     assert copied['systemd'] is True and copied['kernel_default_min_free_kb'] >= 128
@@ -255,7 +257,7 @@ def test_check_mode_predicts_the_run_and_writes_nothing(tree, kernel):
     assert kernel.writes == requested(real)
     assert [c['kind'] for c in real['changes']] == sorted([c['kind'] for c in real['changes']], reverse=True)
     for change in real['changes']:
-        now = ta._read_back(tree.host, change)
+        now = ta.read_back(tree.host, change)[0]
         assert now == change['after'], change
     # The files.
     systemd_dir = tree.path('etc/systemd/system')
@@ -351,7 +353,7 @@ def test_validate_only_writes_nothing(tree, kernel):
 def test_a_refused_request_writes_nothing(tree, kernel, options, ids):
     before = tree_state(tree.root)
     for check_mode in (True, False):
-        with pytest.raises(ta.Refused) as caught:
+        with pytest.raises(engine.Refused) as caught:
             tree.apply(check_mode=check_mode, **options)
         assert sorted(p.id for p in caught.value.problems) == sorted(ids)
         assert all(p.message.startswith('host web1: ') for p in caught.value.problems)
@@ -375,7 +377,7 @@ def test_a_forced_guard_applies_with_a_warning(tree, kernel):
 def test_a_later_sysctl_file_refuses_unless_it_agrees(tree):
     tree.write('etc/sysctl.d/99-zz-local.conf', '# local tuning\nvm.swappiness = 30\n')
     before = tree_state(tree.root)
-    with pytest.raises(ta.Refused) as caught:
+    with pytest.raises(engine.Refused) as caught:
         tree.apply(sysctl={'vm.swappiness': 10})
     (problem,) = caught.value.problems
     assert problem.id == 'persist_shadowed' and problem.key == 'vm.swappiness'
@@ -398,7 +400,7 @@ def test_thp_on_a_host_without_systemd(bare_tree, monkeypatch):
     kernel = FakeKernel(tree.root)
     monkeypatch.setattr(ta, '_write_live', kernel)
     before = tree_state(tree.root)
-    with pytest.raises(ta.Refused) as caught:
+    with pytest.raises(engine.Refused) as caught:
         tree.apply(thp={'enabled': 'never'})
     assert [p.id for p in caught.value.problems] == ['thp_not_persistent']
     assert tree_state(tree.root) == before
@@ -461,7 +463,7 @@ def test_the_read_back_notices_a_side_effect_that_did_not_happen(tree):
     tree.write('proc/sys/vm/overcommit_ratio', '50\n')
     tree.write('proc/sys/vm/overcommit_kbytes', '0\n')
     before = tree_state(tree.root)
-    with pytest.raises(ta.ApplyError) as caught:
+    with pytest.raises(engine.ApplyError) as caught:
         tree.apply(sysctl={'vm.overcommit_kbytes': 30000000})
     message = str(caught.value)
     assert message.startswith('host web1: after writing, the kernel reports: vm.overcommit_ratio is 50, expected 0')
@@ -469,7 +471,7 @@ def test_the_read_back_notices_a_side_effect_that_did_not_happen(tree):
     assert tree.ledger()['values']['vm.overcommit_kbytes']['original'] == '0'
     # Restore writes only the ratio and relies on the kernel to zero kbytes:
     # plain files do not, and the read-back says so and keeps the ledger.
-    with pytest.raises(ta.ApplyError) as caught:
+    with pytest.raises(engine.ApplyError) as caught:
         tree.restore()
     assert 'vm.overcommit_kbytes is 30000000, expected 0' in str(caught.value)
     assert os.path.exists(os.path.join(tree.state_dir, 'ledger.json'))
@@ -535,7 +537,7 @@ def test_restore_skips_a_knob_that_went_away(tree):
 def test_a_write_that_fails_midway_keeps_the_ledger_and_restore_recovers(tree, kernel):
     before = tree_state(tree.root)
     kernel.fail.add('vm.swappiness')
-    with pytest.raises(ta.ApplyError) as caught:
+    with pytest.raises(engine.ApplyError) as caught:
         tree.apply(**LATENCY)
     assert 'writing vm.swappiness = 10 to /proc/sys/vm/swappiness failed' in str(caught.value)
     assert 'playbooks/restore.yml puts them back' in str(caught.value)
@@ -614,10 +616,10 @@ def test_restore_stops_a_timer_that_was_not_active(tree):
 
     def run_command(argv):
         calls.append(argv)
-        return 0, '', ''
+        return 0, 'active\n' if argv[1] == 'is-active' else '', ''
     restored = tree.restore(run_command=run_command, systemctl='/bin/systemctl')
     assert restored['units_stopped'] == [tn.COMPACT_TIMER]
-    assert calls == [['/bin/systemctl', 'is-active', '--quiet', tn.COMPACT_TIMER],
+    assert calls == [['/bin/systemctl', 'is-active', tn.COMPACT_TIMER],
                      ['/bin/systemctl', 'stop', tn.COMPACT_TIMER],
                      ['/bin/systemctl', 'daemon-reload']]
     assert tree_state(tree.root) == before
@@ -665,7 +667,7 @@ def test_plan_files(tmp_path):
         str(tmp_path / 'other-link'): {'type': 'link', 'target': existing},
         str(tmp_path / 'gone'): {'type': 'absent'},                                   # already absent
     }
-    changes = ta.plan_files(files)
+    changes = engine.plan_files(files)
     assert [(c['path'], c['action'], c['before'], c['after']) for c in changes] == [
         (str(tmp_path / 'new.conf'), 'create', '', 'b = 2\n'),
         (str(tmp_path / 'other-link'), 'create', '', '-> %s\n' % existing)]
@@ -673,18 +675,18 @@ def test_plan_files(tmp_path):
         existing: {'type': 'file', 'mode': 0o600, 'content': 'a = 1\n'},               # mode differs
         link: {'type': 'absent'},
     }
-    assert [(c['path'], c['action'], c['before']) for c in ta.plan_files(files)] == [
+    assert [(c['path'], c['action'], c['before']) for c in engine.plan_files(files)] == [
         (existing, 'update', 'a = 1\n'), (link, 'remove', '-> %s\n' % existing)]
 
 
 def test_build_diff():
-    diff = ta.build_diff([{'key': 'vm.swappiness', 'before': '60', 'after': '10'}],
-                         [{'path': '/x', 'before': '', 'after': 'y\n'}])
+    diff = engine.build_diff([{'key': 'vm.swappiness', 'before': '60', 'after': '10'}],
+                             [{'path': '/x', 'before': '', 'after': 'y\n'}])
     assert diff == [
         {'before_header': 'live kernel values', 'after_header': 'live kernel values',
          'before': 'vm.swappiness = 60\n', 'after': 'vm.swappiness = 10\n'},
         {'before_header': '/x', 'after_header': '/x', 'before': '', 'after': 'y\n'}]
-    assert ta.build_diff([], []) == []
+    assert engine.build_diff([], []) == []
 
 
 # -- the ledger module -------------------------------------------------------------------------------
@@ -827,7 +829,7 @@ def test_ledger_load_refuses_what_it_cannot_trust(tmp_path, text, match):
         ledger_mod.Ledger.load(state_dir)
     # restore leaves such a ledger alone
     with pytest.raises(ledger_mod.LedgerError):
-        ta.restore({'paths': {'state_dir': state_dir}}, procfs.HostRoot(str(tmp_path)), LABELS, False)
+        restore_mod.restore({'paths': {'state_dir': state_dir}}, procfs.HostRoot(str(tmp_path)), LABELS, False)
     with open(os.path.join(state_dir, 'ledger.json')) as handle:
         assert handle.read() == text
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables import Labels
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 
 HERE = os.path.dirname(__file__)
 with open(os.path.join(HERE, 'unit_settings_cases.yml')) as handle:

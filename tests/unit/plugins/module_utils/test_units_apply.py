@@ -40,11 +40,11 @@ import stat
 import pytest
 import yaml
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
+from ansible_collections.oomguard.linux.plugins.module_utils import _restore as restore_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
 from ansible_collections.oomguard.linux.tests.unit import trees
@@ -52,8 +52,8 @@ from ansible_collections.oomguard.linux.tests.unit import trees
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, 'units_cases.yml')) as _handle:
     CASES = yaml.safe_load(_handle)['cases']
-LABELS = tn.Labels('h1', {'services': 'oomguard_services', 'cgroups': 'oomguard_cgroups',
-                          'processes': 'oomguard_processes', 'force': 'oomguard_force'})
+LABELS = engine.Labels('h1', {'services': 'oomguard_services', 'cgroups': 'oomguard_cgroups',
+                              'processes': 'oomguard_processes', 'force': 'oomguard_force'})
 NUMA2 = 'debian12-6.1-qemu-numa2'
 V1 = 'debian12-6.1-qemu-cgroupv1'
 HYBRID_NO_SYSTEMD = 'host-6.18-hybrid-processapi'
@@ -164,7 +164,8 @@ def run_case(case, tmp_path, captured_tree):
     systemd = case.get('systemd', True)
     host = SystemdHostRoot(root) if systemd else procfs.HostRoot(root)
     params = _params(case['params'], systemd_dir, str(tmp_path / 'state'))
-    live = ua.read_live(host, params, Systemctl(tree) if systemd else None, 'systemctl' if systemd else None)
+    live = ua.read_live(host, params, engine.Systemd(host, Systemctl(tree) if systemd else None,
+                                                     'systemctl' if systemd else None))
     assert live.systemd is systemd
     for key, value in (case.get('live') or {}).items():
         if key == 'units':
@@ -209,7 +210,7 @@ def test_judge(case, tmp_path, captured_tree):
         if problem.forcible:
             assert problem.key and problem.key in problem.message
     if 'force' in case:
-        refusals, forced = tn.split_forced(plan.problems, set(case['force']))
+        refusals, forced = engine.split_forced(plan.problems, set(case['force']))
         assert [p.id for p in refusals] == case['refused']
         assert [p.id for p in forced] == case['forced']
     if 'files' in case:
@@ -364,7 +365,7 @@ def test_read_live_from_a_captured_tree(captured_tree):
     systemctl = Systemctl(tree)
     params = {'scopes': list(ua.SCOPES), 'protect_defaults': True,
               'services': {'ssh': {}, 'postgresql': {}, 'batch.slice': {}, 'bad name!': {}}}
-    live = ua.read_live(SystemdHostRoot(tree), params, systemctl, 'systemctl')
+    live = ua.read_live(SystemdHostRoot(tree), params, engine.Systemd(SystemdHostRoot(tree), systemctl, 'systemctl'))
     assert live.systemd is True
     assert live.layout == cg.read_layout(procfs.HostRoot(tree))
     assert live.mem_total_bytes == expected['mem_total_kb'] * 1024
@@ -388,18 +389,19 @@ def test_read_live_from_a_captured_tree(captured_tree):
 def test_read_live_without_systemd_asks_nothing(captured_tree):
     tree = captured_tree(NUMA2)
     systemctl = Systemctl(tree)
-    live = ua.read_live(procfs.HostRoot(tree), {'scopes': list(ua.SCOPES), 'protect_defaults': True,
-                                                'services': {'ssh': {}}}, systemctl, 'systemctl')
+    host = procfs.HostRoot(tree)
+    live = ua.read_live(host, {'scopes': list(ua.SCOPES), 'protect_defaults': True, 'services': {'ssh': {}}},
+                        engine.Systemd(host, systemctl, 'systemctl'))
     assert live.systemd is False and live.units == {} and systemctl.calls == []
 
 
 def test_a_failing_systemctl_show_is_an_apply_error(captured_tree):
     # The capture of a host whose PID 1 is not systemd, with systemctl installed.
     tree = captured_tree(HYBRID_NO_SYSTEMD)
-    with pytest.raises(ta.ApplyError) as raised:
-        ua.read_live(SystemdHostRoot(tree), {'scopes': ['limits'], 'services': {'db': {}}}, Systemctl(tree),
-                     'systemctl')
-    assert str(raised.value) == ("systemctl show failed (rc 1): System has not been booted with systemd as init system "
+    with pytest.raises(engine.ApplyError) as raised:
+        host = SystemdHostRoot(tree)
+        ua.read_live(host, {'scopes': ['limits'], 'services': {'db': {}}}, engine.Systemd(host, Systemctl(tree), 'systemctl'))
+    assert str(raised.value) == ("systemctl show db.service failed (rc 1): System has not been booted with systemd as init system "
                                  "(PID 1). Can't operate.\nFailed to connect to bus: Host is down")
 
 
@@ -410,13 +412,13 @@ def test_cgroup_dir_reads_usage_node_usage_and_processes(tmp_path, captured_tree
            'anon N0=4096 N1=8192\nfile N0=1 N1=2\nkernel_stack N0=10 N1=20\nshmem N0=0 N1=0\n'
            'file_mapped N0=1000 N1=1000\npagetables N0=5 N1=5\n')
     host = procfs.HostRoot(root)
-    live = ua.read_live(host, {'scopes': ['limits']})
+    live = ua.read_live(host, {'scopes': ['limits']}, engine.Systemd(host))
     ua._read_cgroup_dir(host, live, '/system.slice/ssh.service')
     assert live.usage_bytes == {'/system.slice/ssh.service': 6877184}
     assert live.node_usage_bytes == {'/system.slice/ssh.service': {0: 4107, 1: 8214}}
     assert live.procs == {'/system.slice/ssh.service': [298]}
     v1 = procfs.HostRoot(captured_tree(V1))
-    live = ua.read_live(v1, {'scopes': ['limits']})
+    live = ua.read_live(v1, {'scopes': ['limits']}, engine.Systemd(v1))
     ua._read_cgroup_dir(v1, live, '/system.slice/ssh.service')
     # v1: usage_in_bytes, no per-node usage, processes from the cgroup2 (unified) tree of the hybrid layout.
     assert live.usage_bytes == {'/system.slice/ssh.service': 6881280}
@@ -505,8 +507,8 @@ class UnitsHost:
                         systemctl='systemctl')
 
     def restore(self):
-        return ta.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, False,
-                          run_command=self.systemctl, systemctl='systemctl')
+        return restore_mod.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, False,
+                                   run_command=self.systemctl, systemctl='systemctl')
 
     def ledger(self):
         with open(os.path.join(self.state_dir, ledger_mod.LEDGER_NAME)) as handle:
@@ -638,7 +640,7 @@ def test_validate_only_changes_nothing(numa2, kernel):
 def test_a_refused_call_writes_nothing_and_a_forced_one_warns(numa2, kernel):
     before = tree_state(numa2.root)
     request = dict(REQUEST, cgroups={'system.slice/dbus.service': {'memory_max': '1M'}})
-    with pytest.raises(ta.Refused) as raised:
+    with pytest.raises(engine.Refused) as raised:
         numa2.apply(**request)
     assert [p.id for p in raised.value.problems] == ['limit_below_usage']
     assert kernel.writes == [] and tree_state(numa2.root) == before
@@ -666,11 +668,11 @@ def test_drop_ins_of_units_gone_from_the_inventory_are_removed(numa2, kernel):
 def test_a_value_the_kernel_does_not_keep_fails_the_run(numa2, kernel):
     original = tree_state(numa2.root)
     kernel.ignore.add('/sys/fs/cgroup/system.slice/dbus.service/memory.max')
-    with pytest.raises(ta.ApplyError) as raised:
+    with pytest.raises(engine.ApplyError) as raised:
         numa2.apply(**REQUEST)
     assert str(raised.value) == (
         'host h1: after writing, the kernel reports: system.slice/dbus.service memory.max is max, expected 67108864; '
-        'the originals are in %s' % os.path.join(numa2.state_dir, 'ledger.json'))
+        'the originals are in %s, playbooks/restore.yml puts them back' % os.path.join(numa2.state_dir, 'ledger.json'))
     numa2.restore()
     assert tree_state(numa2.root) == original
 
@@ -679,11 +681,12 @@ def test_a_write_that_fails_keeps_the_ledger(numa2, kernel, monkeypatch):
     def failing(path, text):
         raise IOError(errno.EINVAL, os.strerror(errno.EINVAL))
     monkeypatch.setattr(ua, '_write_text', failing)
-    with pytest.raises(ta.ApplyError) as raised:
+    with pytest.raises(engine.ApplyError) as raised:
         numa2.apply(**REQUEST)
     assert str(raised.value) == (
         'host h1: writing oom_score_adj systemd-journald.service pid 203 = -900 to /proc/203/oom_score_adj failed: '
-        '[Errno 22] Invalid argument; the originals are in %s' % os.path.join(numa2.state_dir, 'ledger.json'))
+        '[Errno 22] Invalid argument; the originals are in %s, playbooks/restore.yml puts them back'
+        % os.path.join(numa2.state_dir, 'ledger.json'))
     assert sorted(numa2.ledger()['values']) == sorted([p for p, v in REQUESTED if p.startswith('/proc/')] + [
         'system.slice/dbus.service memory.max'])
 
