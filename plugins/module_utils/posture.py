@@ -17,7 +17,7 @@ describes the same ids for operators and a unit test keeps both in step.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import math
+from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 
 SEVERITIES = ('critical', 'high', 'medium', 'low', 'info')  # worst first
 SEVERITY_RANK = dict((name, rank) for rank, name in enumerate(SEVERITIES))
@@ -35,8 +35,9 @@ DEFAULT_THRESHOLDS = {
     'memavailable_critical_percent': 5,
     'strict_commit_near_percent': 90,
     'commit_ratio_percent': 200,
-    'min_free_max_percent': 5,
-    'min_free_below_default_percent': 75,
+    # The guards' numbers (kernel_rules): a value the sysctl role accepts is not flagged.
+    'min_free_max_percent': kr.MIN_FREE_MAX_PERCENT,
+    'min_free_below_default_percent': 100,
     'psi_full_avg10_elevated_percent': 5.0,
     'psi_full_avg60_elevated_percent': 5.0,
     'psi_full_avg10_severe_percent': 20.0,
@@ -382,33 +383,6 @@ def _capped(items):
     return {'count': len(items), 'items': items[:EVIDENCE_LIST_MAX]}
 
 
-def _kernel_version(snap):
-    release = (snap.get('kernel') or {}).get('release') or ''
-    parts = release.split('-')[0].split('.')
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _lowmem_kb(memory):
-    """Memory the kernel can address directly: all of it, minus HighMem on 32-bit."""
-    if memory.get('LowTotal'):
-        return memory['LowTotal']
-    return memory['MemTotal'] - (memory.get('HighTotal') or 0)
-
-
-def kernel_default_min_free_kbytes(lowmem_kb, kernel_version=None):
-    """The kernel's boot-time vm.min_free_kbytes: int_sqrt(lowmem_kbytes * 16).
-
-    mm/page_alloc.c clamps it to 128..262144 since Linux 5.7 and to 128..65536
-    before; with an unknown kernel the older, lower bound is used so the
-    "below default" check errs towards silence on very large hosts.
-    """
-    upper = 262144 if kernel_version is not None and kernel_version >= (5, 7) else 65536
-    return max(128, min(upper, int(math.sqrt(lowmem_kb * 16))))
-
-
 # -- checks: kernel settings ------------------------------------------------
 # Each check takes (snapshot, thresholds) and returns a list of
 # (finding id, evidence dict); it raises _Missing when an input it needs
@@ -499,23 +473,21 @@ def check_commit_ratio(snap, th):
 
 
 def check_min_free_kbytes(snap, th):
+    """The guards' rule (kernel_rules.min_free_verdict), with the thresholds as its numbers."""
     min_free = _sysctl(snap, 'vm.min_free_kbytes')
-    _meminfo(snap, 'MemTotal')  # _lowmem_kb needs it
-    lowmem = _lowmem_kb(snap['memory'])
-    default = kernel_default_min_free_kbytes(lowmem, _kernel_version(snap))
+    _meminfo(snap, 'MemTotal')  # lowmem needs it
+    lowmem = kr.lowmem_kb(snap['memory'])
+    default = kr.min_free_default_kb(snap.get('zones'), (snap.get('kernel') or {}).get('release'), snap['memory'])
     evidence = {
         'min_free_kbytes': min_free,
         'lowmem_kb': lowmem,
         'min_free_of_lowmem_percent': _round(_percent(min_free, lowmem)),
         'default_min_free_kbytes': default,
     }
-    share = _percent(min_free, lowmem)
-    if share is not None and share > th['min_free_max_percent']:
+    if lowmem and min_free > kr.min_free_ceiling_kb(lowmem, th['min_free_max_percent']):
         evidence['threshold_percent'] = th['min_free_max_percent']
         return [('min_free_kbytes_too_high', evidence)]
-    # The kernel's own lowmem figure (nr_free_buffer_pages) is a little below
-    # MemTotal, so only a clear shortfall against our estimate counts.
-    if min_free * 100 < default * th['min_free_below_default_percent']:
+    if default and min_free * 100 < default * th['min_free_below_default_percent']:
         evidence['threshold_percent_of_default'] = th['min_free_below_default_percent']
         return [('min_free_kbytes_below_default', evidence)]
     return []

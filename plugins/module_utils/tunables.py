@@ -23,10 +23,10 @@ in front of an operator running a play over many hosts.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import math
 import os
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Problem, canonical, guard
 
@@ -37,17 +37,6 @@ ULONG_MAX = 2 ** 63 - 1
 # Margin kept between a strict-overcommit CommitLimit and today's commit
 # charge: the charge moves with every fork and mmap, so equal is not enough.
 COMMIT_MARGIN_PERCENT = 10
-# The kernel's own ceiling for its computed min_free_kbytes (mm/page_alloc.c).
-KERNEL_MIN_FREE_CEILING_KB = 262144
-MIN_FREE_MAX_PERCENT = 5
-# vm.min_free_kbytes: auto (see docs/tunables.md): 1 % of RAM, at least the
-# kernel's own default and khugepaged's recommendation, at most 1 GiB.
-AUTO_MIN_FREE_PERCENT = 1
-AUTO_MIN_FREE_CEILING_KB = 1048576
-# khugepaged's recommendation (mm/khugepaged.c): per populated zone, 2 free
-# pageblocks plus MIGRATE_PCPTYPES (3) squared, at most 5 % of lowmem.
-KHUGEPAGED_PAGEBLOCKS_PER_ZONE = 2 + 3 * 3
-KHUGEPAGED_LOWMEM_DIVISOR = 20
 
 
 class Knob:
@@ -190,63 +179,6 @@ SCOPES = ('sysctl', 'thp', 'compaction')
 
 # -- reading the live state the guards need -----------------------------------
 
-def _lowmem_zones(zones):
-    return [z for z in zones or [] if z.get('zone') not in ('HighMem', 'Movable', 'Device')]
-
-
-def kernel_default_min_free_kb(zones, release=None):
-    """The kernel's own vm.min_free_kbytes: sqrt(lowmem_kb * 16), 128..262144.
-
-    lowmem is nr_free_buffer_pages(): the managed memory above the high
-    watermark of the zones below Movable/HighMem.  The kernel computes it
-    again with the current watermarks when khugepaged stops (THP set to
-    never) or memory is hot-added; khugepaged may also have raised the live
-    value above it.  Current watermarks give the smaller of the two answers,
-    so the guard never refuses the value the kernel itself would choose.
-    """
-    lowmem_kb = sum(max(z.get('managed_kb', 0) - z.get('high_kb', 0), 0) for z in _lowmem_zones(zones))
-    if lowmem_kb <= 0:
-        return None
-    value = math.isqrt(lowmem_kb * 16)
-    version = kernel_version(release)
-    # The ceiling was 65536 kB before 5.7.
-    ceiling = 65536 if version is not None and version < (5, 7) else KERNEL_MIN_FREE_CEILING_KB
-    return max(128, min(ceiling, value))
-
-
-def khugepaged_min_free_kb(zones, pageblock_kb=2048):
-    """What khugepaged raises vm.min_free_kbytes to while THP is on.
-
-    11 pageblocks per populated lowmem zone, at most 5 % of lowmem.  The
-    kernel takes lowmem above the high watermarks; this takes all managed
-    lowmem, so that the answer does not move when a run changes the
-    watermarks (it is at most 5 % of the zones' pages above the kernel's).
-    """
-    populated = [z for z in _lowmem_zones(zones) if z.get('present_kb', z.get('managed_kb', 0)) > 0]
-    lowmem_kb = sum(z.get('managed_kb', 0) for z in populated)
-    if lowmem_kb <= 0 or not pageblock_kb:
-        return None
-    return min(pageblock_kb * KHUGEPAGED_PAGEBLOCKS_PER_ZONE * len(populated), lowmem_kb // KHUGEPAGED_LOWMEM_DIVISOR)
-
-
-def auto_min_free_kb(mem_total_kb, kernel_default_kb, khugepaged_kb=None):
-    """vm.min_free_kbytes: auto -- 1 % of RAM, never below the kernel default, at most 1 GiB.
-
-    Never below khugepaged's recommendation either: turning THP off (as the
-    latency_sensitive and database profiles do) would otherwise let the
-    kernel drop the reserve the host ran with, 27868 kB to 5762 kB on the
-    640 MiB test VM.
-    """
-    value = mem_total_kb * AUTO_MIN_FREE_PERCENT // 100
-    value = min(value, AUTO_MIN_FREE_CEILING_KB, mem_total_kb * MIN_FREE_MAX_PERCENT // 100)
-    return max(value, kernel_default_kb or 0, min(khugepaged_kb or 0, mem_total_kb * MIN_FREE_MAX_PERCENT // 100))
-
-
-def kernel_version(release):
-    match = re.match(r'(\d+)\.(\d+)', release or '')
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def read_live(host, sysctl_names, need_cgroups=False):
     """The live state a request is judged against, as plain data."""
     meminfo_kb, hugepages = procfs.read_meminfo(host)
@@ -285,8 +217,9 @@ def read_live(host, sysctl_names, need_cgroups=False):
         'commit_limit_kb': meminfo_kb.get('CommitLimit'),
         'swap_total_kb': meminfo_kb.get('SwapTotal', 0),
         'hugetlb_kb': (hugepages.get('HugePages_Total', 0) or 0) * (meminfo_kb.get('Hugepagesize', 0) or 0),
-        'kernel_default_min_free_kb': kernel_default_min_free_kb(zones, release),
-        'khugepaged_min_free_kb': khugepaged_min_free_kb(zones, meminfo_kb.get('Hugepagesize') or 2048),
+        'lowmem_kb': kr.lowmem_kb(meminfo_kb),
+        'kernel_default_min_free_kb': kr.min_free_default_kb(zones, release, meminfo_kb),
+        'khugepaged_min_free_kb': kr.khugepaged_min_free_kb(zones, meminfo_kb.get('Hugepagesize') or 2048),
         'kernel_release': release.strip() if release else None,
         'sysctls': sysctls,
         'thp': thp,
@@ -481,8 +414,8 @@ def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
 
 def _validate_int_knob(req, knob, value, var, live, labels):
     if knob.auto and isinstance(value, str) and value.strip() == 'auto':
-        resolved = auto_min_free_kb(live['mem_total_kb'], live.get('kernel_default_min_free_kb'),
-                                    live.get('khugepaged_min_free_kb'))
+        resolved = kr.auto_min_free_kb(live['mem_total_kb'], live.get('kernel_default_min_free_kb'),
+                                       live.get('khugepaged_min_free_kb'))
         req.resolved[knob.name] = resolved
         return str(resolved)
     number = _as_int(value)
@@ -492,7 +425,7 @@ def _validate_int_knob(req, knob, value, var, live, labels):
         return None
     high = knob.high
     if knob.name == 'vm.swappiness':
-        version = kernel_version(live.get('kernel_release'))
+        version = kr.kernel_version(live.get('kernel_release'))
         if version is not None and version < (5, 8):
             high = 100  # 200 arrived with 5.8
     if number < knob.low or number > high:
@@ -606,7 +539,7 @@ GUARDS = {
     'overcommit_below_committed': 'vm.overcommit_memory = 2 with a CommitLimit below the live commit charge '
                                   'plus %d %% fails allocations at once' % COMMIT_MARGIN_PERCENT,
     'min_free_above_5_percent': 'vm.min_free_kbytes above %d %% of RAM keeps that memory out of use and '
-                                'can start an OOM at once' % MIN_FREE_MAX_PERCENT,
+                                'can start an OOM at once' % kr.MIN_FREE_MAX_PERCENT,
     'min_free_below_default': 'vm.min_free_kbytes below the kernel\'s own default leaves too little for '
                               'atomic allocations and reclaim',
     'persist_shadowed': 'a sysctl file read after the collection\'s sets the same key to another value, '
@@ -665,15 +598,17 @@ def check_guards(req, live, labels, shadows=None):
 
     if 'vm.min_free_kbytes' in req.sysctl:
         value = _as_int(req.sysctl['vm.min_free_kbytes'])
-        mem_total = live.get('mem_total_kb') or 0
-        ceiling = mem_total * MIN_FREE_MAX_PERCENT // 100
+        low = live.get('lowmem_kb') or live.get('mem_total_kb') or 0
+        ceiling = kr.min_free_ceiling_kb(low)
         floor = live.get('kernel_default_min_free_kb')
-        if mem_total and value > ceiling:
+        verdict = kr.min_free_verdict(value, low, floor)
+        if verdict == 'above_ceiling':
+            what = 'RAM (%d kB of MemTotal %d kB)' % (ceiling, live.get('mem_total_kb') or 0) \
+                if low == live.get('mem_total_kb') else 'low memory (%d kB of %d kB)' % (ceiling, low)
             fire('min_free_above_5_percent', 'vm.min_free_kbytes',
-                 '%s = %d kB is above %d %% of RAM (%d kB of MemTotal %d kB); allowed: %s..%d'
-                 % (var('vm.min_free_kbytes'), value, MIN_FREE_MAX_PERCENT, ceiling, mem_total,
-                    floor or 0, ceiling))
-        elif floor and value < floor:
+                 '%s = %d kB is above %d %% of %s; allowed: %s..%d'
+                 % (var('vm.min_free_kbytes'), value, kr.MIN_FREE_MAX_PERCENT, what, floor or 0, ceiling))
+        elif verdict == 'below_default':
             fire('min_free_below_default', 'vm.min_free_kbytes',
                  "%s = %d kB is below the kernel's own default %d kB (4 x sqrt of lowmem kB); allowed: "
                  '%d..%d' % (var('vm.min_free_kbytes'), value, floor, floor, ceiling))
@@ -693,19 +628,15 @@ def check_guards(req, live, labels, shadows=None):
 
 
 def commit_limit_kb(req, live):
-    """CommitLimit the request would give (mm/util.c vm_commit_limit)."""
+    """CommitLimit the request would give (writing one of the pair zeroes the other)."""
     kbytes = _effective(req, live, 'vm.overcommit_kbytes')
     ratio = _effective(req, live, 'vm.overcommit_ratio')
     if 'vm.overcommit_ratio' in req.sysctl:
         kbytes = 0
     elif 'vm.overcommit_kbytes' in req.sysctl:
         ratio = 0
-    swap = live.get('swap_total_kb') or 0
-    if kbytes:
-        return kbytes + swap
-    if ratio is None or live.get('mem_total_kb') is None:
-        return None
-    return (live['mem_total_kb'] - (live.get('hugetlb_kb') or 0)) * ratio // 100 + swap
+    return kr.commit_limit_kb(kbytes, ratio, live.get('mem_total_kb'), live.get('hugetlb_kb'),
+                              live.get('swap_total_kb'))
 
 
 # -- sysctl.d: what is read after our file at boot -----------------------------

@@ -246,19 +246,3 @@ def test_doc_lists_every_threshold_and_weight():
     assert dict((k, int(v)) for k, v in weights.items()) == posture.SEVERITY_WEIGHTS
     for level, bound in posture.LEVEL_SCORE_BOUNDS:
         assert '`%s` at ≥ %d' % (level, bound) in doc
-
-
-# -- the kernel's formula ---------------------------------------------------------
-
-@pytest.mark.parametrize('lowmem_kb, version, expected', [
-    # The table in mm/page_alloc.c's comment: 16MB 512k, 1024MB 4096k, 16384MB 16384k.
-    (16384, (6, 1), 512),
-    (1048576, (6, 1), 4096),
-    (16777216, (6, 1), 16384),
-    (4, (6, 1), 128),                     # lower clamp
-    (4294967296 * 4, (6, 1), 262144),      # upper clamp since 5.7
-    (4294967296 * 4, (5, 4), 65536),       # upper clamp before
-    (4294967296 * 4, None, 65536),         # unknown kernel: the lower bound
-])
-def test_kernel_default_min_free_kbytes(lowmem_kb, version, expected):
-    assert posture.kernel_default_min_free_kbytes(lowmem_kb, version) == expected
