@@ -538,24 +538,7 @@ class EventParser:
             event['memcg'][key] = {'usage_kb': int(match.group('usage')), 'limit_kb': int(match.group('limit')),
                                    'failcnt': int(match.group('failcnt'))}
             return True
-        match = _ZONE.match(message) if ' free:' in message else None
-        if match:
-            event['zones'].append({
-                'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
-                'free_kb': int(match.group('free')), 'min_kb': int(match.group('min')),
-                'low_kb': int(match.group('low')), 'high_kb': int(match.group('high')),
-                'all_unreclaimable': _yes_no(message, 'all_unreclaimable? '),
-            })
-            return True
-        match = _BUDDY.match(message) if '*' in message else None
-        if match:
-            blocks = _BUDDY_BLOCK.findall(match.group('blocks'))
-            event['buddy'].append({'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
-                                   'free_blocks': [int(count) for count, dummy in blocks]})
-            return True
-        match = _HIGHMEM_PAGES.match(message) if ' pages HighMem' in message else None
-        if match:
-            event['highmem_pages'] = int(match.group('pages'))
+        _show_mem_line(event, message)
         return True
 
     def _task_row(self, event, pid, rest):
@@ -863,3 +846,25 @@ def epoch(timestamp):
     except ValueError:
         return None
     return calendar.timegm(parsed) - zone + (float('0.' + fraction) if fraction.isdigit() else 0.0)
+
+
+def _show_mem_line(event, message):
+    """A zone's watermarks, its free blocks per order, or the HighMem page count."""
+    match = _ZONE.match(message) if ' free:' in message else None
+    if match:
+        event['zones'].append({
+            'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
+            'free_kb': int(match.group('free')), 'min_kb': int(match.group('min')),
+            'low_kb': int(match.group('low')), 'high_kb': int(match.group('high')),
+            'all_unreclaimable': _yes_no(message, 'all_unreclaimable? '),
+        })
+        return
+    match = _BUDDY.match(message) if '*' in message else None
+    if match:
+        blocks = _BUDDY_BLOCK.findall(match.group('blocks'))
+        event['buddy'].append({'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
+                               'free_blocks': [int(count) for count, dummy in blocks]})
+        return
+    match = _HIGHMEM_PAGES.match(message) if ' pages HighMem' in message else None
+    if match:
+        event['highmem_pages'] = int(match.group('pages'))

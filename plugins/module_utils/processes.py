@@ -134,6 +134,58 @@ def _read_table(proc, names):
     return rows + (box[0] if box else [])
 
 
+def _parse_stat(stat_bytes, score_bytes):
+    """(comm, ppid, rss_pages, oom_score) of a stat line, 'kthread', or None when it vanished."""
+    if stat_bytes is None:
+        return None
+    try:
+        # Only the fields needed, without a full parse: comm sits in
+        # parentheses and may hold spaces; after it come state, ppid, ...
+        right = stat_bytes.rindex(b')')
+        fields = stat_bytes[right + 2:].split(b' ', 22)
+        if int(fields[6]) & PF_KTHREAD:
+            return 'kthread'
+        comm = stat_bytes[stat_bytes.index(b'(') + 1:right].decode('utf-8', 'replace')
+        return comm, int(fields[1]), int(fields[21]), int(score_bytes)
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+def _victims(host, entries, page_kb, top_n, exclude_pids):
+    """The top_n of the ranked entries, with what the report shows of each."""
+    victims = []
+    for score, rss_pages, pid, comm, ppid in entries:
+        if len(victims) >= top_n or score <= 0:
+            # oom_score 0: exempt (-1000) or nothing to free; never chosen.
+            break
+        if pid in exclude_pids:
+            continue
+        adj = _read_int(host, 'proc/%d/oom_score_adj' % pid)
+        if adj is None:
+            continue
+        victims.append(_enrich(host, pid, {
+            'pid': pid, 'comm': comm, 'oom_score': score, 'oom_score_adj': adj,
+            'rss_kb': rss_pages * page_kb, 'ppid': ppid, 'uid': None,
+        }))
+    return victims
+
+
+def _forking(host, children, by_pid):
+    """Parents with workers of their own name (a kill loop's shape)."""
+    forking = []
+    for parent_pid, comms in children.items():
+        parent = by_pid.get(parent_pid)
+        if parent is None or parent_pid == 1:
+            continue
+        workers = sum(1 for c in comms if c == parent[3])
+        if workers:
+            cgroup, unit = cgroup_of(host, parent_pid)
+            forking.append({'pid': parent_pid, 'comm': parent[3], 'workers': workers,
+                            'cgroup': cgroup, 'unit': unit})
+    forking.sort(key=lambda f: (f['comm'], f['pid']))
+    return forking
+
+
 def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
     """Rank user processes by oom_score and collect what the posture needs.
 
@@ -157,24 +209,14 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
     zero_score = []
     names = [name for name in host.listdir('proc') if name.isdigit()]
     for name, stat_bytes, score_bytes in _read_table(host.path('proc'), names):
-        if stat_bytes is None:
+        parsed = _parse_stat(stat_bytes, score_bytes)
+        if parsed is None:
             vanished += 1
             continue
-        try:
-            # Only the fields needed, without a full parse: comm sits in
-            # parentheses and may hold spaces; after it come state, ppid, ...
-            right = stat_bytes.rindex(b')')
-            fields = stat_bytes[right + 2:].split(b' ', 22)
-            if int(fields[6]) & PF_KTHREAD:
-                kernel_threads += 1
-                continue
-            comm = stat_bytes[stat_bytes.index(b'(') + 1:right].decode('utf-8', 'replace')
-            ppid = int(fields[1])
-            rss_pages = int(fields[21])
-            score = int(score_bytes)
-        except (ValueError, IndexError):
-            vanished += 1
+        if parsed == 'kthread':
+            kernel_threads += 1
             continue
+        comm, ppid, rss_pages, score = parsed
         pid = int(name)
         killer = EARLY_KILLERS.get(comm)
         if killer is None and comm.startswith(_INTERPRETERS):
@@ -190,37 +232,10 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
     # Highest score first; rss breaks ties the way the kernel's points would.
     entries.sort(key=lambda e: (-e[0], -e[1], e[2]))
     by_pid = dict((e[2], e) for e in entries)
-    victims = []
-    for score, rss_pages, pid, comm, ppid in entries:
-        if len(victims) >= top_n or score <= 0:
-            # oom_score 0: exempt (-1000) or nothing to free; never chosen.
-            break
-        if pid in exclude_pids:
-            continue
-        adj = _read_int(host, 'proc/%d/oom_score_adj' % pid)
-        if adj is None:
-            continue
-        victims.append(_enrich(host, pid, {
-            'pid': pid, 'comm': comm, 'oom_score': score, 'oom_score_adj': adj,
-            'rss_kb': rss_pages * page_kb, 'ppid': ppid, 'uid': None,
-        }))
-
     protected = []
     for pid, comm in zero_score:
         if pid != 1 and _read_int(host, 'proc/%d/oom_score_adj' % pid) == OOM_SCORE_ADJ_MIN:
             protected.append({'pid': pid, 'comm': comm})
-
-    forking = []
-    for parent_pid, comms in children.items():
-        parent = by_pid.get(parent_pid)
-        if parent is None or parent_pid == 1:
-            continue
-        workers = sum(1 for c in comms if c == parent[3])
-        if workers:
-            cgroup, unit = cgroup_of(host, parent_pid)
-            forking.append({'pid': parent_pid, 'comm': parent[3], 'workers': workers,
-                            'cgroup': cgroup, 'unit': unit})
-    forking.sort(key=lambda f: (f['comm'], f['pid']))
 
     pid1 = None
     if 1 in by_pid:
@@ -236,9 +251,9 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
         'count': len(entries),
         'kernel_threads': kernel_threads,
         'vanished': vanished,
-        'victims': victims,
+        'victims': _victims(host, entries, page_kb, top_n, exclude_pids),
         'protected': sorted(protected, key=lambda p: p['pid']),
         'early_killers': killers,
-        'forking': forking,
+        'forking': _forking(host, children, by_pid),
         'pid1': pid1,
     }

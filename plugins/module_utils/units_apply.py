@@ -309,81 +309,88 @@ def judge(params, host, live, labels):
     raw_services = dict((us.unit_name(k), v) for k, v in services.items())
     # Messages name a unit the way the inventory wrote it.
     raw_keys = dict((us.unit_name(k), k) for k in services)
-    memory = live.layout.get('memory_controller')
-    memory_v1 = bool(memory and memory['version'] == 1)
-    systemd_dir = params['paths']['systemd_dir']
-
     for unit in sorted(settings):
         entry = raw_services.get(unit) or {}
         wanted = dict((k, v) for k, v in entry.items() if v is not None and KEY_SCOPE.get(k) in scopes)
-        if not wanted:
-            continue
-        where = "%s['%s']" % (var_services, raw_keys.get(unit, unit))
-        if memory_v1:
-            for key in sorted(wanted):
-                if key in ('memory_high', 'memory_low', 'memory_min', 'memory_swap_max', 'allowed_memory_nodes'):
-                    _problem(plan, 'unsupported_cgroup_v1', labels.msg(
-                        '%s[%s]: this host runs cgroup v1 (%s), where systemd has no %s; v1 takes memory_max '
-                        '(memory.limit_in_bytes), oom_score_adj, oom_policy and cpu_weight (cpu.shares); for '
-                        'cpuset.mems on v1 use oomguard_cgroups'
-                        % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
-        state = live.units.get(unit) or {'load': 'not-found' if live.systemd else 'unknown'}
-        if live.systemd and state['load'] != 'loaded':
-            _guard(plan, labels, 'unit_missing', where,
-                   '%s: %s is %s on this host, so its drop-in would only wait for it; install it first'
-                   % (where, unit, state['load']))
-        active = state.get('active') in ('active', 'activating', 'reloading') and state.get('cgroup')
-        rel = state.get('cgroup')
-        if active:
-            _read_cgroup_dir(host, live, rel)
-        # The drop-ins, one per scope.
-        for scope in scopes:
-            props = dict((us.PROPERTIES[k][0], settings[unit][us.PROPERTIES[k][0]]) for k in SCOPE_KEYS[scope]
-                         if k in wanted and us.PROPERTIES[k][0] in settings[unit])
-            if props:
-                plan.dropins.setdefault(unit, {})[scope] = props
-                plan.files[dropin_path(systemd_dir, unit, scope)] = {
-                    'type': 'file', 'content': us.render_dropin(unit, props), 'mode': 0o644}
-        if not active:
-            continue
-        # What systemd will write to the running unit's cgroup on daemon-reload.
-        for key in sorted(wanted):
-            if key not in UNIT_TO_CGROUP or memory_v1 and key != 'memory_max':
-                continue
-            if us.PROPERTIES[key][0] not in settings[unit]:
-                continue  # refused by validation already
-            setting = UNIT_TO_CGROUP[key]
-            path = cgroup_file(live, rel, setting)
-            if path is None:
-                continue
-            before = _read_cgroup_text(host, live, path)
-            if key == 'allowed_memory_nodes':
-                nodes = us.parse_nodes(wanted[key])
-                _guard_nodes(plan, labels, live, '%s[%s]' % (where, key), nodes, rel)
-                after = to_kernel_list(nodes)
-            else:
-                value_bytes = us.parse_size(wanted[key], live.mem_total_bytes)
-                _guard_usage(plan, labels, '%s[%s]' % (where, key), key, value_bytes, live.usage_bytes.get(rel))
-                after = expected_cgroup_text(setting, value_bytes, 2 if not memory_v1 else 1, live.page_bytes)
-            if before is not None and before != after:
-                plan.unit_values.append({'key': '%s %s' % (unit, os.path.basename(path)), 'kind': 'cgroup',
-                                         'path': path, 'before': before, 'after': after, 'cause': 'systemd'})
-        # The live oom_score_adj of its processes (OOMScoreAdjust alone waits for a restart).
-        if 'oom_score_adj' in wanted and 'OOMScoreAdjust' in settings[unit]:
-            target = int(settings[unit]['OOMScoreAdjust'])
-            for pid in live.procs.get(rel, []):
-                _plan_adj(plan, host, live, '%s pid %d' % (unit, pid), pid, target)
-
+        if wanted:
+            where = "%s['%s']" % (var_services, raw_keys.get(unit, unit))
+            _judge_unit(plan, params, host, live, labels, unit, where, wanted, settings[unit])
     if 'protect' in scopes:
         _plan_defaults(plan, host, live, raw_services, params)
         _plan_processes(plan, host, live, labels, params.get('processes') or [])
     _plan_cgroups(plan, host, live, labels, params.get('cgroups') or {}, scopes)
     # Drop-ins of ours for units no longer in the inventory go away.
     for scope in scopes:
-        for path in stale_dropins(host, systemd_dir, scope):
+        for path in stale_dropins(host, params['paths']['systemd_dir'], scope):
             if path not in plan.files:
                 plan.files[path] = {'type': 'absent'}
     return plan
+
+
+def _memory_v1(live):
+    memory = live.layout.get('memory_controller')
+    return bool(memory and memory['version'] == 1)
+
+
+def _judge_unit(plan, params, host, live, labels, unit, where, wanted, settings):
+    """One unit: what v1 cannot take, the unit_missing guard, its drop-ins and its running cgroup."""
+    if _memory_v1(live):
+        for key in sorted(wanted):
+            if key in ('memory_high', 'memory_low', 'memory_min', 'memory_swap_max', 'allowed_memory_nodes'):
+                _problem(plan, 'unsupported_cgroup_v1', labels.msg(
+                    '%s[%s]: this host runs cgroup v1 (%s), where systemd has no %s; v1 takes memory_max '
+                    '(memory.limit_in_bytes), oom_score_adj, oom_policy and cpu_weight (cpu.shares); for '
+                    'cpuset.mems on v1 use oomguard_cgroups'
+                    % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
+    state = live.units.get(unit) or {'load': 'not-found' if live.systemd else 'unknown'}
+    if live.systemd and state['load'] != 'loaded':
+        _guard(plan, labels, 'unit_missing', where,
+               '%s: %s is %s on this host, so its drop-in would only wait for it; install it first'
+               % (where, unit, state['load']))
+    # The drop-ins, one per scope.
+    for scope in params['scopes']:
+        props = dict((us.PROPERTIES[k][0], settings[us.PROPERTIES[k][0]]) for k in SCOPE_KEYS[scope]
+                     if k in wanted and us.PROPERTIES[k][0] in settings)
+        if props:
+            plan.dropins.setdefault(unit, {})[scope] = props
+            plan.files[dropin_path(params['paths']['systemd_dir'], unit, scope)] = {
+                'type': 'file', 'content': us.render_dropin(unit, props), 'mode': 0o644}
+    rel = state.get('cgroup')
+    if not (state.get('active') in ('active', 'activating', 'reloading') and rel):
+        return
+    _read_cgroup_dir(host, live, rel)
+    _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings, rel)
+    # The live oom_score_adj of its processes (OOMScoreAdjust alone waits for a restart).
+    if 'oom_score_adj' in wanted and 'OOMScoreAdjust' in settings:
+        target = int(settings['OOMScoreAdjust'])
+        for pid in live.procs.get(rel, []):
+            _plan_adj(plan, host, live, '%s pid %d' % (unit, pid), pid, target)
+
+
+def _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings, rel):
+    """What systemd will write to the running unit's cgroup on daemon-reload."""
+    memory_v1 = _memory_v1(live)
+    for key in sorted(wanted):
+        if key not in UNIT_TO_CGROUP or memory_v1 and key != 'memory_max':
+            continue
+        if us.PROPERTIES[key][0] not in settings:
+            continue  # refused by validation already
+        setting = UNIT_TO_CGROUP[key]
+        path = cgroup_file(live, rel, setting)
+        if path is None:
+            continue
+        before = _read_cgroup_text(host, live, path)
+        if key == 'allowed_memory_nodes':
+            nodes = us.parse_nodes(wanted[key])
+            _guard_nodes(plan, labels, live, '%s[%s]' % (where, key), nodes, rel)
+            after = to_kernel_list(nodes)
+        else:
+            value_bytes = us.parse_size(wanted[key], live.mem_total_bytes)
+            _guard_usage(plan, labels, '%s[%s]' % (where, key), key, value_bytes, live.usage_bytes.get(rel))
+            after = expected_cgroup_text(setting, value_bytes, 1 if memory_v1 else 2, live.page_bytes)
+        if before is not None and before != after:
+            plan.unit_values.append({'key': '%s %s' % (unit, os.path.basename(path)), 'kind': 'cgroup',
+                                     'path': path, 'before': before, 'after': after, 'cause': 'systemd'})
 
 
 def _plan_adj(plan, host, live, key, pid, target):
