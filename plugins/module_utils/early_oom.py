@@ -21,6 +21,7 @@ import re
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 
 OWNER = 'early_oom'
 KILLERS = ('auto', 'earlyoom', 'systemd-oomd', 'none')
@@ -61,7 +62,7 @@ OOMD_ONLY = ('memory_pressure_limit_percent', 'memory_pressure_duration_s', 'swa
 # earlyoom's command line: no whitespace, no quotes, no backslash escapes
 # of quotes or $ (systemd would eat them).
 _UNSAFE_RE = re.compile(r'''[\s'"`]|\\["$`\\]''')
-_UNIT_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+\.(service|slice|scope)$')
+UNIT_SUFFIXES = ('.service', '.slice', '.scope')
 
 
 class Config:
@@ -79,76 +80,85 @@ def _problem(config, pid, message, forcible=False, key=None):
     config.problems.append(engine.Problem(pid, message, forcible, key))
 
 
+def _pattern(item):
+    """An earlyoom pattern that reaches earlyoom's regcomp as written."""
+    if _UNSAFE_RE.search(item):
+        raise schema.Invalid('a pattern without whitespace, a quote or an escaped quote/$: systemd would split or '
+                             'eat it before earlyoom sees it (write \\s as [[:space:]])')
+    try:
+        re.compile(item)
+    except re.error as exc:
+        raise schema.Invalid('a regular expression; this one is not: %s' % exc)
+    return item
+
+
+def _strings(value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise schema.Invalid('a list of non-empty strings')
+    return value
+
+
+# How each kind of setting is parsed: (parser, its arguments from SETTINGS' low and high).
+_PARSERS = {
+    'choice': lambda value, low, high: schema.choice(value, low),
+    'int': schema.integer,
+}
+
+
 def validate(raw, labels, var='early_oom'):
     """Check every key; returns Config with values (problems listed, nothing raised)."""
     config = Config()
+    checker = schema.Checker(labels, config.problems)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        _problem(config, 'wrong_type', labels.msg('%s must be a mapping, not %s' % (var, type(raw).__name__)))
+        checker.refuse('wrong_type', '%s must be a mapping, not %s' % (var, type(raw).__name__))
         return config
     for key in sorted(raw, key=str):
         if key not in SETTINGS:
-            _problem(config, 'invalid_name', labels.msg("%s['%s']: unknown setting; allowed: %s"
-                                                        % (var, key, ', '.join(sorted(SETTINGS)))))
+            checker.refuse('invalid_name', "%s['%s']: unknown setting; allowed: %s"
+                           % (var, key, ', '.join(sorted(SETTINGS))))
     for key, (kind, low, high, default) in sorted(SETTINGS.items()):
         value = raw.get(key)
         where = "%s['%s']" % (var, key)
         if value is None:
             config.values[key] = list(default) if isinstance(default, list) else default
             continue
-        if kind == 'choice':
-            if value not in low:
-                _problem(config, 'invalid_value', labels.msg('%s = %r; allowed: %s' % (where, value, ', '.join(low))))
-                continue
-        elif kind == 'bool':
-            if not isinstance(value, bool):
-                _problem(config, 'wrong_type', labels.msg('%s = %r; allowed: true or false' % (where, value)))
-                continue
-        elif kind == 'int':
-            if isinstance(value, bool) or not re.match(r'^\s*\d+\s*$', str(value)) or not low <= int(value) <= high:
-                _problem(config, 'invalid_value', labels.msg('%s = %r; allowed: an integer %d..%d'
-                                                             % (where, value, low, high)))
-                continue
-            value = int(value)
+        if kind == 'bool':
+            value = value if isinstance(value, bool) else checker.check(where, value, _refuse, 'true or false',
+                                                                        pid='wrong_type')
         elif kind in ('patterns', 'units'):
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-                _problem(config, 'wrong_type', labels.msg('%s = %r; allowed: a list of non-empty strings'
-                                                          % (where, value)))
-                continue
-            bad = False
-            for item in value:
-                if kind == 'units':
-                    if not _UNIT_RE.match(item):
-                        _problem(config, 'invalid_value', labels.msg('%s: %r is not a unit name like system.slice'
-                                                                     % (where, item)))
-                        bad = True
-                    continue
-                if _UNSAFE_RE.search(item):
-                    _problem(config, 'invalid_value', labels.msg(
-                        '%s: %r contains whitespace, a quote or an escaped quote/$; systemd would split or eat it '
-                        'before earlyoom sees it (write \\s as [[:space:]])' % (where, item)))
-                    bad = True
-                    continue
-                try:
-                    re.compile(item)
-                except re.error as exc:
-                    _problem(config, 'invalid_value', labels.msg('%s: %r is not a regular expression: %s'
-                                                                 % (where, item, exc)))
-                    bad = True
-            if bad:
-                continue
-        config.values[key] = value
+            value = checker.check(where, value, _strings, pid='wrong_type')
+            if value is not schema.INVALID:
+                item_parse = _pattern if kind == 'patterns' else (
+                    lambda item: schema.unit_name(item, UNIT_SUFFIXES))
+                parsed = [checker.check(where, item, item_parse) for item in value]
+                value = schema.INVALID if schema.INVALID in parsed else value
+        else:
+            value = checker.check(where, value, _PARSERS[kind], low, high)
+        if value is not schema.INVALID:
+            config.values[key] = value
     values = config.values
     if values.get('mem_kill_percent') is not None and values.get('mem_min_percent') is not None \
             and values['mem_kill_percent'] > values['mem_min_percent']:
-        _problem(config, 'inconsistent_limits', labels.msg(
-            "%s['mem_kill_percent'] = %s is above %s['mem_min_percent'] = %s; earlyoom sends SIGTERM below "
-            "mem_min_percent and SIGKILL below mem_kill_percent, so it must be lower"
-            % (var, values['mem_kill_percent'], var, values['mem_min_percent'])))
+        checker.refuse('inconsistent_limits',
+                       "%s['mem_kill_percent'] = %s is above %s['mem_min_percent'] = %s; earlyoom sends SIGTERM below "
+                       "mem_min_percent and SIGKILL below mem_kill_percent, so it must be lower"
+                       % (var, values['mem_kill_percent'], var, values['mem_min_percent']))
     return config
+
+
+def _is_unit(name):
+    try:
+        return bool(schema.unit_name(name, UNIT_SUFFIXES))
+    except schema.Invalid:
+        return False
+
+
+def _refuse(value, allowed):
+    raise schema.Invalid(allowed)
 
 
 def read_live(host):
@@ -175,7 +185,7 @@ def resolve_killer(config, live, labels, var):
     if killer == 'auto':
         # prefer lists are earlyoom's: systemd-oomd has no way to prefer a victim.
         # prefer lists, and avoid lists of process names, are earlyoom's.
-        names = [a for a in config.values.get('avoid') or [] if not _UNIT_RE.match(a)]
+        names = [a for a in config.values.get('avoid') or [] if not _is_unit(a)]
         killer = 'systemd-oomd' if oomd_ok and not config.values.get('prefer') and not names else 'earlyoom'
     if killer == 'systemd-oomd' and not oomd_ok:
         _problem(config, 'oomd_unsupported', labels.msg(
@@ -188,7 +198,7 @@ def resolve_killer(config, live, labels, var):
             "use killer: earlyoom for prefer lists, or list units under avoid" % var))
     if killer == 'systemd-oomd':
         for item in config.values.get('avoid') or []:
-            if not _UNIT_RE.match(item):
+            if not _is_unit(item):
                 _problem(config, 'invalid_value', labels.msg(
                     "%s['avoid']: %r; with systemd-oomd the avoid list names units (like postgresql.service), "
                     "which get ManagedOOMPreference=avoid" % (var, item)))

@@ -28,11 +28,10 @@ import re
 
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Problem, canonical, guard
 
-INT_MIN = -2 ** 31
-INT_MAX = 2 ** 31 - 1
-ULONG_MAX = 2 ** 63 - 1
+INT_MIN, INT_MAX, ULONG_MAX = schema.INT_MIN, schema.INT_MAX, schema.ULONG_MAX
 
 # Margin kept between a strict-overcommit CommitLimit and today's commit
 # charge: the charge moves with every fork and mmap, so equal is not enough.
@@ -54,18 +53,10 @@ class Knob:
     def allowed(self):
         if self.choices:
             return 'one of ' + ', '.join(str(c) for c in self.choices)
-        text = 'an integer %s..%s' % (_fmt(self.low), _fmt(self.high))
+        text = schema.int_allowed(self.low, self.high)
         if self.auto:
             text += " or 'auto'"
         return text
-
-
-def _fmt(number):
-    if number == INT_MAX:
-        return '2147483647'
-    if number == ULONG_MAX:
-        return '2^63-1'
-    return str(number)
 
 
 _KNOBS = [
@@ -418,22 +409,18 @@ def _validate_int_knob(req, knob, value, var, live, labels):
                                        live.get('khugepaged_min_free_kb'))
         req.resolved[knob.name] = resolved
         return str(resolved)
-    number = _as_int(value)
-    if number is None:
-        req.errors.append(Problem('wrong_type', labels.msg(
-            '%s = %r is not an integer; allowed: %s' % (var, value, knob.allowed())), key=knob.name))
-        return None
     high = knob.high
     if knob.name == 'vm.swappiness':
         version = kr.kernel_version(live.get('kernel_release'))
         if version is not None and version < (5, 8):
             high = 100  # 200 arrived with 5.8
-    if number < knob.low or number > high:
+    try:
+        return str(schema.integer(value, knob.low, high))
+    except schema.Invalid:
+        pid = 'wrong_type' if _as_int(value) is None else 'out_of_range'
         allowed = Knob(knob.name, knob.low, high, auto=knob.auto).allowed()
-        req.errors.append(Problem('out_of_range', labels.msg(
-            '%s = %s is out of range; allowed: %s' % (var, number, allowed)), key=knob.name))
+        schema.Checker(labels, req.errors).invalid(var, value, allowed, pid, key=knob.name)
         return None
-    return str(number)
 
 
 def _validate_thp(req, values, live, labels, skip_unsupported):

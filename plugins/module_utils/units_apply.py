@@ -32,6 +32,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import _engine as e
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
 
 OWNER = 'oom_units'
@@ -106,6 +107,13 @@ def _show_units(systemd, units):
                        'cgroup': props.get('ControlGroup') or None,
                        'main_pid': int(props.get('MainPID') or 0) or None}
     return found
+
+
+def _valid_unit(name):
+    try:
+        return bool(schema.unit_name(name))
+    except schema.Invalid:
+        return False
 
 
 def cgroup_dir(live, rel, setting):
@@ -189,7 +197,7 @@ def read_live(host, params, systemd):
         names.update(DEFAULT_MAIN_PIDS)
     names = sorted(names)
     if live.systemd and names:
-        live.units = _show_units(systemd, [n for n in names if us._UNIT_RE.match(n)])
+        live.units = _show_units(systemd, [n for n in names if _valid_unit(n)])
     return live
 
 
@@ -303,8 +311,7 @@ def judge(params, host, live, labels):
     var_services = labels.var('services')
     settings, problems = us.validate_services(params.get('services') or {}, {
         'mem_total_bytes': live.mem_total_bytes, 'numa_nodes': live.numa_nodes}, labels, var_services)
-    for pid, message in problems:
-        _problem(plan, pid, message)
+    plan.problems.extend(problems)
     services = params.get('services') if isinstance(params.get('services'), dict) else {}
     raw_services = dict((us.unit_name(k), v) for k, v in services.items())
     # Messages name a unit the way the inventory wrote it.
@@ -381,11 +388,11 @@ def _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings
             continue
         before = _read_cgroup_text(host, live, path)
         if key == 'allowed_memory_nodes':
-            nodes = us.parse_nodes(wanted[key])
+            nodes = schema.node_list(wanted[key])
             _guard_nodes(plan, labels, live, '%s[%s]' % (where, key), nodes, rel)
             after = to_kernel_list(nodes)
         else:
-            value_bytes = us.parse_size(wanted[key], live.mem_total_bytes)
+            value_bytes = schema.size_bytes(wanted[key], live.mem_total_bytes)
             _guard_usage(plan, labels, '%s[%s]' % (where, key), key, value_bytes, live.usage_bytes.get(rel))
             after = expected_cgroup_text(setting, value_bytes, 1 if memory_v1 else 2, live.page_bytes)
         if before is not None and before != after:
@@ -449,10 +456,9 @@ def _plan_processes(plan, host, live, labels, processes):
             _problem(plan, 'invalid_value', labels.msg('%s[match] = %r is not a valid regular expression: %s'
                                                        % (where, pattern, exc)))
             continue
-        adj = entry['oom_score_adj']
-        if isinstance(adj, bool) or not re.match(r'^\s*-?\d+\s*$', str(adj)) or not -1000 <= int(adj) <= 1000:
-            _problem(plan, 'invalid_value', labels.msg('%s[oom_score_adj] = %r; allowed: an integer -1000..1000'
-                                                       % (where, adj)))
+        adj = schema.Checker(labels, plan.problems).check('%s[oom_score_adj]' % where, entry['oom_score_adj'],
+                                                          schema.integer, *us.OOM_SCORE_ADJ_RANGE)
+        if adj is schema.INVALID:
             continue
         matched = sorted(pid for pid, text in live.cmdlines.items() if regex.search(text))
         if len(matched) > MAX_PATTERN_MATCHES:
@@ -467,82 +473,85 @@ def _plan_processes(plan, host, live, labels, processes):
 
 
 def _plan_cgroups(plan, host, live, labels, cgroups, scopes):
+    """Raw cgroups outside systemd: validated whole, then written directly."""
     var = labels.var('cgroups')
+    checker = schema.Checker(labels, plan.problems)
     if not isinstance(cgroups, dict):
-        _problem(plan, 'wrong_type', labels.msg('%s must be a mapping of cgroup path -> settings' % var))
+        checker.refuse('wrong_type', '%s must be a mapping of cgroup path -> settings' % var)
         return
     for rel in sorted(cgroups, key=str):
         entry = cgroups[rel]
         where = "%s['%s']" % (var, rel)
         text = str(rel).strip('/')
         if not _CGROUP_PATH_RE.match(text) or '..' in text.split('/') or '.' in text.split('/'):
-            _problem(plan, 'invalid_name', labels.msg('%s: %r is not a cgroup path relative to the hierarchy '
-                                                      '(like machine/db or docker/<id>)' % (var, rel)))
+            checker.refuse('invalid_name', '%s: %r is not a cgroup path relative to the hierarchy '
+                           '(like machine/db or docker/<id>)' % (var, rel))
             continue
         if not isinstance(entry, dict):
-            _problem(plan, 'wrong_type', labels.msg('%s must be a mapping of settings, not %r' % (where, entry)))
+            checker.refuse('wrong_type', '%s must be a mapping of settings, not %r' % (where, entry))
             continue
-        sizes = {}
-        for setting in sorted(entry):
-            value = entry[setting]
-            if value is None:
-                continue
-            item = '%s[%s]' % (where, setting)
-            if setting not in CGROUP_FILES:
-                _problem(plan, 'invalid_name', labels.msg('%s: unknown setting; allowed: %s'
-                                                          % (item, ', '.join(sorted(CGROUP_FILES)))))
-                continue
-            if CGROUP_SCOPE[setting] not in scopes:
-                continue
-            try:
-                if setting == 'cpuset_mems':
-                    nodes = us.parse_nodes(value)
-                    missing = [n for n in nodes if n not in live.numa_nodes]
-                    if missing:
-                        raise us.SettingError('node %s does not exist; this host has node(s) %s'
-                                              % (to_kernel_list(missing), to_kernel_list(live.numa_nodes)))
-                else:
-                    nodes = None
-                    sizes[setting] = us.parse_size(value, live.mem_total_bytes)
-            except us.SettingError as exc:
-                _problem(plan, 'invalid_value', labels.msg('%s = %r; allowed: %s' % (item, value, exc)))
-                continue
-            path = cgroup_file(live, text, setting)
-            controller = live.layout.get('%s_controller' % ('cpuset' if setting == 'cpuset_mems' else 'memory'))
-            if path is None:
-                _problem(plan, 'unsupported_cgroup_v1' if controller else 'controller_missing', labels.msg(
-                    '%s: %s' % (item, 'cgroup v1 has no %s; v1 takes memory_max and cpuset_mems' % setting
-                                if controller else 'the %s controller is not mounted on this host'
-                                % ('cpuset' if setting == 'cpuset_mems' else 'memory'))))
-                continue
-            if not host.exists(os.path.dirname(path)):
-                _problem(plan, 'cgroup_missing', labels.msg('%s: the cgroup %s does not exist; create it (or '
-                                                            'let its owner create it) first'
-                                                            % (where, os.path.dirname(path))))
+        parsed = _validate_cgroup(checker, where, entry, live, scopes)
+        for setting in sorted(parsed):
+            if not _plan_cgroup_setting(plan, host, live, labels, text, '%s[%s]' % (where, setting), setting,
+                                        parsed[setting]):
                 break
-            before = _read_cgroup_text(host, live, path)
-            if before is None:
-                _problem(plan, 'controller_missing', labels.msg(
-                    '%s: %s is missing: the %s controller is not enabled for this cgroup (its parent\'s '
-                    'cgroup.subtree_control)' % (item, path, 'cpuset' if nodes is not None else 'memory')))
-                continue
-            _read_cgroup_dir(host, live, text)
-            if nodes is not None:
-                _guard_nodes(plan, labels, live, item, nodes, text)
-                after = to_kernel_list(nodes)
-            else:
-                _guard_usage(plan, labels, item, setting, sizes[setting], live.usage_bytes.get(text))
-                after = expected_cgroup_text(setting, sizes[setting], controller['version'], live.page_bytes)
-            if before != after:
-                plan.values.append({'key': '%s %s' % (text, os.path.basename(path)), 'kind': 'cgroup', 'path': path,
-                                    'before': before, 'after': after, 'cause': 'requested'})
-        order = [k for k in ('memory_min', 'memory_low', 'memory_high', 'memory_max') if sizes.get(k, 0) is not None
-                 and k in sizes]
-        for lower, higher in zip(order, order[1:]):
-            if sizes[lower] > sizes[higher]:
-                _problem(plan, 'inconsistent_limits', labels.msg('%s: %s is above %s; expected memory_min <= '
-                                                                 'memory_low <= memory_high <= memory_max'
-                                                                 % (where, lower, higher)))
+
+
+def _validate_cgroup(checker, where, entry, live, scopes):
+    """{setting: node list or bytes} of one cgroup's entry, for the scopes of this call."""
+    parsed = {}
+    for setting in sorted(entry):
+        value = entry[setting]
+        if value is None:
+            continue
+        item = '%s[%s]' % (where, setting)
+        if setting not in CGROUP_FILES:
+            checker.refuse('invalid_name', '%s: unknown setting; allowed: %s' % (item, ', '.join(sorted(CGROUP_FILES))))
+            continue
+        if CGROUP_SCOPE[setting] not in scopes:
+            continue
+        if setting == 'cpuset_mems':
+            result = checker.check(item, value, schema.node_list, live.numa_nodes)
+        else:
+            result = checker.check(item, value, schema.size_bytes, live.mem_total_bytes)
+        if result is not schema.INVALID:
+            parsed[setting] = result
+    checker.limits(where, dict((k, v) for k, v in parsed.items() if k != 'cpuset_mems'), entry)
+    return parsed
+
+
+def _plan_cgroup_setting(plan, host, live, labels, rel, item, setting, wanted):
+    """One raw cgroup file: refusals for what the host lacks, guards, the live change. False: stop this cgroup."""
+    controller_name = 'cpuset' if setting == 'cpuset_mems' else 'memory'
+    path = cgroup_file(live, rel, setting)
+    controller = live.layout.get('%s_controller' % controller_name)
+    if path is None:
+        _problem(plan, 'unsupported_cgroup_v1' if controller else 'controller_missing', labels.msg(
+            '%s: %s' % (item, 'cgroup v1 has no %s; v1 takes memory_max and cpuset_mems' % setting
+                        if controller else 'the %s controller is not mounted on this host' % controller_name)))
+        return True
+    if not host.exists(os.path.dirname(path)):
+        where = item[:item.rindex('[')]
+        _problem(plan, 'cgroup_missing', labels.msg('%s: the cgroup %s does not exist; create it (or let its owner '
+                                                    'create it) first' % (where, os.path.dirname(path))))
+        return False
+    before = _read_cgroup_text(host, live, path)
+    if before is None:
+        _problem(plan, 'controller_missing', labels.msg(
+            '%s: %s is missing: the %s controller is not enabled for this cgroup (its parent\'s '
+            'cgroup.subtree_control)' % (item, path, controller_name)))
+        return True
+    _read_cgroup_dir(host, live, rel)
+    if setting == 'cpuset_mems':
+        _guard_nodes(plan, labels, live, item, wanted, rel)
+        after = to_kernel_list(wanted)
+    else:
+        _guard_usage(plan, labels, item, setting, wanted, live.usage_bytes.get(rel))
+        after = expected_cgroup_text(setting, wanted, controller['version'], live.page_bytes)
+    if before != after:
+        plan.values.append({'key': '%s %s' % (rel, os.path.basename(path)), 'kind': 'cgroup', 'path': path,
+                            'before': before, 'after': after, 'cause': 'requested'})
+    return True
 
 
 def dropin_path(systemd_dir, unit, scope):

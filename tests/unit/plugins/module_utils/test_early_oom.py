@@ -150,7 +150,7 @@ def test_bad_patterns_are_refused(key, pattern, reason):
     config = eo.validate({'killer': 'earlyoom', key: ['java', pattern]}, LABELS, VAR)
     assert [p.id for p in config.problems] == ['invalid_value']
     message = config.problems[0].message
-    assert message.startswith("host h1: %s['%s']: %r " % (VAR, key, pattern)), message
+    assert message.startswith("host h1: %s['%s'] = %r; allowed: " % (VAR, key, pattern)), message
     assert re.search(reason, message), message
     assert key not in config.values
 

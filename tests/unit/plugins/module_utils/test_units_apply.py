@@ -45,6 +45,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import _restore as 
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
 from ansible_collections.oomguard.linux.tests.unit import trees
@@ -296,7 +297,7 @@ def test_judge_on_a_live_built_by_hand(nodes, problems, cpuset_after, tmp_path):
 def test_to_kernel_list(nodes, text):
     assert ua.to_kernel_list(nodes) == text
     if nodes:
-        assert us.parse_nodes(text) == sorted(set(nodes))
+        assert schema.node_list(text) == sorted(set(nodes))
 
 
 @pytest.mark.parametrize('setting, value, version, page, nodes, text', [

@@ -1,0 +1,94 @@
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""schema: the parsers every inventory value goes through, and the one message shape."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import time
+
+import pytest
+
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('512M', 512 << 20), ('2G', 2 << 30), ('1.5G', int(1.5 * (1 << 30))), ('1T', 1 << 40), ('4096', 4096),
+    (4096, 4096), ('25%', 1 << 30), ('infinity', None), ('0', 0)])
+def test_size_bytes(text, expected):
+    assert schema.size_bytes(text, 4 << 30) == expected
+
+
+@pytest.mark.parametrize('text, allowed', [
+    ('2GB', 'a size like 512M'), ('150%', 'at most 100%'), (True, 'not a boolean'), (-1, 'cannot be negative'), (2 ** 64, 'up to 2^63-1'),
+    ('99999999999999999999T', 'up to 2^63-1'), ('1' * 5000, 'a size like 512M'), ('-1G', 'a size like 512M')])
+def test_size_bytes_refuses(text, allowed):
+    with pytest.raises(schema.Invalid) as raised:
+        schema.size_bytes(text, 4 << 30)
+    assert allowed in str(raised.value)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('0', [0]), ('0-1', [0, 1]), ('0,2', [0, 2]), ('0 2-3', [0, 2, 3]), ([1, 0], [0, 1]), ('1023', [1023])])
+def test_node_list(text, expected):
+    assert schema.node_list(text) == expected
+
+
+@pytest.mark.parametrize('text', ['', 'all', '1-0', '0;1', '-1', '1024', '0-99999999999999', '0-' + '9' * 5000])
+def test_node_list_refuses(text):
+    started = time.monotonic()
+    with pytest.raises(schema.Invalid):
+        schema.node_list(text)
+    # Bounded before it is expanded: a huge range is refused at once, not built.
+    assert time.monotonic() - started < 0.5
+
+
+def test_node_list_names_the_missing_nodes():
+    with pytest.raises(schema.Invalid) as raised:
+        schema.node_list('0-2', existing=[0, 1])
+    assert str(raised.value) == 'node 2 does not exist; this host has node(s) 0, 1'
+
+
+@pytest.mark.parametrize('value, ok', [
+    (0, True), ('-1000', True), (' 7 ', True), (1001, False), (True, False), (1.0, False), ('1.5', False),
+    ('x', False), (None, False), ([1], False), ('9' * 30, False)])
+def test_integer(value, ok):
+    if ok:
+        assert schema.integer(value, -1000, 1000) == int(value)
+    else:
+        with pytest.raises(schema.Invalid) as raised:
+            schema.integer(value, -1000, 1000)
+        assert str(raised.value) == 'an integer -1000..1000'
+
+
+@pytest.mark.parametrize('name, suffixes, ok', [
+    ('nginx.service', None, True), ('system.slice', ('.slice',), True), ('user@1000.service', None, True),
+    ('a b.service', None, False), ('../etc/passwd', None, False), ('-x.service', None, False),
+    ('machine.target', ('.service', '.slice'), False), (5, None, False), ('x' * 300 + '.service', None, False)])
+def test_unit_name(name, suffixes, ok):
+    if ok:
+        assert schema.unit_name(name, suffixes) == name
+    else:
+        with pytest.raises(schema.Invalid):
+            schema.unit_name(name, suffixes)
+
+
+def test_limit_order():
+    assert schema.limit_order({'memory_min': 1, 'memory_high': 5, 'memory_max': 4}) == [('memory_high', 'memory_max')]
+    # infinity (None) is not compared
+    assert schema.limit_order({'memory_high': None, 'memory_max': 4}) == []
+    assert schema.limit_order({}) == []
+
+
+def test_checker_builds_every_message_in_one_shape():
+    checker = schema.Checker(Labels('web1'))
+    assert checker.check("oomguard_services['db'][cpu_weight]", 0, schema.integer, 1, 10000) is schema.INVALID
+    assert checker.check("oomguard_services['db'][memory_max]", 'infinity', schema.size_bytes, 1 << 30) is None
+    assert checker.check("x", 'kill', schema.choice, ('stop', 'kill')) == 'kill'
+    checker.limits("oomguard_services['db']", {'memory_high': 2, 'memory_max': 1}, {'memory_high': '2G', 'memory_max': '1G'})
+    assert [(p.id, p.message) for p in checker.problems] == [
+        ('invalid_value', "host web1: oomguard_services['db'][cpu_weight] = 0; allowed: an integer 1..10000"),
+        ('inconsistent_limits', "host web1: oomguard_services['db']: memory_high (2G) is above memory_max (1G); "
+                                'the kernel expects memory_min <= memory_low <= memory_high <= memory_max'),
+    ]
