@@ -18,6 +18,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
@@ -27,13 +28,8 @@ OWNER = 'early_oom'
 KILLERS = ('auto', 'earlyoom', 'systemd-oomd', 'none')
 UNITS = {'earlyoom': 'earlyoom.service', 'systemd-oomd': 'systemd-oomd.service'}
 SOCKETS = {'systemd-oomd': ('systemd-oomd.socket',)}
-DEFAULT_PATHS = {
-    'systemd_dir': '/etc/systemd/system',
-    'state_dir': '/var/lib/oomguard',
-    'earlyoom_defaults': '/etc/default/earlyoom',
-    'oomd_conf_dir': '/etc/systemd/oomd.conf.d',
-    'unit_dirs': ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'],
-}
+DEFAULT_PATHS = dict(_argspec.default_paths('systemd_dir', 'state_dir', 'earlyoom_defaults', 'oomd_conf_dir'),
+                     unit_dirs=['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'])
 DROPIN = '90-oomguard-early-oom.conf'
 # Processes earlyoom must leave alone whatever the inventory says: the
 # system's own plumbing and the way in (matched on the process name).

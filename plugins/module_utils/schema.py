@@ -174,6 +174,17 @@ class Checker:
             self.invalid(where, value, exc, pid, key)
             return INVALID
 
+    def known(self, where, entry, allowed):
+        """(key, value, item) of an entry's settings that are set; unknown keys refused."""
+        for key in sorted(entry, key=str):
+            if entry[key] is None:
+                continue
+            item = '%s[%s]' % (where, key)
+            if key not in allowed:
+                self.refuse('invalid_name', '%s: unknown setting; allowed: %s' % (item, ', '.join(sorted(allowed))))
+                continue
+            yield key, entry[key], item
+
     def limits(self, where, sizes, values):
         """Refuse memory limits out of the kernel's order."""
         for lower, higher in limit_order(sizes):

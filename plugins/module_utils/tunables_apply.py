@@ -14,17 +14,13 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 
-DEFAULT_PATHS = {
-    'sysctl_file': '/etc/sysctl.d/90-oomguard.conf',
-    'compaction_file': '/etc/sysctl.d/90-oomguard-compaction.conf',
-    'systemd_dir': '/etc/systemd/system',
-    'state_dir': '/var/lib/oomguard',
-}
+DEFAULT_PATHS = _argspec.default_paths('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 OWNER = 'kernel_tunables'
 
 

@@ -82,14 +82,7 @@ def validate_services(services, live, labels, var='oomguard_services'):
 def _validate_unit(checker, unit, where, entry, live):
     values = {}
     sizes = {}
-    for key in sorted(entry):
-        value = entry[key]
-        if value is None:
-            continue
-        item = '%s[%s]' % (where, key)
-        if key not in PROPERTIES:
-            checker.refuse('invalid_name', '%s: unknown setting; allowed: %s' % (item, ', '.join(sorted(PROPERTIES))))
-            continue
+    for key, value, item in checker.known(where, entry, PROPERTIES):
         if key in SERVICE_ONLY and not unit.endswith('.service'):
             checker.refuse('invalid_name', '%s: only a service has processes to adjust; %s is a %s'
                            % (item, unit, unit.rsplit('.', 1)[1]))

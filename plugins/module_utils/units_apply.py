@@ -28,6 +28,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
@@ -46,7 +47,7 @@ SCOPE_KEYS = {
 }
 KEY_SCOPE = dict((key, scope) for scope, keys in SCOPE_KEYS.items() for key in keys)
 DROPIN_NAME = '90-oomguard-%s.conf'
-DEFAULT_PATHS = {'systemd_dir': '/etc/systemd/system', 'state_dir': '/var/lib/oomguard'}
+DEFAULT_PATHS = _argspec.default_paths('systemd_dir', 'state_dir')
 
 # The cgroup file of a setting: (v2 file, v1 controller, v1 file).  v1 has
 # no equivalent of high/low/min, and systemd maps MemoryMax to
@@ -500,14 +501,7 @@ def _plan_cgroups(plan, host, live, labels, cgroups, scopes):
 def _validate_cgroup(checker, where, entry, live, scopes):
     """{setting: node list or bytes} of one cgroup's entry, for the scopes of this call."""
     parsed = {}
-    for setting in sorted(entry):
-        value = entry[setting]
-        if value is None:
-            continue
-        item = '%s[%s]' % (where, setting)
-        if setting not in CGROUP_FILES:
-            checker.refuse('invalid_name', '%s: unknown setting; allowed: %s' % (item, ', '.join(sorted(CGROUP_FILES))))
-            continue
+    for setting, value, item in checker.known(where, entry, CGROUP_FILES):
         if CGROUP_SCOPE[setting] not in scopes:
             continue
         if setting == 'cpuset_mems':

@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: early_oom
@@ -16,18 +13,18 @@ description:
     with page cache in play. An early killer acts first, on available memory (earlyoom) or on memory
     pressure (systemd-oomd, PSI).
   - C(killer=auto) picks systemd-oomd on cgroup v2 hosts with PSI and earlyoom elsewhere (cgroup v1 or
-    hybrid, no PSI), and earlyoom when I(early_oom) has a C(prefer) list, which systemd-oomd cannot honour.
-  - "earlyoom: C(/etc/default/earlyoom) gets C(EARLYOOM_ARGS) (C(-m), C(-s), C(-r), C(--prefer),
+    hybrid, no PSI), and earlyoom when O(early_oom) has a C(prefer) list, which systemd-oomd cannot honour.
+  - "earlyoom: C(/etc/default/earlyoom) (O(earlyoom_defaults)) gets C(EARLYOOM_ARGS) (C(-m), C(-s), C(-r), C(--prefer),
     C(--avoid), C(--dryrun)); patterns match the process name; the avoid list always holds init, systemd,
     its journal/logind/udevd, sshd, dbus-daemon and earlyoom. A drop-in gives C(earlyoom.service)
     C(OOMScoreAdjust=-900)."
-  - "systemd-oomd: C(/etc/systemd/oomd.conf.d/90-oomguard-early-oom.conf) with the pressure and swap limits,
-    C(ManagedOOMMemoryPressure=kill) on the listed slices, C(ManagedOOMPreference=avoid) on the units of
-    the avoid list, and C(--dry-run) through a drop-in when asked."
+  - "systemd-oomd: C(/etc/systemd/oomd.conf.d/90-oomguard-early-oom.conf) (O(oomd_conf_dir)) with the pressure
+    and swap limits, C(ManagedOOMMemoryPressure=kill) on the listed slices, C(ManagedOOMPreference=avoid) on the
+    units of the avoid list, and C(--dry-run) through a drop-in when asked."
   - The unit is enabled with the links its C([Install]) section names (as C(systemctl enable) would) and
     started, or restarted when its files changed; it must be active afterwards. A killer this module
-    started before and that is no longer chosen is stopped and its links removed. Kills end up in the
-    journal of the unit.
+    started before and that is no longer chosen is stopped and its links removed (RV(units_stopped)). Kills end
+    up in the journal of the unit.
   - Every file and link is recorded in the ledger first; M(oomguard.linux.restore) puts them back and
     stops the unit it started.
 author:
@@ -47,31 +44,19 @@ options:
   early_oom:
     description:
       - The settings, checked by the module so that a wrong one names the host and the inventory variable.
-      - C(killer) - C(auto), C(earlyoom), C(systemd-oomd) or C(none) (default C(none) - nothing is deployed,
+      - C(killer) - V(auto), V(earlyoom), V(systemd-oomd) or V(none) (default V(none) - nothing is deployed,
         and a killer this module started before is stopped).
-      - C(dry_run) - true to log instead of killing.
+      - C(dry_run) - V(true) to log instead of killing.
       - C(prefer), C(avoid) - lists of regular expressions matched against the whole process name (earlyoom);
         with systemd-oomd, C(avoid) lists units and C(prefer) is refused.
-      - C(mem_min_percent) (1..50, default 10), C(mem_kill_percent) (1..50, below C(mem_min_percent)),
-        C(swap_min_percent) (0..100), C(report_interval_s) (0..86400, default 60) - earlyoom's C(-m), C(-s), C(-r).
-      - C(memory_pressure_limit_percent) (1..99, default 60), C(memory_pressure_duration_s) (1..3600, default 30),
-        C(swap_used_limit_percent) (1..100, default 90), C(slices) (default C([system.slice])) - systemd-oomd.
+      - C(mem_min_percent) (1..50, default V(10)), C(mem_kill_percent) (1..50, below C(mem_min_percent)),
+        C(swap_min_percent) (0..100), C(report_interval_s) (0..86400, default V(60)) - earlyoom's C(-m), C(-s),
+        C(-r).
+      - C(memory_pressure_limit_percent) (1..99, default V(60)), C(memory_pressure_duration_s) (1..3600, default
+        V(30)), C(swap_used_limit_percent) (1..100, default V(90)), C(slices) (default V([system.slice])) -
+        systemd-oomd.
     type: dict
     default: {}
-  force:
-    description: Guard ids to override on purpose.
-    type: list
-    elements: str
-    default: []
-  validate_only:
-    description: Validate, resolve C(killer=auto) and return the plan, changing nothing. A missing package is
-      reported in C(package_missing) instead of refused, so that a role can install it next.
-    type: bool
-    default: false
-  systemd_dir:
-    description: Where drop-ins and links go; units are reloaded and started only when this is C(/etc/systemd/system).
-    type: path
-    default: /etc/systemd/system
   earlyoom_defaults:
     description: earlyoom's environment file.
     type: path
@@ -80,19 +65,13 @@ options:
     description: systemd-oomd's drop-in directory.
     type: path
     default: /etc/systemd/oomd.conf.d
-  state_dir:
-    description: Where the ledger of original values is kept.
-    type: path
-    default: /var/lib/oomguard
-  host_label:
-    description: How messages name the host (the roles pass C(inventory_hostname)).
-    type: str
-  variable_labels:
-    description: How messages name the options; the role maps C(early_oom) to C(oomguard_early_oom).
-    type: dict
-    default: {}
+extends_documentation_fragment:
+  - oomguard.linux.change
+  - oomguard.linux.labels
 notes:
-  - The package must be installed; the C(oomguard.linux.early_oom) role installs it from Debian's archive.
+  - The package must be installed; the C(oomguard.linux.early_oom) role installs it from Debian's archive. With
+    O(validate_only=true) (and in check mode) a missing package is reported in RV(package_missing) instead of refused,
+    so that the role can install it next.
 seealso:
   - module: oomguard.linux.oom_units
   - module: oomguard.linux.restore
@@ -116,12 +95,12 @@ EXAMPLES = r'''
 
 RETURN = r'''
 killer:
-  description: The killer chosen (C(auto) resolved).
+  description: The killer chosen (V(auto) resolved).
   returned: always
   type: str
   sample: earlyoom
 unit:
-  description: Its unit, null with C(none).
+  description: Its unit, null with V(none).
   returned: always
   type: str
 unit_action:
@@ -152,24 +131,24 @@ cgroup_mode:
   returned: always
   type: str
 package:
-  description: The Debian package of the chosen killer, null with C(none).
+  description: The Debian package of the chosen killer, null with V(none).
   returned: always
   type: str
 package_missing:
-  description: Whether that package is not installed (only in check mode and with I(validate_only)).
+  description: Whether that package is not installed (only in check mode and with O(validate_only=true)); see the notes.
   returned: always
   type: bool
 psi:
-  description: Whether the kernel has PSI (/proc/pressure/memory).
+  description: Whether the kernel has PSI (C(/proc/pressure/memory)).
   returned: always
   type: bool
 forced:
-  description: Guards overridden by I(force).
+  description: Guards overridden by O(force).
   returned: always
   type: list
   elements: dict
 ledger:
-  description: The path of the ledger.
+  description: The path of the ledger, in O(state_dir).
   returned: always
   type: str
 problems:
@@ -179,34 +158,27 @@ problems:
   elements: dict
 '''
 
-import platform
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import run_module
 from ansible_collections.oomguard.linux.plugins.module_utils.early_oom import apply
 
 PATH_OPTIONS = ('systemd_dir', 'earlyoom_defaults', 'oomd_conf_dir', 'state_dir')
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            early_oom=dict(type='dict', default={}),
-            force=dict(type='list', elements='str', default=[]),
-            validate_only=dict(type='bool', default=False),
-            systemd_dir=dict(type='path', default='/etc/systemd/system'),
-            earlyoom_defaults=dict(type='path', default='/etc/default/earlyoom'),
-            oomd_conf_dir=dict(type='path', default='/etc/systemd/oomd.conf.d'),
-            state_dir=dict(type='path', default='/var/lib/oomguard'),
-            host_label=dict(type='str'),
-            variable_labels=dict(type='dict', default={}),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        early_oom=dict(type='dict', default={}),
+        **_argspec.path_spec('earlyoom_defaults', 'oomd_conf_dir'),
+        **_argspec.change_spec(),
+        **_argspec.labels_spec(),
     )
-    params = dict(module.params)
-    params['paths'] = dict((k, params[k]) for k in PATH_OPTIONS)
-    labels = Labels(params['host_label'] or platform.node(), params['variable_labels'])
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params, labels = _argspec.params_and_labels(module.params, PATH_OPTIONS)
     run_module(module, apply, params, labels, 'cannot set up the early OOM killer')
 
 

@@ -15,9 +15,9 @@ module: fleet_report
 short_description: Write the fleet OOM audit report - JSON, self-contained HTML, Prometheus textfiles - on the controller
 version_added: 0.1.0
 description:
-  - Reads, for each host of I(hosts), the result the fleet audit registered in I(result_var)
-    (one C(oomguard.linux.oom_audit) call with the policy, the posture, the slab verdict and the OOM events), and writes
-    on the controller, under I(dest)
+  - Reads, for each host of O(hosts), the result the fleet audit registered in O(result_var)
+    (one M(oomguard.linux.oom_audit) call with the policy, the posture, the slab verdict and the OOM events), and writes
+    on the controller, under O(dest)
   - C(oom-fleet-report.json), one document with a summary (hosts by status and by risk level, findings by severity,
     hosts per finding, hosts that drift, hosts flagged for slab, OOM kills by cause) and every host, riskiest first;
   - C(oom-fleet-report.html), the same as one self-contained page (no network asset), hosts sortable and filterable,
@@ -32,7 +32,7 @@ author:
 attributes:
   check_mode:
     support: full
-    description: In check mode nothing is written; C(written) lists what would change.
+    description: In check mode nothing is written; RV(written) lists what would change.
   diff_mode:
     support: none
     description: No diff.

@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: kernel_tunables
@@ -25,16 +22,16 @@ description:
     parameter would cover only C(enabled) and would need the boot loader. Compaction is
     C(vm.compaction_proactiveness) where the kernel has it (5.9+), otherwise a systemd timer that
     writes C(vm.compact_memory) at an off-peak time.
-  - The old values and files are recorded on the host in a ledger (C(state_dir)/ledger.json), once;
+  - The old values and files are recorded on the host in a ledger (C(ledger.json) in O(state_dir)), once;
     M(oomguard.linux.restore) puts them back.
-  - The collection's C(docs/tunables.md) lists the profiles, the guards and the rule of
+  - The collection's C(docs/tunables.md) lists the profiles, the guards (the ids O(force) takes) and the rule of
     C(vm.min_free_kbytes=auto).
 author:
   - oomguard.linux maintainers (@oomguard)
 attributes:
   check_mode:
     support: full
-    description: Predicts exactly the C(changes) and C(files) a real run reports, and writes nothing.
+    description: Predicts exactly the RV(changes) and RV(files) a real run reports, and writes nothing.
   diff_mode:
     support: full
     description: Shows the live values and every file before and after.
@@ -49,19 +46,20 @@ options:
         lists of integers for multi-value sysctls.
       - Known OOM sysctls are checked against their range (see C(docs/tunables.md)); any other sysctl
         this kernel has is accepted as text.
-      - C(vm.min_free_kbytes) also takes C(auto).
-      - Merged over the profile's values; the values given here win.
+      - C(vm.min_free_kbytes) also takes V(auto).
+      - Merged over the values of O(profile); the values given here win.
     type: dict
     default: {}
   thp:
     description:
-      - Transparent huge page settings; a key left out (or null) is not managed. Merged over the profile's.
-      - C(enabled) - C(/sys/kernel/mm/transparent_hugepage/enabled), one of C(always), C(madvise), C(never).
-      - C(defrag) - C(/sys/kernel/mm/transparent_hugepage/defrag), one of C(always), C(defer),
-        C(defer+madvise), C(madvise), C(never) (the ones this kernel offers).
-      - C(khugepaged_defrag) - C(/sys/kernel/mm/transparent_hugepage/khugepaged/defrag), 0 or 1.
-      - Keys C(compaction_method), C(compaction_proactiveness) and C(compaction_schedule) are taken as the
-        same keys of I(compaction), which is how the thp role passes its C(oomguard_thp).
+      - Transparent huge page settings; a key left out (or null) is not managed. Merged over the values of O(profile).
+      - C(enabled) - C(/sys/kernel/mm/transparent_hugepage/enabled), one of V(always), V(madvise), V(never).
+      - C(defrag) - C(/sys/kernel/mm/transparent_hugepage/defrag), one of V(always), V(defer),
+        V(defer+madvise), V(madvise), V(never) (the ones this kernel offers).
+      - C(khugepaged_defrag) - C(/sys/kernel/mm/transparent_hugepage/khugepaged/defrag), V(0) or V(1).
+      - Keys C(compaction_method), C(compaction_proactiveness) and C(compaction_schedule) are taken as
+        O(compaction.method), O(compaction.proactiveness) and O(compaction.schedule), which is how the thp role
+        passes its C(oomguard_thp).
       - The keys are checked by the module rather than by the argument spec, so that a wrong one is
         reported with the host, the variable and what is allowed.
     type: dict
@@ -73,9 +71,9 @@ options:
     suboptions:
       method:
         description:
-          - C(proactive) sets C(vm.compaction_proactiveness) (kernel 5.9+); C(timer) installs a systemd
-            timer that writes C(vm.compact_memory) on C(schedule); C(auto) picks C(proactive) where the
-            kernel has it. Default C(auto).
+          - V(proactive) sets C(vm.compaction_proactiveness) (kernel 5.9+); V(timer) installs a systemd
+            timer that writes C(vm.compact_memory) on O(compaction.schedule); V(auto) picks V(proactive) where the
+            kernel has it. Default V(auto).
         type: str
       proactiveness:
         description: C(vm.compaction_proactiveness), 0..100.
@@ -85,8 +83,8 @@ options:
         type: str
   profile:
     description:
-      - Defaults for a kind of workload, merged under the values above; one of C(none) (adds nothing),
-        C(default), C(latency_sensitive), C(database), C(batch).
+      - Defaults for a kind of workload, merged under the values above; one of V(none) (adds nothing),
+        V(default), V(latency_sensitive), V(database), V(batch).
       - Checked by the module rather than by the argument spec, so that a wrong name is reported like
         every other value, with the host and the variable.
     type: str
@@ -99,56 +97,33 @@ options:
     elements: str
     choices: [sysctl, thp, compaction]
     default: [sysctl, thp, compaction]
-  force:
-    description: Guard ids to override on purpose (see C(docs/tunables.md)). A forced guard becomes a warning.
-    type: list
-    elements: str
-    default: []
   unsupported:
-    description: What to do with a key this kernel does not have. C(fail) refuses the call, C(skip) leaves
-      the key out and lists it in C(skipped).
+    description: What to do with a key this kernel does not have. V(fail) refuses the call, V(skip) leaves
+      the key out and lists it in RV(skipped).
     type: str
     choices: [fail, skip]
     default: fail
   persist:
-    description: Write the persistent files. With C(false) only the live values change (lost at reboot).
+    description: Write the persistent files. With V(false) only the live values change (lost at reboot).
     type: bool
     default: true
-  validate_only:
-    description: Validate and check the guards, return the plan, and change nothing (a preflight).
-    type: bool
-    default: false
   sysctl_file:
-    description: The sysctl.d file of the C(sysctl) scope.
+    description: The sysctl.d file of scope V(sysctl).
     type: path
     default: /etc/sysctl.d/90-oomguard.conf
   compaction_file:
-    description: The sysctl.d file of the C(compaction) scope.
+    description: The sysctl.d file of scope V(compaction).
     type: path
     default: /etc/sysctl.d/90-oomguard-compaction.conf
-  systemd_dir:
-    description: Where the units go. Units are reloaded and started only when this is C(/etc/systemd/system).
-    type: path
-    default: /etc/systemd/system
-  state_dir:
-    description: Where the ledger of original values is kept.
-    type: path
-    default: /var/lib/oomguard
   sysctl_dirs:
     description: The directories systemd-sysctl reads, in its order; used to find files that would
       override the collection's at boot.
     type: list
     elements: path
     default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
-  host_label:
-    description: How messages name the host (the roles pass C(inventory_hostname)). Defaults to the node name.
-    type: str
-  variable_labels:
-    description:
-      - How messages name the options. Each option is named by itself unless mapped here; the roles map
-        them to their inventory variables, e.g. C(sysctl) to C(oomguard_sysctl).
-    type: dict
-    default: {}
+extends_documentation_fragment:
+  - oomguard.linux.change
+  - oomguard.linux.labels
 notes:
   - Needs root to write. Reading and check mode work without root where the kernel lets files be read.
 seealso:
@@ -193,7 +168,7 @@ EXAMPLES = r'''
 RETURN = r'''
 changes:
   description:
-    - The live values changed (or, in check mode and with I(validate_only), that would change), in the
+    - The live values changed (or, in check mode and with O(validate_only=true), that would change), in the
       order they are written. C(cause) says whether the user asked for it or the kernel does it as a
       side effect.
   returned: always
@@ -208,22 +183,22 @@ files:
   elements: dict
   sample: [{path: /etc/sysctl.d/90-oomguard.conf, action: create}]
 desired:
-  description: Every value the call manages after merging the profile and resolving C(auto).
+  description: Every value the call manages after merging O(profile) and resolving V(auto).
   returned: always
   type: dict
   sample: {vm.panic_on_oom: '1', kernel.panic: '10', transparent_hugepage.enabled: never}
 resolved:
-  description: What C(auto) values became.
+  description: What V(auto) values became.
   returned: always
   type: dict
   sample: {vm.min_free_kbytes: 6553}
 forced:
-  description: Guards that fired and were overridden by I(force).
+  description: Guards that fired and were overridden by O(force).
   returned: always
   type: list
   elements: dict
 skipped:
-  description: Keys left out because this kernel lacks them (with I(unsupported=skip)).
+  description: Keys left out because this kernel lacks them (with O(unsupported=skip)).
   returned: always
   type: list
   elements: dict
@@ -232,7 +207,7 @@ compaction_method:
   returned: always
   type: str
 ledger:
-  description: The path of the ledger of original values.
+  description: The path of the ledger of original values, in O(state_dir).
   returned: always
   type: str
   sample: /var/lib/oomguard/ledger.json
@@ -243,51 +218,44 @@ problems:
   elements: dict
 '''
 
-import platform
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import run_module
 from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import apply
 
 PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            sysctl=dict(type='dict', default={}),
-            thp=dict(type='dict', default={}),
-            compaction=dict(type='dict', default={}, options=dict(
-                method=dict(type='str'),
-                proactiveness=dict(type='raw'),
-                schedule=dict(type='str'),
-            )),
-            profile=dict(type='str', default='none'),
-            scopes=dict(type='list', elements='str', default=['sysctl', 'thp', 'compaction'],
-                        choices=['sysctl', 'thp', 'compaction']),
-            force=dict(type='list', elements='str', default=[]),
-            unsupported=dict(type='str', default='fail', choices=['fail', 'skip']),
-            persist=dict(type='bool', default=True),
-            validate_only=dict(type='bool', default=False),
-            sysctl_file=dict(type='path', default='/etc/sysctl.d/90-oomguard.conf'),
-            compaction_file=dict(type='path', default='/etc/sysctl.d/90-oomguard-compaction.conf'),
-            systemd_dir=dict(type='path', default='/etc/systemd/system'),
-            state_dir=dict(type='path', default='/var/lib/oomguard'),
-            sysctl_dirs=dict(type='list', elements='path',
-                             default=['/etc/sysctl.d', '/run/sysctl.d', '/usr/local/lib/sysctl.d',
-                                      '/usr/lib/sysctl.d', '/lib/sysctl.d']),
-            host_label=dict(type='str'),
-            variable_labels=dict(type='dict', default={}),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        sysctl=dict(type='dict', default={}),
+        thp=dict(type='dict', default={}),
+        compaction=dict(type='dict', default={}, options=dict(
+            method=dict(type='str'),
+            proactiveness=dict(type='raw'),
+            schedule=dict(type='str'),
+        )),
+        profile=dict(type='str', default='none'),
+        scopes=dict(type='list', elements='str', default=['sysctl', 'thp', 'compaction'],
+                    choices=['sysctl', 'thp', 'compaction']),
+        unsupported=dict(type='str', default='fail', choices=['fail', 'skip']),
+        persist=dict(type='bool', default=True),
+        sysctl_dirs=dict(type='list', elements='path',
+                         default=['/etc/sysctl.d', '/run/sysctl.d', '/usr/local/lib/sysctl.d',
+                                  '/usr/lib/sysctl.d', '/lib/sysctl.d']),
+        **_argspec.change_spec(),
+        **_argspec.path_spec('sysctl_file', 'compaction_file'),
+        **_argspec.labels_spec(),
     )
-    params = dict(module.params)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params, labels = _argspec.params_and_labels(module.params, PATH_OPTIONS)
     # The choices are checked here, not by the argument spec, so that the
     # message names the host and the inventory variable like every other.
     params['compaction'] = dict((k, v) for k, v in (params['compaction'] or {}).items() if v is not None)
-    params['paths'] = dict((k, params[k]) for k in PATH_OPTIONS)
-    labels = Labels(params['host_label'] or platform.node(), params['variable_labels'])
     run_module(module, apply, params, labels, 'cannot apply the tunables')
 
 

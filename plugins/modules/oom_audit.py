@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: oom_audit
@@ -16,14 +13,16 @@ description:
     services' limits, NUMA placement, C(oom_score_adj) and C(OOMPolicy), raw cgroups, processes, the early OOM
     killer) and reports, per setting, C(ok), C(drift), C(missing) or C(unsupported), with the desired and the live
     value.
-  - The plan is the hardening modules' own check-mode plan (C(kernel_tunables), C(oom_units), C(early_oom)), so the
-    audit and C(harden) cannot disagree. Nothing is written.
+  - The plan is the hardening modules' own check-mode plan (M(oomguard.linux.kernel_tunables),
+    M(oomguard.linux.oom_units), M(oomguard.linux.early_oom)), so the audit and the C(oomguard.linux.harden) role
+    cannot disagree. Nothing is written.
   - Guards judge a change, and the audit makes none. A guard that would refuse the hardening does not stop the audit.
-    It is listed in C(guards_fired). An invalid inventory fails the task, with the message the harden role gives.
-  - I(fail_on_drift) fails the task when anything drifts or is missing, for CI gates.
-  - For the fleet audit (C(playbooks/audit.yml)) the same call can also return the posture (what C(oom_facts)
-    reports), the slab verdict (C(slab_leak)) and the OOM events (C(oom_events)) of the host. One call per host
-    is what keeps a fleet run cheap; each part can fail alone with I(keep_going).
+    It is listed in RV(guards_fired). An invalid inventory fails the task, with the message the harden role gives.
+  - O(fail_on_drift) fails the task when anything drifts or is missing, for CI gates.
+  - For the fleet audit (C(playbooks/audit.yml)) the same call can also return the posture (what
+    M(oomguard.linux.oom_facts) reports), the slab verdict (M(oomguard.linux.slab_leak)) and the OOM events
+    (M(oomguard.linux.oom_events)) of the host. One call per host is what keeps a fleet run cheap; each part can fail
+    alone with O(keep_going).
 author:
   - oomguard.linux maintainers (@oomguard)
 attributes:
@@ -77,27 +76,31 @@ options:
     type: bool
     default: true
   posture:
-    description: Also return the host's OOM posture in C(posture), as C(oomguard.linux.oom_facts) reports it (5 victims).
+    description: Also return the host's OOM posture in RV(posture), as M(oomguard.linux.oom_facts) reports it (5 victims).
     type: bool
     default: false
   slab:
     description:
-      - Also judge slab in C(slab), with these C(oomguard.linux.slab_leak) options (C(samples), C(interval_s), C(top),
-        C(unreclaimable_percent), C(growth_kb_per_min)); C({}) for its defaults. Not done when null.
+      - Also judge slab in RV(slab), with these M(oomguard.linux.slab_leak) options
+        (O(oomguard.linux.slab_leak#module:samples), O(oomguard.linux.slab_leak#module:interval_s),
+        O(oomguard.linux.slab_leak#module:top), O(oomguard.linux.slab_leak#module:unreclaimable_percent),
+        O(oomguard.linux.slab_leak#module:growth_kb_per_min)); V({}) for its defaults. Not done when null.
     type: dict
   events:
     description:
-      - Also read the OOM events in C(events), with these C(oomguard.linux.oom_events) options (C(since),
-        C(max_events), default 20, C(min_loop_kills)), from the automatic sources. Not done when null.
+      - Also read the OOM events in RV(events), with these M(oomguard.linux.oom_events) options
+        (O(oomguard.linux.oom_events#module:since), O(oomguard.linux.oom_events#module:max_events), default V(20)
+        here, O(oomguard.linux.oom_events#module:min_loop_kills)), from the automatic sources. Not done when null.
     type: dict
   keep_going:
     description:
       - When a part fails (an invalid inventory for the policy, an unreadable source for the events), return the other
-        parts and the error in C(errors) instead of failing the task.
+        parts and the error in RV(errors) instead of failing the task.
     type: bool
     default: false
   fail_on_drift:
-    description: Fail the task when any setting is C(drift) or C(missing). The result is returned all the same.
+    description: Fail the task when any row of RV(settings) is C(drift) or C(missing). The result is returned all the
+      same.
     type: bool
     default: false
   sysctl_file:
@@ -116,13 +119,8 @@ options:
     description: The C(oomguard_state_dir) of the harden role.
     type: path
     default: /var/lib/oomguard
-  host_label:
-    description: How messages name the host (playbooks pass C(inventory_hostname)). Defaults to the node name.
-    type: str
-  variable_labels:
-    description: How messages name the options; the playbooks map them to the inventory variables.
-    type: dict
-    default: {}
+extends_documentation_fragment:
+  - oomguard.linux.labels
 notes:
   - Root is needed to read every process's C(oom_score_adj) and some cgroup files; without it the module fails
     where the hardening modules would.
@@ -153,7 +151,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 settings:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description:
     - One row per setting. C(area) is C(sysctl), C(thp), C(persistence), C(unit), C(cgroup), C(process) or C(early_oom).
       C(item) is the sysctl, unit, cgroup, process or file. C(setting) is C(value), C(file), C(live), a systemd property,
@@ -162,93 +160,91 @@ settings:
   elements: dict
   sample: [{area: sysctl, item: vm.swappiness, setting: value, desired: '10', live: '60', status: drift}]
 summary:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: Rows per status.
   type: dict
   sample: {ok: 7, drift: 1, missing: 0, unsupported: 0}
 drift:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: Rows that are C(drift) or C(missing).
   type: int
 compliant:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: No row is C(drift) or C(missing).
   type: bool
 guards_fired:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: Guards the hardening would refuse with today (forced for the plan only).
   type: list
   elements: str
 profile:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: The profile audited against.
   type: str
 killer:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: The early OOM killer the policy picks on this host (C(none) when not managed), null when the host cannot run one.
   type: str
 cgroup_mode:
-  returned: when I(policy) is true and the inventory is valid
+  returned: when O(policy=true) and the inventory is valid
   description: The host's cgroup layout.
   type: str
 posture:
-  description: The host's OOM posture (the C(oom_posture) fact of C(oomguard.linux.oom_facts)).
-  returned: when I(posture) is true and it could be read
+  description: >-
+    The host's OOM posture (the RV(oomguard.linux.oom_facts#module:ansible_facts.oom_posture) fact of
+    M(oomguard.linux.oom_facts)).
+  returned: when O(posture=true) and it could be read
   type: dict
 slab:
-  description: The result of C(oomguard.linux.slab_leak).
-  returned: when I(slab) is given and it could be read
+  description: The result of M(oomguard.linux.slab_leak).
+  returned: when O(slab) is given and it could be read
   type: dict
 events:
-  description: The result of C(oomguard.linux.oom_events) (C(events), C(kill_loops), C(early_kills), C(summary), C(notes)).
-  returned: when I(events) is given and they could be read
+  description: >-
+    The result of M(oomguard.linux.oom_events) (RV(oomguard.linux.oom_events#module:events),
+    RV(oomguard.linux.oom_events#module:kill_loops), RV(oomguard.linux.oom_events#module:early_kills),
+    RV(oomguard.linux.oom_events#module:summary), RV(oomguard.linux.oom_events#module:notes)).
+  returned: when O(events) is given and they could be read
   type: dict
 errors:
-  description: Per part (C(policy), C(posture), C(slab), C(events)) that failed, its message.
+  description: Per part (O(policy), O(posture), O(slab), O(events)) that failed, its message.
   returned: always
   type: dict
 '''
 
 import os
-import platform
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.oomguard.linux.plugins.module_utils import audit, ledger as ledger_mod, procfs
-from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec, audit, ledger as ledger_mod, procfs
 
 PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            profile=dict(type='str', default='none'),
-            sysctl=dict(type='dict', default={}),
-            thp=dict(type='dict', default={}),
-            services=dict(type='dict', default={}),
-            cgroups=dict(type='dict', default={}),
-            processes=dict(type='list', elements='raw', default=[]),
-            protect_defaults=dict(type='bool', default=True),
-            early_oom=dict(type='dict', default={}),
-            force=dict(type='list', elements='str', default=[]),
-            policy=dict(type='bool', default=True),
-            posture=dict(type='bool', default=False),
-            slab=dict(type='dict'),
-            events=dict(type='dict'),
-            keep_going=dict(type='bool', default=False),
-            fail_on_drift=dict(type='bool', default=False),
-            sysctl_file=dict(type='path', default='/etc/sysctl.d/90-oomguard.conf'),
-            compaction_file=dict(type='path', default='/etc/sysctl.d/90-oomguard-compaction.conf'),
-            systemd_dir=dict(type='path', default='/etc/systemd/system'),
-            state_dir=dict(type='path', default='/var/lib/oomguard'),
-            host_label=dict(type='str'),
-            variable_labels=dict(type='dict', default={}),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        profile=dict(type='str', default='none'),
+        sysctl=dict(type='dict', default={}),
+        thp=dict(type='dict', default={}),
+        services=dict(type='dict', default={}),
+        cgroups=dict(type='dict', default={}),
+        processes=dict(type='list', elements='raw', default=[]),
+        protect_defaults=dict(type='bool', default=True),
+        early_oom=dict(type='dict', default={}),
+        policy=dict(type='bool', default=True),
+        posture=dict(type='bool', default=False),
+        slab=dict(type='dict'),
+        events=dict(type='dict'),
+        keep_going=dict(type='bool', default=False),
+        fail_on_drift=dict(type='bool', default=False),
+        **_argspec.force_spec(),
+        **_argspec.path_spec(*PATH_OPTIONS),
+        **_argspec.labels_spec(),
     )
-    params = dict(module.params)
-    params['paths'] = dict((k, params[k]) for k in PATH_OPTIONS)
-    labels = Labels(params['host_label'] or platform.node(), params['variable_labels'])
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params, labels = _argspec.params_and_labels(module.params, PATH_OPTIONS)
     systemctl = module.get_bin_path('systemctl')
     try:
         result, errors = audit.run_parts(params, procfs.HostRoot('/'), labels, run_command=module.run_command,

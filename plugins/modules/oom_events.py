@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: oom_events
@@ -36,11 +33,11 @@ attributes:
 options:
   sources:
     description:
-      - Live sources of this host to read. C(dmesg) reads the kernel ring buffer (root, or
-        C(kernel.dmesg_restrict=0)); C(journal) runs C(journalctl _TRANSPORT=kernel), every boot the
-        journal keeps; C(early_killers) reads the journal of C(earlyoom.service) and C(systemd-oomd.service)
-        for the kills of the userspace early OOM killers (returned in C(early_kills)).
-      - When neither I(sources) nor I(path) is given, the journal and the early killers' journal are read on
+      - Live sources of this host to read. V(dmesg) reads the kernel ring buffer (root, or
+        C(kernel.dmesg_restrict=0)); V(journal) runs C(journalctl _TRANSPORT=kernel), every boot the
+        journal keeps; V(early_killers) reads the journal of C(earlyoom.service) and C(systemd-oomd.service)
+        for the kills of the userspace early OOM killers (returned in RV(early_kills)).
+      - When neither O(sources) nor O(path) is given, the journal and the early killers' journal are read on
         a host booted with systemd, the ring buffer otherwise.
     type: list
     elements: str
@@ -54,8 +51,8 @@ options:
     default: []
   since:
     description:
-      - Only events at or after this time. Relative (C(90m), C(24h), C(7d), C(2w)) or absolute in UTC
-        (C(2026-11-01), C(2026-11-01 12:00)).
+      - Only events at or after this time. Relative (V(90m), V(24h), V(7d), V(2w)) or absolute in UTC
+        (V(2026-11-01), V(2026-11-01 12:00)).
       - Events whose log gives no absolute time (raw C(dmesg) files) are kept.
     type: str
   year:
@@ -68,13 +65,13 @@ options:
     type: int
     default: 3
   max_events:
-    description: Return at most this many events, the most recent; C(summary) counts them all.
+    description: Return at most this many events, the most recent; RV(summary) counts them all.
     type: int
     default: 100
   link_units:
     description:
       - Link kill loops to this host's systemd units and their C(OOMPolicy). Default, only when a live
-        source (C(dmesg), C(journal)) was read.
+        source (V(dmesg), V(journal)) was read.
     type: bool
 notes:
   - Task tables print memory in pages; C(rss_kb) assumes 4 KiB pages.
@@ -109,7 +106,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 events:
-  description: OOM events, oldest first (at most I(max_events), the most recent).
+  description: OOM events, oldest first (at most O(max_events), the most recent).
   returned: always
   type: list
   elements: dict
@@ -208,7 +205,7 @@ kill_loops:
       oom_policy: continue
 early_kills:
   description:
-    - Kills by the userspace early OOM killers, oldest first (source C(early_killers)). earlyoom names a
+    - Kills by the userspace early OOM killers, oldest first (source V(early_killers) of O(sources)). earlyoom names a
       process (C(signal), C(pid), C(uid), C(comm), C(score), C(rss_mib)); systemd-oomd a C(cgroup) and the
       C(reason). C(dry_run) is true for a kill a killer in dry-run mode only reported.
   returned: always

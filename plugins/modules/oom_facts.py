@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: oom_facts
@@ -16,7 +13,7 @@ description:
     C(/proc/buddyinfo), C(/proc/slabinfo), C(/proc/pressure/memory), the OOM-related sysctls,
     transparent huge pages, NUMA nodes, the cgroup v1/v2/hybrid layout and per-cgroup memory state,
     every process's C(oom_score), and the systemd units' OOM settings with one C(systemctl show) call).
-  - Judges it and returns C(ansible_facts.oom_posture) with a risk score, a risk level and findings,
+  - Judges it and returns RV(ansible_facts.oom_posture) with a risk score, a risk level and findings,
     each with its evidence and the role and variable that fixes it. The catalogue of findings is in
     the collection's C(docs/findings.md).
   - Read-only. Works without root; what needs root (C(/proc/slabinfo)) is skipped with a note.
@@ -32,21 +29,21 @@ attributes:
     description: Nothing is changed, so there is nothing to diff.
   facts:
     support: full
-    description: Returns C(ansible_facts.oom_posture); usable in C(FACTS_MODULES).
+    description: Returns RV(ansible_facts.oom_posture); usable in C(FACTS_MODULES).
 options:
   victims_count:
     description:
-      - How many processes to list in C(victims), the ones the kernel's OOM killer would pick first
+      - How many processes to list in RV(ansible_facts.oom_posture.victims), the ones the kernel's OOM killer would pick first
         (highest C(oom_score)).
     type: int
     default: 10
   skip:
     description:
       - Readers to leave out, to save time on large hosts. Findings that depend on a skipped reader
-        are listed in C(not_evaluated).
-      - C(processes) skips the process scan (victims, early killer detection, forking programs).
-      - C(cgroups) skips the cgroup walk; C(slabinfo) skips C(/proc/slabinfo); C(systemd) skips the
-        C(systemctl show) call; C(numa) skips the per-node meminfo.
+        are listed in RV(ansible_facts.oom_posture.not_evaluated).
+      - V(processes) skips the process scan (victims, early killer detection, forking programs).
+      - V(cgroups) skips the cgroup walk; V(slabinfo) skips C(/proc/slabinfo); V(systemd) skips the
+        C(systemctl show) call; V(numa) skips the per-node meminfo.
     type: list
     elements: str
     choices: [processes, cgroups, slabinfo, systemd, numa]
@@ -60,13 +57,13 @@ options:
   include_snapshot:
     description:
       - Also return the full raw snapshot the posture was judged from (every cgroup, every reading),
-        under C(oom_posture.snapshot). Large on container hosts.
+        under RV(ansible_facts.oom_posture.snapshot). Large on container hosts.
     type: bool
     default: false
   root:
     description:
       - Root of the filesystem to read, for analysing a captured C(/proc) and C(/sys) tree. With
-        anything but C(/) the systemd units are not read.
+        anything but V(/) the systemd units are not read.
     type: path
     default: /
 notes:
@@ -105,7 +102,7 @@ ansible_facts:
       type: complex
       contains:
         risk_score:
-          description: 0 (nothing found) to 100 (several serious findings). The rule is in docs/findings.md.
+          description: 0 (nothing found) to 100 (several serious findings). The rule is in C(docs/findings.md).
           type: int
           sample: 35
         risk_level:
@@ -205,9 +202,9 @@ ansible_facts:
           elements: dict
           sample: [{reader: slabinfo, reason: permission denied (needs root)}]
         snapshot:
-          description: The full raw snapshot, with I(include_snapshot=true) only.
+          description: The full raw snapshot, with O(include_snapshot=true) only.
           type: dict
-          returned: when include_snapshot is true
+          returned: when O(include_snapshot=true)
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: oom_units
@@ -13,32 +10,32 @@ short_description: Per-service memory limits, NUMA placement and OOM protection,
 version_added: 0.1.0
 description:
   - Sets, per systemd service or slice, C(MemoryMax), C(MemoryHigh), C(MemoryLow), C(MemoryMin),
-    C(MemorySwapMax) (scope C(limits)), C(AllowedMemoryNodes) (scope C(cpuset)), C(OOMScoreAdjust),
-    C(OOMPolicy) and C(CPUWeight) (scope C(protect)) as systemd drop-ins, one file per scope
+    C(MemorySwapMax) (scope V(limits)), C(AllowedMemoryNodes) (scope V(cpuset)), C(OOMScoreAdjust),
+    C(OOMPolicy) and C(CPUWeight) (scope V(protect)) as systemd drop-ins, one file per scope of O(scopes)
     (C(<unit>.d/90-oomguard-<scope>.conf)), so that the roles owning each scope never overwrite each other.
   - Running units are not restarted. systemd applies the cgroup values on C(daemon-reload); a value it
     did not apply is written to the unit's cgroup file. The C(oom_score_adj) of the unit's running
     processes is written at once, because C(OOMScoreAdjust) alone waits for the next start.
-  - Raw cgroups not owned by systemd (I(cgroups)) are written directly (v2 files, or
+  - Raw cgroups not owned by systemd (O(cgroups)) are written directly (v2 files, or
     C(memory.limit_in_bytes) and C(cpuset.mems) on v1). Processes outside systemd are matched by a
-    regular expression on their command line (I(processes)); both are live only and are set again on
+    regular expression on their command line (O(processes)); both are live only and are set again on
     every run.
   - "The order is fixed: validate everything -> guards against the live host -> plan -> record the
     originals in the ledger -> drop-ins -> daemon-reload -> live values -> read back. Nothing is written
     when a value or a guard fails, and the error names the host, the variable and what is allowed."
-  - Guards (each can be forced by its id) - C(limit_below_usage) (a max or high limit below the cgroup's
+  - Guards (each can be forced by its id in O(force)) - C(limit_below_usage) (a max or high limit below the cgroup's
     current usage), C(nodes_without_room) (the nodes' free memory cannot take the cgroup's usage),
     C(unit_missing) (the unit is not installed), C(pattern_too_broad) (a pattern matching more than 20
     processes).
   - On cgroup v1 hosts systemd has only C(MemoryMax) (as C(memory.limit_in_bytes)); the other limits and
     C(allowed_memory_nodes) are refused with C(unsupported_cgroup_v1).
-  - Originals go to the ledger (C(state_dir)/ledger.json); M(oomguard.linux.restore) puts them back.
+  - Originals go to the ledger (C(ledger.json) in O(state_dir)); M(oomguard.linux.restore) puts them back.
 author:
   - oomguard.linux maintainers (@oomguard)
 attributes:
   check_mode:
     support: full
-    description: Predicts the C(changes) and C(files) a real run reports, and writes nothing.
+    description: Predicts the RV(changes) and RV(files) a real run reports, and writes nothing.
   diff_mode:
     support: full
     description: Shows the live values and every drop-in before and after.
@@ -52,9 +49,9 @@ options:
       - Unit name (a bare name is a C(.service)) to settings. Keys C(memory_max), C(memory_high),
         C(memory_low), C(memory_min), C(memory_swap_max) (sizes like C(512M), C(2G), C(25%) or C(infinity)),
         C(allowed_memory_nodes) (like C(1) or C(0-1)), C(oom_score_adj) (-1000..1000), C(oom_policy)
-        (C(continue), C(stop), C(kill)) and C(cpu_weight) (1..10000, systemd's default share is 100; near
+        (V(continue), V(stop), V(kill)) and C(cpu_weight) (1..10000, systemd's default share is 100; near
         OOM the reclaiming kernel and the runaway compete with the service for the CPU). A key outside the
-        called I(scopes) is ignored.
+        called O(scopes) is ignored.
       - Checked by the module, so that a wrong value is reported with the host and the inventory variable.
     type: dict
     default: {}
@@ -73,7 +70,7 @@ options:
     default: []
   protect_defaults:
     description:
-      - With scope C(protect), lower the live C(oom_score_adj) of the OpenSSH listener (C(ssh.service) or
+      - With scope V(protect) in O(scopes), lower the live C(oom_score_adj) of the OpenSSH listener (C(ssh.service) or
         C(sshd.service) main process) to -1000 where it is higher. Only the main process, because
         OpenSSH gives its sessions back their own value and a drop-in would protect every user's shell.
     type: bool
@@ -84,34 +81,12 @@ options:
     elements: str
     choices: [limits, cpuset, protect]
     default: [limits, cpuset, protect]
-  force:
-    description: Guard ids to override on purpose. A forced guard becomes a warning.
-    type: list
-    elements: str
-    default: []
-  validate_only:
-    description: Validate and check the guards, return the plan, and change nothing.
-    type: bool
-    default: false
-  systemd_dir:
-    description: Where the drop-ins go. systemd is reloaded and running units are changed only when this is
-      C(/etc/systemd/system).
-    type: path
-    default: /etc/systemd/system
-  state_dir:
-    description: Where the ledger of original values is kept.
-    type: path
-    default: /var/lib/oomguard
-  host_label:
-    description: How messages name the host (the roles pass C(inventory_hostname)). Defaults to the node name.
-    type: str
-  variable_labels:
-    description: How messages name the options; the roles map C(services) to C(oomguard_services) and so on.
-    type: dict
-    default: {}
+extends_documentation_fragment:
+  - oomguard.linux.change
+  - oomguard.linux.labels
 notes:
   - Needs root to write. Check mode reads only.
-  - Drop-ins of this module for units no longer in I(services) are removed (per called scope).
+  - Drop-ins of this module for units no longer in O(services) are removed (per called scope).
 seealso:
   - module: oomguard.linux.restore
   - module: oomguard.linux.kernel_tunables
@@ -169,7 +144,7 @@ dropins:
   type: dict
   sample: {nginx.service: {protect: {OOMPolicy: kill}}}
 unmatched:
-  description: I(processes) patterns that matched no process.
+  description: O(processes) patterns that matched no process.
   returned: always
   type: list
   elements: str
@@ -178,12 +153,12 @@ cgroup_mode:
   returned: always
   type: str
 forced:
-  description: Guards that fired and were overridden by I(force).
+  description: Guards that fired and were overridden by O(force).
   returned: always
   type: list
   elements: dict
 ledger:
-  description: The path of the ledger of original values.
+  description: The path of the ledger of original values, in O(state_dir).
   returned: always
   type: str
 problems:
@@ -193,35 +168,31 @@ problems:
   elements: dict
 '''
 
-import platform
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import run_module
 from ansible_collections.oomguard.linux.plugins.module_utils.units_apply import apply
+
+PATH_OPTIONS = ('systemd_dir', 'state_dir')
+
+
+def argument_spec():
+    return dict(
+        services=dict(type='dict', default={}),
+        cgroups=dict(type='dict', default={}),
+        processes=dict(type='list', elements='raw', default=[]),
+        protect_defaults=dict(type='bool', default=True),
+        scopes=dict(type='list', elements='str', default=['limits', 'cpuset', 'protect'],
+                    choices=['limits', 'cpuset', 'protect']),
+        **_argspec.change_spec(),
+        **_argspec.labels_spec(),
+    )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            services=dict(type='dict', default={}),
-            cgroups=dict(type='dict', default={}),
-            processes=dict(type='list', elements='raw', default=[]),
-            protect_defaults=dict(type='bool', default=True),
-            scopes=dict(type='list', elements='str', default=['limits', 'cpuset', 'protect'],
-                        choices=['limits', 'cpuset', 'protect']),
-            force=dict(type='list', elements='str', default=[]),
-            validate_only=dict(type='bool', default=False),
-            systemd_dir=dict(type='path', default='/etc/systemd/system'),
-            state_dir=dict(type='path', default='/var/lib/oomguard'),
-            host_label=dict(type='str'),
-            variable_labels=dict(type='dict', default={}),
-        ),
-        supports_check_mode=True,
-    )
-    params = dict(module.params)
-    params['paths'] = {'systemd_dir': params['systemd_dir'], 'state_dir': params['state_dir']}
-    labels = Labels(params['host_label'] or platform.node(), params['variable_labels'])
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params, labels = _argspec.params_and_labels(module.params, PATH_OPTIONS)
     run_module(module, apply, params, labels, 'cannot apply the unit settings')
 
 

@@ -3,19 +3,17 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: restore
 short_description: Put back every value and file the collection changed on a host
 version_added: 0.1.0
 description:
-  - Reads the ledger that the collection's changing modules (M(oomguard.linux.kernel_tunables)) write
-    before their first change, and puts back what it recorded. Files get back their content, mode and
-    owner (or are removed when they did not exist), directories the collection created are removed
-    when empty, units it started are stopped, and the live values are written back and read back.
+  - Reads the ledger that the collection's changing modules (M(oomguard.linux.kernel_tunables),
+    M(oomguard.linux.oom_units), M(oomguard.linux.early_oom)) write in O(state_dir) before their first change,
+    and puts back what it recorded. Files get back their content, mode and owner (or are removed when they did
+    not exist), directories the collection created are removed when empty, units it started are stopped, and
+    the live values are written back and read back.
   - The ledger is deleted afterwards, so the next hardening run records the originals afresh.
   - Without a ledger there is nothing to do and nothing changes.
 author:
@@ -31,14 +29,9 @@ attributes:
     platforms: posix
     support: full
     description: Linux only.
-options:
-  state_dir:
-    description: Where the ledger is kept.
-    type: path
-    default: /var/lib/oomguard
-  host_label:
-    description: How messages name the host. Defaults to the node name.
-    type: str
+extends_documentation_fragment:
+  - oomguard.linux.change.ledger
+  - oomguard.linux.labels.host
 seealso:
   - module: oomguard.linux.kernel_tunables
 '''
@@ -68,29 +61,28 @@ units_stopped:
   type: list
   elements: str
 ledger:
-  description: The path of the ledger.
+  description: The path of the ledger, in O(state_dir).
   returned: always
   type: str
 '''
 
-import platform
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, run_module
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import run_module
 from ansible_collections.oomguard.linux.plugins.module_utils._restore import restore
+
+PATH_OPTIONS = ('state_dir',)
+
+
+def argument_spec():
+    return dict(**_argspec.path_spec(*PATH_OPTIONS), **_argspec.host_label_spec())
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state_dir=dict(type='path', default='/var/lib/oomguard'),
-            host_label=dict(type='str'),
-        ),
-        supports_check_mode=True,
-    )
-    labels = Labels(module.params['host_label'] or platform.node())
-    run_module(module, restore, {'paths': {'state_dir': module.params['state_dir']}}, labels, 'cannot restore')
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params, labels = _argspec.params_and_labels(module.params, PATH_OPTIONS)
+    run_module(module, restore, params, labels, 'cannot restore')
 
 
 if __name__ == '__main__':

@@ -3,9 +3,6 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 ---
 module: slab_leak
@@ -13,14 +10,14 @@ short_description: Detect kernel slab leaks - unreclaimable slab share, top cach
 version_added: 0.1.0
 description:
   - Reads C(SUnreclaim) and C(MemTotal) from C(/proc/meminfo) and, where the kernel allows it, the caches of
-    C(/proc/slabinfo), I(samples) times I(interval_s) seconds apart.
-  - Judges the host - C(ok); C(high) when unreclaimable slab is above I(unreclaimable_percent) of RAM
-    (the 10 % rule); C(growing) when it grew in every interval at I(growth_kb_per_min) or more;
+    C(/proc/slabinfo), O(samples) times O(interval_s) seconds apart.
+  - Judges the host in RV(verdict) - C(ok); C(high) when unreclaimable slab is above O(unreclaimable_percent) of RAM
+    (the 10 % rule); C(growing) when it grew in every interval at O(growth_kb_per_min) or more;
     C(leak) when both - and each cache - C(growing), C(steady), C(shrinking) or C(unknown) (it came or went
     during the window) - with its size, growth, rate and whether the kernel reclaims it
     (C(/sys/kernel/slab/<cache>/reclaim_account), SLUB only).
   - Works without root. C(/proc/slabinfo) is readable by root only on current kernels; without it the
-    verdict stands on C(/proc/meminfo) alone and C(unread) says what could not be read.
+    verdict stands on C(/proc/meminfo) alone and RV(unread) says what could not be read.
   - Read-only. A slow leak needs a long window (for example 6 samples 600 s apart); the default window
     (3 samples 5 s apart) catches fast growth only.
 author:
@@ -42,7 +39,7 @@ options:
     type: float
     default: 5
   top:
-    description: How many caches to return in C(top_caches) and C(growing_caches) (1..1000).
+    description: How many caches to return in RV(top_caches) and RV(growing_caches) (1..1000).
     type: int
     default: 10
   unreclaimable_percent:
@@ -56,12 +53,11 @@ options:
     type: int
     default: 1024
   fail_on_leak:
-    description: Fail the task when the verdict is not C(ok) (for CI gates and alerts).
+    description: Fail the task when RV(verdict) is not C(ok) (for CI gates and alerts).
     type: bool
     default: false
-  host_label:
-    description: How messages name the host (playbooks pass C(inventory_hostname)). Defaults to the node name.
-    type: str
+extends_documentation_fragment:
+  - oomguard.linux.labels.host
 notes:
   - Sizes are each cache's slabs times pages per slab (used and free objects alike), assuming 4 KiB pages.
   - Merged SLUB caches show under one name in C(/proc/slabinfo); boot with C(slab_nomerge) to tell them apart.
@@ -97,7 +93,7 @@ verdict:
   type: str
   sample: leak
 flagged:
-  description: The verdict is not C(ok).
+  description: RV(verdict) is not C(ok).
   returned: always
   type: bool
 reasons:
@@ -136,8 +132,8 @@ sunreclaim_rate_kb_per_min:
   returned: always
   type: float
 minutes_to_threshold:
-  description: At the current rate, minutes until unreclaimable slab reaches I(unreclaimable_percent).
-  returned: when the verdict is C(growing)
+  description: At the current rate, minutes until unreclaimable slab reaches O(unreclaimable_percent).
+  returned: when RV(verdict) is C(growing)
   type: float
 window_s:
   description: Seconds from the first reading to the last.
@@ -148,7 +144,7 @@ samples:
   returned: always
   type: int
 thresholds:
-  description: The I(unreclaimable_percent) and I(growth_kb_per_min) judged against.
+  description: The O(unreclaimable_percent) and O(growth_kb_per_min) judged against.
   returned: always
   type: dict
 unread:
@@ -158,7 +154,7 @@ unread:
   elements: str
 top_caches:
   description:
-    - The largest caches at the last reading - C(name), C(size_kb), C(active_objs), C(objsize_bytes), C(reclaimable)
+    - The O(top) largest caches at the last reading - C(name), C(size_kb), C(active_objs), C(objsize_bytes), C(reclaimable)
       (true, false, or null where not exposed), C(growth_kb), C(rate_kb_per_min), C(verdict). Null without C(/proc/slabinfo).
   returned: always
   type: list
@@ -170,27 +166,26 @@ growing_caches:
   elements: dict
 '''
 
-import platform
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.oomguard.linux.plugins.module_utils import procfs, slab
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec, procfs, slab
+
+
+def argument_spec():
+    return dict(
+        samples=dict(type='int', default=slab.DEFAULTS['samples']),
+        interval_s=dict(type='float', default=slab.DEFAULTS['interval_s']),
+        top=dict(type='int', default=slab.DEFAULTS['top']),
+        unreclaimable_percent=dict(type='float', default=slab.DEFAULTS['unreclaimable_percent']),
+        growth_kb_per_min=dict(type='int', default=slab.DEFAULTS['growth_kb_per_min']),
+        fail_on_leak=dict(type='bool', default=False),
+        **_argspec.host_label_spec(),
+    )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            samples=dict(type='int', default=slab.DEFAULTS['samples']),
-            interval_s=dict(type='float', default=slab.DEFAULTS['interval_s']),
-            top=dict(type='int', default=slab.DEFAULTS['top']),
-            unreclaimable_percent=dict(type='float', default=slab.DEFAULTS['unreclaimable_percent']),
-            growth_kb_per_min=dict(type='int', default=slab.DEFAULTS['growth_kb_per_min']),
-            fail_on_leak=dict(type='bool', default=False),
-            host_label=dict(type='str'),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    label = params['host_label'] or platform.node()
+    label = _argspec.host_name(params)
     try:
         result = slab.run(procfs.HostRoot('/'), params, label)
     except ValueError as exc:

@@ -631,17 +631,6 @@ def test_desired_files_proactive_compaction_and_empty_scopes():
     assert sorted(tn.desired_files(req, ['sysctl'], PATHS, labels)) == [PATHS['sysctl_file']]
 
 
-def test_split_forced():
-    problems = [engine.Problem('panic_without_reboot', 'a', forcible=True),
-                engine.Problem('min_free_above_5_percent', 'b', forcible=True),
-                engine.Problem('out_of_range', 'c')]
-    refusals, forced = engine.split_forced(problems, set(['panic_without_reboot', 'out_of_range']))
-    assert [p.id for p in forced] == ['panic_without_reboot']
-    assert [p.id for p in refusals] == ['min_free_above_5_percent', 'out_of_range']
-    assert engine.split_forced([], set()) == ([], [])
-    assert problems[0].as_dict() == {'id': 'panic_without_reboot', 'key': None, 'message': 'a', 'forcible': True}
-
-
 # -- the catalogue -------------------------------------------------------------------------
 
 def test_catalogue_is_consistent():
@@ -689,22 +678,6 @@ def test_knob_allowed():
     assert tn.SYSCTL_KNOBS['vm.min_free_kbytes'].allowed() == "an integer 0..2147483647 or 'auto'"
     assert tn.SYSCTL_KNOBS['vm.nr_hugepages'].allowed() == 'an integer 0..2^63-1'
     assert tn.THP_KNOBS['enabled'].allowed() == 'one of always, madvise, never'
-
-
-def test_labels():
-    labels = role_labels()
-    assert labels.msg('x') == 'host web1: x'
-    assert labels.var('sysctl') == 'oomguard_sysctl'
-    assert labels.var('sysctl', 'vm.swappiness') == "oomguard_sysctl['vm.swappiness']"
-    assert labels.var('compaction', 'schedule') == "oomguard_thp['compaction_schedule']"
-    assert labels.var('force') == 'oomguard_force'
-    # Without a map, the inventory variable of each option (oomguard_<option>).
-    module = engine.Labels('db2')
-    assert module.var('compaction', 'schedule') == "oomguard_thp['compaction_schedule']"
-    assert module.var('profile') == 'oomguard_profile'
-    assert module.var('services', 'nginx') == "oomguard_services['nginx']"
-    assert engine.Labels('db2', {'sysctl': 'sysctl'}).var('sysctl', 'vm.swappiness') == "sysctl['vm.swappiness']"
-    assert module.msg('y') == 'host db2: y'
 
 
 def test_names_and_canonical_text():

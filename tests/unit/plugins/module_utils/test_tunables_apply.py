@@ -652,43 +652,6 @@ def test_restore_after_setting_dirty_bytes(tree, name, partner, value):
     assert tree_state(tree.root) == before
 
 
-# -- plan_files ------------------------------------------------------------------------------------
-
-@needs_root
-def test_plan_files(tmp_path):
-    existing = str(tmp_path / 'existing.conf')
-    ledger_mod.write_file(existing, 'a = 1\n', 0o644)
-    link = str(tmp_path / 'wants' / 'x.service')
-    ledger_mod.write_link(link, existing)
-    files = {
-        existing: {'type': 'file', 'mode': 0o644, 'content': 'a = 1\n'},               # the same
-        str(tmp_path / 'new.conf'): {'type': 'file', 'mode': 0o644, 'content': 'b = 2\n'},
-        link: {'type': 'link', 'target': existing},                                   # the same
-        str(tmp_path / 'other-link'): {'type': 'link', 'target': existing},
-        str(tmp_path / 'gone'): {'type': 'absent'},                                   # already absent
-    }
-    changes = engine.plan_files(files)
-    assert [(c['path'], c['action'], c['before'], c['after']) for c in changes] == [
-        (str(tmp_path / 'new.conf'), 'create', '', 'b = 2\n'),
-        (str(tmp_path / 'other-link'), 'create', '', '-> %s\n' % existing)]
-    files = {
-        existing: {'type': 'file', 'mode': 0o600, 'content': 'a = 1\n'},               # mode differs
-        link: {'type': 'absent'},
-    }
-    assert [(c['path'], c['action'], c['before']) for c in engine.plan_files(files)] == [
-        (existing, 'update', 'a = 1\n'), (link, 'remove', '-> %s\n' % existing)]
-
-
-def test_build_diff():
-    diff = engine.build_diff([{'key': 'vm.swappiness', 'before': '60', 'after': '10'}],
-                             [{'path': '/x', 'before': '', 'after': 'y\n'}])
-    assert diff == [
-        {'before_header': 'live kernel values', 'after_header': 'live kernel values',
-         'before': 'vm.swappiness = 60\n', 'after': 'vm.swappiness = 10\n'},
-        {'before_header': '/x', 'after_header': '/x', 'before': '', 'after': 'y\n'}]
-    assert engine.build_diff([], []) == []
-
-
 # -- the ledger module -------------------------------------------------------------------------------
 
 def test_file_state(tmp_path):
