@@ -27,7 +27,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_events
 from ansible_collections.oomguard.linux.plugins.module_utils import slab as slab_mod
 from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
-from ansible_collections.oomguard.linux.plugins.module_utils.posture import judge as judge_posture
+from ansible_collections.oomguard.linux.plugins.module_utils.posture import judge as judge_posture, posture_options
 from ansible_collections.oomguard.linux.plugins.module_utils.snapshot import collect as collect_snapshot
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
@@ -143,7 +143,7 @@ def summarize(rows):
 
 
 def run(params, host, labels, run_command=None, systemctl=None):
-    """The audit of one host: rows, counts, the guards forced for the plan."""
+    """The audit of one host: rows, counts, the guards that would fire."""
     tunables_params = {
         'profile': params.get('profile') or 'none', 'sysctl': params.get('sysctl') or {}, 'thp': params.get('thp') or {},
         'compaction': {}, 'scopes': ['thp', 'compaction', 'sysctl'], 'force': params.get('force') or [],
@@ -196,6 +196,8 @@ def run(params, host, labels, run_command=None, systemctl=None):
 # a quarter of four calls (benchmarks/fleet_audit.py).
 
 PARTS = ('policy', 'posture', 'slab', 'events')
+# The fleet report lists fewer likely victims per host than oom_facts does.
+AUDIT_VICTIMS = 5
 EVENT_DEFAULTS = {'since': None, 'max_events': 20, 'min_loop_kills': 3}
 
 
@@ -210,12 +212,17 @@ def run_parts(params, host, labels, run_command=None, systemctl=None, journalctl
             errors['policy'] = str(exc)
             result['problems'] = [p.as_dict() for p in exc.problems]
     if params.get('posture'):
-        try:
-            snapshot = collect_snapshot(host, skip=[], victims_count=5, run_command=run_command,
-                                        systemctl_path=systemctl)
-            result['posture'] = posture_facts(snapshot, judge_posture(snapshot, None), False)
-        except (IOError, OSError) as exc:
-            errors['posture'] = labels.msg('cannot read the host memory state: %s' % exc)
+        thresholds, victims, problems = posture_options(
+            params.get('posture_options'), labels, lambda key: "oomguard_posture['%s']" % key, AUDIT_VICTIMS)
+        if problems:
+            errors['posture'] = '\n'.join(p.message for p in problems)
+        else:
+            try:
+                snapshot = collect_snapshot(host, skip=[], victims_count=victims, run_command=run_command,
+                                            systemctl_path=systemctl)
+                result['posture'] = posture_facts(snapshot, judge_posture(snapshot, thresholds or None), False)
+            except (IOError, OSError) as exc:
+                errors['posture'] = labels.msg('cannot read the host memory state: %s' % exc)
     if params.get('slab') is not None:
         try:
             result['slab'] = slab_mod.run(host, params['slab'], labels.host)

@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 
 SEVERITIES = ('critical', 'high', 'medium', 'low', 'info')  # worst first
 SEVERITY_RANK = dict((name, rank) for rank, name in enumerate(SEVERITIES))
@@ -29,6 +30,10 @@ LEVEL_SCORE_BOUNDS = (('critical', 75), ('high', 40), ('medium', 15))
 # The worst finding alone sets at least this level.
 LEVEL_FOR_SEVERITY = {'critical': 'critical', 'high': 'high', 'medium': 'medium', 'low': 'low', 'info': 'low'}
 LEVELS = ('low', 'medium', 'high', 'critical')
+
+# How many likely victims a posture lists, and at most.
+DEFAULT_VICTIMS = 10
+MAX_VICTIMS = 1000
 
 DEFAULT_THRESHOLDS = {
     'memavailable_low_percent': 10,
@@ -985,21 +990,49 @@ def risk_level(score, findings):
 
 
 def merge_thresholds(thresholds=None):
-    merged = dict(DEFAULT_THRESHOLDS)
+    """The default thresholds with these overrides (their values validated by posture_options first)."""
     unknown = sorted(set(thresholds or {}) - set(DEFAULT_THRESHOLDS))
     if unknown:
         raise ValueError('unknown posture threshold(s): %s; known: %s'
                          % (', '.join(unknown), ', '.join(sorted(DEFAULT_THRESHOLDS))))
-    for name, value in (thresholds or {}).items():
-        default = DEFAULT_THRESHOLDS[name]
-        if isinstance(default, list):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError('posture threshold %s must be a list of process names, got %r' % (name, value))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError('posture threshold %s must be a number >= 0 (default %s), got %r'
-                             % (name, default, value))
-        merged[name] = value
+    merged = dict(DEFAULT_THRESHOLDS)
+    merged.update(thresholds or {})
     return merged
+
+
+def _threshold(value, default):
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise schema.Invalid('a list of process names')
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise schema.Invalid('a number >= 0 (default %s)' % default)
+    return value
+
+
+def posture_options(options, labels, var, default_victims=DEFAULT_VICTIMS):
+    """The posture's options, validated in one place for oom_facts and oom_audit.
+
+    options: {'thresholds': {name: value}, 'victims_count': int}; var names
+    them in messages (the module's options, or the inventory's oomguard_posture).
+    Returns (thresholds, victims_count, problems).
+    """
+    checker = schema.Checker(labels)
+    options = options or {}
+    for key in sorted(set(options) - set(['thresholds', 'victims_count']), key=str):
+        checker.refuse('invalid_name', '%s: unknown key; allowed: thresholds, victims_count' % var(key))
+    victims = options.get('victims_count')
+    victims = default_victims if victims is None else checker.check(var('victims_count'), victims, schema.integer,
+                                                                    0, MAX_VICTIMS)
+    raw = options.get('thresholds') or {}
+    thresholds = {}
+    if not isinstance(raw, dict):
+        checker.refuse('wrong_type', '%s must be a mapping of threshold name to value' % var('thresholds'))
+        raw = {}
+    for name, value, item in checker.known(var('thresholds'), raw, DEFAULT_THRESHOLDS):
+        parsed = checker.check(item, value, _threshold, DEFAULT_THRESHOLDS[name])
+        if parsed is not schema.INVALID:
+            thresholds[name] = parsed
+    return thresholds, victims, checker.problems
 
 
 def _finding(fid, evidence):

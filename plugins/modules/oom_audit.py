@@ -67,7 +67,7 @@ options:
     type: dict
     default: {}
   force:
-    description: The C(oomguard_force) of the harden role. Guards not listed here are forced for the plan anyway.
+    description: The C(oomguard_force) of the harden role. A guard that would fire is listed in RV(guards_fired) either way.
     type: list
     elements: str
     default: []
@@ -76,9 +76,18 @@ options:
     type: bool
     default: true
   posture:
-    description: Also return the host's OOM posture in RV(posture), as M(oomguard.linux.oom_facts) reports it (5 victims).
+    description: Also return the host's OOM posture in RV(posture), as M(oomguard.linux.oom_facts) reports it.
     type: bool
     default: false
+  posture_options:
+    description:
+      - The inventory's C(oomguard_posture) for the posture part, checked like the options of
+        M(oomguard.linux.oom_facts); a bad one fails the posture part with the host and the variable named.
+      - C(thresholds) - overrides of the posture thresholds (name to number, see
+        O(oomguard.linux.oom_facts#module:thresholds)), so that the fleet audit judges by the same numbers.
+      - C(victims_count) - how many likely OOM victims to list, 0 to 1000 (default 5).
+    type: dict
+    default: {}
   slab:
     description:
       - Also judge slab in RV(slab), with these M(oomguard.linux.slab_leak) options
@@ -174,7 +183,7 @@ compliant:
   type: bool
 guards_fired:
   returned: when O(policy=true) and the inventory is valid
-  description: Guards the hardening would refuse with today (forced for the plan only).
+  description: Guards that would refuse the hardening today and are not in O(force) (listed, not obeyed).
   type: list
   elements: str
 profile:
@@ -232,6 +241,7 @@ def argument_spec():
         early_oom=dict(type='dict', default={}),
         policy=dict(type='bool', default=True),
         posture=dict(type='bool', default=False),
+        posture_options=dict(type='dict', default={}),
         slab=dict(type='dict'),
         events=dict(type='dict'),
         keep_going=dict(type='bool', default=False),

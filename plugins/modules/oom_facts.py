@@ -34,7 +34,7 @@ options:
   victims_count:
     description:
       - How many processes to list in RV(ansible_facts.oom_posture.victims), the ones the kernel's OOM killer would pick first
-        (highest C(oom_score)).
+        (highest C(oom_score)); 0 to 1000.
     type: int
     default: 10
   skip:
@@ -207,10 +207,13 @@ ansible_facts:
           returned: when O(include_snapshot=true)
 '''
 
+import platform
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
-from ansible_collections.oomguard.linux.plugins.module_utils.posture import DEFAULT_THRESHOLDS, judge, merge_thresholds
+from ansible_collections.oomguard.linux.plugins.module_utils.posture import judge, posture_options
 from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
 from ansible_collections.oomguard.linux.plugins.module_utils.snapshot import SKIPPABLE, collect
 
@@ -227,17 +230,11 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params['victims_count'] < 0:
-        module.fail_json(msg='victims_count must be 0 or more, got %d' % params['victims_count'])
-
-    unknown = sorted(set(params['thresholds']) - set(DEFAULT_THRESHOLDS))
-    if unknown:
-        module.fail_json(msg='thresholds: unknown name(s) %s; allowed: %s'
-                         % (', '.join(unknown), ', '.join(sorted(DEFAULT_THRESHOLDS))))
-    try:
-        merge_thresholds(params['thresholds'])
-    except ValueError as exc:
-        module.fail_json(msg='thresholds: %s' % exc)
+    thresholds, victims_count, problems = posture_options(
+        {'thresholds': params['thresholds'], 'victims_count': params['victims_count']},
+        Labels(platform.node()), lambda key: key)
+    if problems:
+        module.fail_json(msg='\n'.join(p.message for p in problems), problems=[p.as_dict() for p in problems])
 
     host = HostRoot(params['root'])
     systemctl = None
@@ -247,13 +244,13 @@ def main():
         snapshot = collect(
             host,
             skip=params['skip'],
-            victims_count=params['victims_count'],
+            victims_count=victims_count,
             run_command=module.run_command if host.live else None,
             systemctl_path=systemctl,
         )
     except ReadError as exc:
         module.fail_json(msg='cannot read the host memory state: %s' % exc)
-    verdict = judge(snapshot, params['thresholds'] or None)
+    verdict = judge(snapshot, thresholds or None)
     module.exit_json(changed=False, ansible_facts={
         'oom_posture': posture_facts(snapshot, verdict, params['include_snapshot']),
     })

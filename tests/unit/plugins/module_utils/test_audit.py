@@ -11,7 +11,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
-from ansible_collections.oomguard.linux.plugins.module_utils import audit
+from ansible_collections.oomguard.linux.plugins.module_utils import audit, posture, procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.tests.unit.plugins.module_utils.test_tunables_apply import (
     HostTree, FakeKernel, LABELS, LATENCY, needs_root, needs_thp)
@@ -109,3 +109,34 @@ def test_a_killer_on_a_host_without_systemd_is_unsupported(tmp_path):
     assert [(r['item'], r['status']) for r in early] == [('no_systemd', 'unsupported')]
     assert 'this host does not run systemd' in early[0]['note']
     assert found['summary']['unsupported'] == 1 and found['killer'] is None
+
+
+# -- the posture part takes the inventory's oomguard_posture -------------------------------------
+
+def test_posture_thresholds_reach_the_fleet_audit():
+    """On this machine's live posture (read-only): the inventory's numbers are the ones judged."""
+    base = {'policy': False, 'posture': True}
+    plain, errors = audit.run_parts(base, procfs.HostRoot('/'), engine.Labels('web1'))
+    assert errors == {} and len(plain['posture']['victims']) <= audit.AUDIT_VICTIMS
+    # A threshold every host crosses (MemAvailable below 100 % of MemTotal) shows up as a finding.
+    tuned, errors = audit.run_parts(dict(base, posture_options={
+        'thresholds': {'memavailable_low_percent': 100, 'memavailable_critical_percent': 0}, 'victims_count': 1}),
+        procfs.HostRoot('/'), engine.Labels('web1'))
+    assert errors == {}
+    found = dict((f['id'], f) for f in tuned['posture']['findings'])
+    assert found['memavailable_low']['evidence']['threshold_percent'] == 100
+    assert len(tuned['posture']['victims']) <= 1
+
+
+def test_a_bad_posture_option_fails_that_part_naming_host_and_variable():
+    result, errors = audit.run_parts({'policy': False, 'posture': True, 'posture_options': {
+        'thresholds': {'memavailable_low_percent': 'ten', 'no_such': 1}, 'victims_count': -1, 'colour': 'red'}},
+        procfs.HostRoot('/'), engine.Labels('web1'))
+    assert 'posture' not in result
+    assert errors['posture'].splitlines() == [
+        "host web1: oomguard_posture['colour']: unknown key; allowed: thresholds, victims_count",
+        "host web1: oomguard_posture['victims_count'] = -1; allowed: an integer 0..1000",
+        "host web1: oomguard_posture['thresholds'][memavailable_low_percent] = 'ten'; allowed: a number >= 0 (default 10)",
+        "host web1: oomguard_posture['thresholds'][no_such]: unknown setting; allowed: " + ', '.join(
+            sorted(posture.DEFAULT_THRESHOLDS)),
+    ]

@@ -56,10 +56,11 @@ def test_include_snapshot(capsys):
 
 @pytest.mark.parametrize('args, message', [
     ({'skip': ['bogus']}, 'value of skip must be one or more of'),
-    ({'victims_count': -1}, 'victims_count must be 0 or more'),
-    ({'thresholds': {'nonexistent_threshold': 3}}, 'unknown name(s) nonexistent_threshold'),
-    ({'thresholds': {'memavailable_low_percent': 'ten'}}, 'memavailable_low_percent must be a number >= 0 (default 10)'),
-    ({'thresholds': {'critical_processes': 'sshd'}}, 'critical_processes must be a list of process names'),
+    ({'victims_count': -1}, 'victims_count = -1; allowed: an integer 0..1000'),
+    ({'thresholds': {'nonexistent_threshold': 3}}, 'thresholds[nonexistent_threshold]: unknown setting; allowed: '),
+    ({'thresholds': {'memavailable_low_percent': 'ten'}},
+     "thresholds[memavailable_low_percent] = 'ten'; allowed: a number >= 0 (default 10)"),
+    ({'thresholds': {'critical_processes': 'sshd'}}, "thresholds[critical_processes] = 'sshd'; allowed: a list of process names"),
 ])
 def test_bad_arguments_fail_clearly(capsys, args, message):
     code, result = run_module(args, capsys)
