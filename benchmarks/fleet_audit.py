@@ -30,33 +30,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-PLAYBOOK = os.path.join(ROOT, 'playbooks', 'audit.yml')
+import _common
+
+PLAYBOOK = os.path.join(_common.ROOT, 'playbooks', 'audit.yml')
 GOAL_RATIO = 3.0
 GOAL_GROWTH = 1.5
-
-
-def collections_path():
-    candidates = [p for p in os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep) if p]
-    candidates += [os.path.join(ROOT, '.build', 'collections'), '/tmp/ac']
-    for path in candidates:
-        if os.path.isdir(os.path.join(path, 'ansible_collections', 'oomguard', 'linux')):
-            return path
-    sys.exit('oomguard.linux not found in %s: run this through tools/run bench' % ', '.join(candidates))
-
-
-def tool(name):
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    found = here if os.path.exists(here) else shutil.which(name)
-    if not found:
-        sys.exit('%s not found: run this through tools/run bench' % name)
-    return found
 
 
 def write_inventory(path, size):
@@ -69,11 +50,9 @@ def write_inventory(path, size):
 
 
 def timed(argv, env):
-    start = time.monotonic()
-    run = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    took = time.monotonic() - start
-    if run.returncode != 0:
-        sys.exit('failed (%d): %s\n%s' % (run.returncode, ' '.join(argv), run.stdout.decode('utf-8', 'replace')[-3000:]))
+    took, result = _common.run_timed(argv, env=env, merge=True)
+    if result.returncode != 0:
+        sys.exit(_common.failure(argv, result))
     return took
 
 
@@ -84,9 +63,9 @@ def main():
     parser.add_argument('--sizes', default='25,50,100')
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(',')]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_FORKS=str(args.forks))
-    ansible, playbook = tool('ansible'), tool('ansible-playbook')
+    env = _common.ansible_env(_common.collections_path(), ANSIBLE_HOST_KEY_CHECKING='False',
+                              ANSIBLE_FORKS=str(args.forks))
+    ansible, playbook = _common.tool('ansible'), _common.tool('ansible-playbook')
     work = tempfile.mkdtemp(prefix='oomguard-bench-fleet-')
     print('ANSIBLE_COLLECTIONS_PATH=%s, forks %d, %d alternated rounds, cores %d' % (
         env['ANSIBLE_COLLECTIONS_PATH'], args.forks, args.rounds, os.cpu_count() or 0))
@@ -110,8 +89,7 @@ def main():
             ping, audit = statistics.median(times['ping']), statistics.median(times['audit'])
             results[size] = (ping, audit)
             print('%4d hosts  ping %7.2f s  audit %7.2f s  ratio %.2f  audit per host %.3f s  (runs: ping %s; audit %s)' % (
-                size, ping, audit, audit / ping, audit / size, ' '.join('%.2f' % t for t in times['ping']),
-                ' '.join('%.2f' % t for t in times['audit'])))
+                size, ping, audit, audit / ping, audit / size, _common.runs(times['ping']), _common.runs(times['audit'])))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     largest, smallest = max(results), min(results)

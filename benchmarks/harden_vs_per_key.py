@@ -47,7 +47,8 @@ ansible.posix is not part of the venv: on first use the script runs
 and extracts only ansible_collections/ansible/posix/ from the wheel into
 .build/bench/collections; both are kept and reused.  The collection itself is
 taken from ANSIBLE_COLLECTIONS_PATH when that has oomguard.linux (tools/run
-sets .build/collections), else from .build/collections, else /tmp/ac.
+sets .build/collections), else from .build/collections; without either the
+benchmark stops and says to run it through tools/run bench.
 
 Run it through
   tools/run bench benchmarks/harden_vs_per_key.py [--rounds R] [--keep]
@@ -66,13 +67,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import _common
+
+ROOT = _common.ROOT
 REQUIREMENTS = os.path.join(ROOT, 'requirements', 'bench.txt')
 BENCH_BUILD = os.path.join(ROOT, '.build', 'bench')
 WHEELS = os.path.join(BENCH_BUILD, 'wheels')
@@ -97,9 +98,6 @@ GOAL = 0.25
 # Tasks that run on the controller, not on the host.
 CONTROLLER_ACTIONS = ('include_role', 'ansible.builtin.include_role', 'validate_argument_spec',
                       'ansible.builtin.validate_argument_spec', 'meta', 'ansible.builtin.meta')
-RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)'
-                   r'\s+rescued=(\d+)\s+ignored=(\d+)', re.M)
-RECAP_FIELDS = ('ok', 'changed', 'unreachable', 'failed', 'skipped', 'rescued', 'ignored')
 
 # (b)'s THP task: read the selected word, write only when it differs.
 THP_SCRIPT = '''set -eu
@@ -151,7 +149,7 @@ def ensure_posix():
                 '-r', REQUIREMENTS, '-d', WHEELS]
         result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         if result.returncode != 0:
-            sys.exit('failed (%d): %s\n%s' % (result.returncode, ' '.join(argv), result.stdout.decode()[-3000:]))
+            sys.exit(_common.failure(argv, result))
         wheels = [w for w in glob.glob(os.path.join(WHEELS, 'ansible-%s-*.whl' % version)) if sha256(w) in hashes]
         if not wheels:
             sys.exit('pip download left no ansible-%s wheel with a pinned hash in %s' % (version, WHEELS))
@@ -174,16 +172,6 @@ def ensure_posix():
     os.rename(staging, POSIX_COLLECTIONS)
     print('extracted ansible.posix (%d files) from %s' % (count, os.path.basename(wheels[0])))
     return POSIX_COLLECTIONS
-
-
-def oomguard_collections():
-    """The collections directory that has oomguard.linux (see the docstring for the order)."""
-    candidates = [p for p in os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep) if p]
-    candidates += [os.path.join(ROOT, '.build', 'collections'), '/tmp/ac']
-    for path in candidates:
-        if os.path.isdir(os.path.join(path, 'ansible_collections', 'oomguard', 'linux')):
-            return path
-    sys.exit('oomguard.linux not found in %s: run this through tools/run bench' % ', '.join(candidates))
 
 
 # ---------------------------------------------------------------- the host
@@ -324,38 +312,28 @@ class Runner(object):
     def __init__(self, workdir, inventory, collections):
         self.workdir = workdir
         self.inventory = inventory
-        here = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-        self.ansible_playbook = here if os.path.exists(here) else shutil.which('ansible-playbook')
-        if not self.ansible_playbook:
-            sys.exit('ansible-playbook not found: run this through tools/run bench')
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR='1',
-                        ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_INVENTORY_UNPARSED_WARNING='false',
-                        ANSIBLE_RETRY_FILES_ENABLED='false', ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default')
-        self.env.pop('ANSIBLE_FORCE_COLOR', None)
+        self.ansible_playbook = _common.tool('ansible-playbook')
+        self.env = _common.ansible_env(collections, ANSIBLE_LOCALHOST_WARNING='false',
+                                       ANSIBLE_INVENTORY_UNPARSED_WARNING='false', ANSIBLE_RETRY_FILES_ENABLED='false',
+                                       ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default')
 
     def run(self, playbook, check=False, json_output=False):
         """(seconds, stdout) of one ansible-playbook run; exits when it fails."""
         argv = [self.ansible_playbook, '-i', self.inventory, '--forks', str(FORKS)]
         argv += ['--check'] if check else []
         env = dict(self.env, ANSIBLE_STDOUT_CALLBACK='ansible.posix.json') if json_output else self.env
-        start = time.perf_counter()
-        result = subprocess.run(argv + [playbook], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=self.workdir, env=env, check=False)
-        elapsed = time.perf_counter() - start
-        out = result.stdout.decode('utf-8', 'replace')
+        elapsed, result = _common.run_timed(argv + [playbook], env=env, cwd=self.workdir)
         if result.returncode != 0:
-            sys.exit('ansible-playbook failed (%d): %s\n%s\n%s' % (
-                result.returncode, ' '.join(argv + [playbook]), out[-4000:],
-                result.stderr.decode('utf-8', 'replace')[-2000:]))
-        return elapsed, out
+            sys.exit(_common.failure(argv + [playbook], result, 'ansible-playbook failed', 4000))
+        return elapsed, result.stdout.decode('utf-8', 'replace')
 
 
 def recap(out):
     """{field: count} of the one host in a default-callback recap."""
-    hosts = RECAP.findall(out)
+    hosts = _common.RECAP.findall(out)
     if len(hosts) != 1:
         sys.exit('expected the recap of one host, found %d:\n%s' % (len(hosts), out[-2000:]))
-    return dict(zip(RECAP_FIELDS, (int(n) for n in hosts[0][1:])))
+    return dict(zip(_common.RECAP_FIELDS, (int(n) for n in hosts[0][1:])))
 
 
 def json_results(out):
@@ -374,10 +352,6 @@ def live_changes(results):
     return [(name, change) for name, dummy, result in results for change in result.get('changes') or []]
 
 
-def fmt_runs(runs):
-    return ' '.join('%.2f' % t for t in runs)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--rounds', type=int, default=5, help='alternated timed rounds (default 5)')
@@ -386,8 +360,8 @@ def main():
     if args.rounds < 1:
         parser.error('--rounds must be at least 1')
 
-    collections = os.pathsep.join([oomguard_collections(), ensure_posix()])
-    interpreter = os.environ.get('ANSIBLE_PYTHON_INTERPRETER') or sys.executable
+    collections = os.pathsep.join([_common.collections_path(), ensure_posix()])
+    interpreter = _common.interpreter()
     sysctls, thp, missing = live_settings()
     before = snapshot()
     workdir = tempfile.mkdtemp(prefix='oomguard-bench-harden-', dir='/tmp')
@@ -458,10 +432,10 @@ def main():
     print('idempotent re-run, wall time of ansible-playbook, localhost (local connection), forks %d, '
           '%d alternated rounds' % (FORKS, args.rounds))
     print('  (a) oomguard.linux.harden   median %6.2f s  min %6.2f s  (runs: %s)'
-          % (a_s, min(times['a']), fmt_runs(times['a'])))
+          % (a_s, min(times['a']), _common.runs(times['a'])))
     print('      %s' % tasks_line(results_a))
     print('  (b) one task per key        median %6.2f s  min %6.2f s  (runs: %s)'
-          % (b_s, min(times['b']), fmt_runs(times['b'])))
+          % (b_s, min(times['b']), _common.runs(times['b'])))
     print('      %s' % tasks_line(results_b))
     print('  ratio (a)/(b) of the medians %5.2f  (goal <= %.2f): %s'
           % (ratio, GOAL, 'PASS' if ratio <= GOAL else 'MISS'))

@@ -3,134 +3,42 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: the near-OOM stall, kernel alone against the latency_sensitive profile, side by side.
 
-Seed 002's complaint: near the memory limit, with page cache in play, the
-kernel reclaims and refaults file pages for seconds to minutes before its OOM
-killer acts, and every service on the host stalls meanwhile.  This measures
-that stall as a latency-critical service sees it, on two VMs booted together
-by molecule/shared/vm.py from the same spec (Debian 12, 640 MiB, 1 CPU, no
-swap; QEMU, TCG unless KVM works here, CPU model max,erms=off under TCG):
+Seed 002's complaint: near the memory limit, with page cache in play, every
+service on the host stalls for seconds to minutes before the kernel's OOM
+killer acts.  Two VMs are booted together by molecule/shared/vm.py from the
+same spec (Debian 12, 640 MiB, 1 CPU, no swap; QEMU, TCG unless KVM works
+here, CPU model max,erms=off under TCG):
 
-  kernel    left as booted: the kernel's OOM killer alone (earlyoom and
-            systemd-oomd are installed but disabled in the image, checked), and
-  hardened  hardened by the collection: ansible-playbook with a playbook that
-            runs the role oomguard.linux.harden, inventory oomguard_profile:
-            latency_sensitive, oomguard_early_oom: {killer: earlyoom,
-            prefer: [runaway], avoid: [heartbeat]}, oomguard_services:
-            {bench-heartbeat: {cpu_weight: 1000}}, oomguard_become: false.
-            Checked afterwards over SSH: earlyoom is active, the heartbeat's
-            unit has CPUWeight=1000 (and not on the other VM), and
-            vm.swappiness, vm.watermark_scale_factor and THP `enabled` are what
-            PROFILES['latency_sensitive'] of plugins/module_utils/tunables.py
-            sets.
+  kernel    left as booted: the kernel's OOM killer alone, and
+  hardened  oomguard.linux.harden with oomguard_profile latency_sensitive,
+            earlyoom (prefer runaway, avoid heartbeat) and cpu_weight 1000
+            for the heartbeat's unit.
 
-The heartbeat's unit, bench-heartbeat.service, is installed on both VMs
-before the hardening (the role refuses a drop-in for a unit that is not
-installed), as a latency-critical service would be.
+In each trial a heartbeat service (a 10 ms loop over a file-backed buffer)
+runs while a runaway maps memory until something kills it; the program run
+on the VMs is benchmarks/guest/stall_guest.py.  R rounds (default 7; --quick:
+1), one trial per VM each, alternated.  Goal: the hardened VM's worst stall
+<= 0.5 s in every trial, the ratio hardened/kernel of the median worst stalls
+<= 0.1, and the right victim (the runaway, nothing else) in every trial.  The
+exit code is 0 on FAIL too; it is non-zero only when the benchmark itself
+failed.
 
-One trial on a VM, all of it driven over SSH by a small Python program copied
-to the VM (GUEST below):
-
-  0. the scrub: the clean page cache is dropped, then all free memory but 15 %
-     of MemTotal is mapped with MAP_POPULATE and unmapped at once (why: below);
-  1. page cache in play: a file of 40 % of MemTotal is written under /var/tmp,
-     fsync'ed and read twice, so that it is cached (and on the active list);
-  2. the heartbeat, the unit bench-heartbeat (systemctl start) running
-     python3 named `heartbeat` (/proc/self/comm): it sleeps 10 ms in a loop,
-     and on every beat touches each page of a 4 MiB file-backed buffer
-     (mmap of a file under /var/tmp), so that it depends on page cache like a
-     real service.  Its gap is the time between two beats minus the 10 ms it
-     asked for; the worst gap, with when it began, and the sum of the gaps of
-     50 ms or more go to /run/bench-heartbeat.json whenever the worst grows,
-     and at least every second.  Each gap of 50 ms or more is kept with what
-     the heartbeat did meanwhile (getrusage: its own major and minor faults,
-     waits, preemptions and CPU time), and so is the worst gap, which the
-     trial line shows: waiting on its own faults, or kept off the CPU.  With
-     that, once a second, it appends a line
-     of the timeline to /run/bench-samples.jsonl (MemFree, MemAvailable,
-     Cached, memory and CPU pressure, refaults, kswapd and direct scans,
-     compaction, and the state and CPU time of kswapd0, kcompactd0, earlyoom
-     and the runaway with the top of its kernel stack), kept for --keep;
-  3. once the heartbeat has beaten 100 times, the runaway, a transient unit
-     bench-runaway running python3 named `runaway`, maps anonymous memory in
-     16 MiB chunks with MAP_POPULATE until it is killed, noting each chunk in
-     /run/bench-runaway.json (RuntimeMaxSec: the cap, default 600 s, after
-     which systemd stops it: a trial where no killer acted; RemainAfterExit,
-     as a runaway ended by SIGTERM is a clean exit for systemd, and the
-     transient unit would be unloaded with its timestamps);
-  4. the runaway's unit is polled over SSH every 5 s until its process has
-     ended.  A guest in the stall may not answer SSH for minutes: every poll
-     has a timeout and is simply retried;
-  5. once the heartbeat has beaten again after the runaway's end, the results
-     are read: the heartbeat's worst gap (the worst stall), the runaway's life
-     from systemd's monotonic timestamps (ExecMainStart to ExecMainExit, the
-     time from its start to its death), the runaway unit's Result, whether
-     the heartbeat unit is still active with its first process, and who was
-     killed: the kernel's `Killed process N (name)` lines in dmesg and
-     earlyoom's `sending SIG... to process N ... "name"` lines in its journal,
-     both since the trial began.  Then the heartbeat is stopped, both units
-     reset and the files removed.
-
-The right victim: the runaway was killed by a signal before the cap, the
-heartbeat unit is still active with the same process, and nothing else was
-killed.
-
-R rounds (default 7; --quick: 1), each a trial on the kernel VM and then one
-on the hardened VM (a round takes about 50 s under TCG).  Seven, not three: the
-kernel-alone stall is a thrash and varies from trial to trial (0.3 to 8.2 s on
-this machine), and with three rounds one trial moved the median enough to flip
-the ratio's verdict between runs.  The trials are alternated, never at the
-same time, so that they do not compete for the CPUs.  Before each trial both
-QEMU processes must be quiet (at most 15 % of a core over 3 s, measured on
-this machine from /proc/PID/stat), and the trial line says how much of a core
-the other VM's QEMU used while the trial ran.  Prints two lines per trial and
-then, per side, the median and maximum of the worst stall, of the time stalled
-in all and of the runaway's life, the victims, the ratio hardened/kernel of
-the median worst stalls, and PASS/FAIL against the goal: the hardened VM's
-worst stall <= 0.5 s in every trial, the ratio <= 0.1, and the right victim in
-every trial on both VMs.  The exit code is 0 on FAIL too (it is a
-measurement); it is non-zero only when the benchmark itself failed.  Under TCG
-the CPU is emulated: times are longer than on hardware, and other QEMU
-processes on this machine (listed at the start and at the end) slow both VMs.
-
-Why erms=off and the scrub (issue 6 note).  Under TCG, QEMU keeps a guest
-page that held code it translated write-protected until every translation on
-it is gone, and each store to such a page takes QEMU's self-modifying-code
-path (a page-collection lock, a GLib tree, jump-cache flushes).  Hardware has
-no such cost.  With QEMU's `max` CPU the guest kernel zeroes pages with
-`rep stosb` (ERMS), 4096 one-byte stores per page, so zeroing a page that
-once held executed code took about a millisecond instead of about 20 us.
-Measured on this machine, with ERMS: when MemFree reached the watermarks,
-every task that allocated (the runaway, the heartbeat, sshd, journald) spent
-its time in clear_page_erms; perf put the hardened VM's vCPU thread in that
-path for most of that phase (translated guest code in the phase before); and
-QEMU's memory_notdirty_set_dirty trace event (a page leaving that protection)
-fired from that moment on, not before.  The heartbeat lost 0.5 to 2 s there
-on either VM, and the kernel-alone stall measured 7 to 67 s.  With erms=off
-the guest zeroes a page with 512 eight-byte stores (clear_page_rep here,
-as on CPUs without ERMS), an eighth of the slow stores.  The
-scrub, the same on both VMs, zeroes the free pages once before the trial, so
-that stale translations on free memory are paid for outside it; on its own
-(with ERMS) it did not remove the stall.  In the kernel-alone stall the
-heartbeat's timeline runs every second until MemAvailable reaches 0, and the
-stall is the thrash that follows.  Run it on a quiet machine: anything else
-on the 2 cores stretches the hardened VM's gaps.
-
-The collection is taken from ANSIBLE_COLLECTIONS_PATH when that has
-oomguard.linux (tools/run sets .build/collections), else from
-.build/collections, else /tmp/ac.  The VMs run under a temporary directory in
-/tmp and are always shut down at the end; the temporary directory (inventory,
-playbook, ansible output, trials/ROUND-SIDE.json with each trial's timeline,
-kernel and earlyoom lines) is removed unless --keep.
+The steps of a trial, what is checked on each VM, and why the VMs run with
+erms=off and each trial begins with a scrub (the QEMU/TCG findings):
+docs/benchmarks.md.  The collection is taken from ANSIBLE_COLLECTIONS_PATH
+when that has oomguard.linux (tools/run sets .build/collections), else from
+.build/collections.  The VMs run under a temporary directory in /tmp and are
+always shut down at the end; that directory (inventory, playbook, ansible
+output, trials/ROUND-SIDE.json with each trial's timeline, kernel and
+earlyoom lines) is removed unless --keep.
 
 Run it through
   tools/run bench benchmarks/near_oom_stall.py [--rounds R | --quick] [--cap S] [--keep]
 """
 
 import argparse
-import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -139,12 +47,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-VM_PY = os.path.join(ROOT, 'molecule', 'shared', 'vm.py')
+import _common
+
 PROFILE = 'latency_sensitive'
 # erms=off under TCG: the guest then zeroes a page with 512 eight-byte stores
-# instead of 4096 one-byte ones (see "Why erms=off" above).
+# instead of 4096 one-byte ones (see "Why erms=off and the scrub" in docs/benchmarks.md).
 SPEC = {'memory_mib': 640, 'cpus': 1, 'numa_nodes': 1, 'kernel_args': '', 'tcg_cpu': 'max,erms=off'}
 SIDES = ('kernel', 'hardened')
 LABELS = {'kernel': 'kernel alone', 'hardened': 'latency_sensitive + earlyoom + cpu_weight'}
@@ -161,357 +68,12 @@ POLL_S = 5
 QUIET_SHARE = 0.15
 QUIET_WINDOW_S = 3
 QUIET_TIMEOUT_S = 180
+# The program run on the VMs (python3 of Debian 12), copied there as GUEST_PATH:
+# `install`, `prepare`, `launch`, `collect`, `cleanup` and `settings` over SSH;
+# `heartbeat` and `runaway` as the units.
+GUEST = os.path.join(_common.HERE, 'guest', 'stall_guest.py')
 GUEST_PATH = '/root/bench_guest.py'
 SSH_EXTRA = ['-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=6']
-RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
-
-# The program run on the VMs (python3 of Debian 12): `prepare`, `launch`,
-# `collect`, `cleanup` and `settings` over SSH; `heartbeat` and `runaway` as
-# the transient units.
-GUEST = r'''
-import json
-import mmap
-import os
-import re
-import resource
-import subprocess
-import sys
-import time
-
-CACHE = '/var/tmp/bench-cache.bin'
-BUFFER = '/var/tmp/bench-heartbeat.buf'
-BUFFER_BYTES = 4 << 20
-HEARTBEAT_JSON = '/run/bench-heartbeat.json'
-RUNAWAY_JSON = '/run/bench-runaway.json'
-SAMPLES = '/run/bench-samples.jsonl'
-STATE_FILES = (HEARTBEAT_JSON, HEARTBEAT_JSON + '.tmp', RUNAWAY_JSON, RUNAWAY_JSON + '.tmp', SAMPLES)
-PERIOD = 0.01
-STALL = 0.05
-# The scrub leaves this share of MemTotal available: above earlyoom's 10 % and
-# above the watermarks of both VMs, so that it neither kills nor reclaims.
-SCRUB_KEEP = 0.15
-UNITS = ('bench-heartbeat.service', 'bench-runaway.service')
-HEARTBEAT_UNIT = '/etc/systemd/system/bench-heartbeat.service'
-PROPERTIES = ('ActiveState', 'SubState', 'Result', 'MainPID', 'NRestarts', 'ExecMainStartTimestampMonotonic',
-              'ExecMainExitTimestampMonotonic', 'ExecMainCode', 'ExecMainStatus')
-KERNEL_KILL = re.compile(r'^\[\s*([0-9.]+)\].*Killed process (\d+) \((.*?)\)')
-EARLYOOM_KILL = re.compile(r'^\[\s*([0-9.]+)\].*sending (SIG[A-Z]+) to process (\d+)(?: uid \d+)? "([^"]*)"')
-VMSTAT = ('pgmajfault', 'workingset_refault_file', 'pgscan_kswapd', 'pgscan_direct', 'pageoutrun', 'compact_stall',
-          'compact_daemon_wake', 'compact_daemon_migrate_scanned')
-SAMPLE_FIELDS = ('t', 'MemFree', 'MemAvailable', 'Cached', 'psi_memory_some_us', 'psi_memory_full_us', 'psi_cpu_some_us',
-                 'allocstall') + VMSTAT + ('tasks',)
-# Tasks whose state and CPU time go into each sample (and the runaway's, with its kernel stack).
-WATCHED = ('kswapd0', 'kcompactd0', 'earlyoom')
-
-
-def set_name(name):
-    with open('/proc/self/comm', 'w') as handle:
-        handle.write(name)
-
-
-def meminfo():
-    values = {}
-    with open('/proc/meminfo') as handle:
-        for line in handle:
-            key, rest = line.split(':', 1)
-            values[key] = int(rest.split()[0])
-    return values
-
-
-def write_json(path, data):
-    with open(path + '.tmp', 'w') as handle:
-        json.dump(data, handle)
-    os.replace(path + '.tmp', path)
-
-
-def read_json(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
-def run(argv):
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).stdout.decode('utf-8', 'replace')
-
-
-def dmesg_lines():
-    return run(['dmesg']).splitlines()
-
-
-def scrub(keep_fraction):
-    """Drop the clean page cache, then touch and free all free memory but keep_fraction of MemTotal.
-
-    So that zeroing free pages QEMU still holds translations for is paid for
-    before the trial (see "Why erms=off and the scrub" in the benchmark's
-    docstring).  Done the same way on both VMs, before the trial's own page
-    cache is made.
-    """
-    os.sync()
-    with open('/proc/sys/vm/drop_caches', 'w') as handle:
-        handle.write('3\n')
-    info = meminfo()
-    scrub_bytes = max(0, (info['MemAvailable'] - int(info['MemTotal'] * keep_fraction)) << 10) & ~((1 << 20) - 1)
-    started = time.monotonic()
-    if scrub_bytes:
-        area = mmap.mmap(-1, scrub_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
-        area.close()
-    return {'scrub_mib': scrub_bytes >> 20, 'scrub_s': round(time.monotonic() - started, 3)}
-
-
-def prepare(fraction):
-    scrubbed = scrub(SCRUB_KEEP)
-    total = meminfo()['MemTotal'] << 10
-    chunks = int(total * fraction) >> 20
-    block = os.urandom(1 << 20)
-    with open(CACHE, 'wb') as handle:
-        for dummy in range(chunks):
-            handle.write(block)
-        handle.flush()
-        os.fsync(handle.fileno())
-    with open(BUFFER, 'wb') as handle:
-        handle.write(os.urandom(BUFFER_BYTES))
-        handle.flush()
-        os.fsync(handle.fileno())
-    for dummy in range(2):  # read twice: hot, on the active list
-        for path in (CACHE, BUFFER):
-            with open(path, 'rb') as handle:
-                while handle.read(1 << 20):
-                    pass
-    info = meminfo()
-    print(json.dumps(dict(scrubbed, cache_mib=chunks, mem_total_kib=info['MemTotal'], cached_kib=info['Cached'],
-                          available_kib=info['MemAvailable'], dmesg_lines=len(dmesg_lines()), epoch=int(time.time()),
-                          kernel=os.uname().release)))
-
-
-def psi_total(resource, kind):
-    try:
-        with open('/proc/pressure/' + resource) as handle:
-            for line in handle:
-                if line.startswith(kind):
-                    return int(line.rsplit('total=', 1)[1])
-    except (OSError, IndexError, ValueError):
-        pass
-    return None
-
-
-def find_pids(names):
-    found = {}
-    for pid in os.listdir('/proc'):
-        if pid.isdigit():
-            try:
-                with open('/proc/%s/comm' % pid) as handle:
-                    name = handle.read().strip()
-            except OSError:
-                continue
-            if name in names:
-                found[name] = int(pid)
-    return found
-
-
-def task(pid, stack=False):
-    """[state, utime + stime in ticks] of a task, with the top of its kernel stack when asked."""
-    try:
-        with open('/proc/%d/stat' % pid) as handle:
-            fields = handle.read().rsplit(')', 1)[1].split()
-        result = [fields[0], int(fields[11]) + int(fields[12])]
-        if stack:
-            with open('/proc/%d/stack' % pid) as handle:
-                result.append(' '.join(line.split()[-1].split('+')[0] for line in handle.read().splitlines()[:6]))
-        return result
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def sample(now, pids):
-    """One line of the timeline (SAMPLE_FIELDS): memory, pressure, reclaim counters, the watched tasks."""
-    info = meminfo()
-    vmstat = {}
-    with open('/proc/vmstat') as handle:
-        for line in handle:
-            key, value = line.split()
-            vmstat[key] = int(value)
-    vmstat.setdefault('workingset_refault_file', vmstat.get('workingset_refault'))
-    if 'runaway' not in pids:
-        pids.update(find_pids(('runaway',)) if os.path.exists(RUNAWAY_JSON) else {})
-    tasks = dict((name, task(pid, stack=name == 'runaway')) for name, pid in pids.items())
-    return [round(now, 3), info['MemFree'] >> 10, info['MemAvailable'] >> 10, info['Cached'] >> 10,
-            psi_total('memory', 'some'), psi_total('memory', 'full'), psi_total('cpu', 'some'),
-            sum(v for k, v in vmstat.items() if k.startswith('allocstall'))] + [vmstat.get(k) for k in VMSTAT] + [tasks]
-
-
-GAP_FIELDS = ('from', 'gap_s', 'majflt', 'minflt', 'nvcsw', 'nivcsw', 'cpu_s')
-
-
-def usage():
-    """The heartbeat's own counters, in GAP_FIELDS order after from and gap_s."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return (ru.ru_majflt, ru.ru_minflt, ru.ru_nvcsw, ru.ru_nivcsw, ru.ru_utime + ru.ru_stime)
-
-
-def heartbeat():
-    set_name('heartbeat')
-    fd = os.open(BUFFER, os.O_RDONLY)
-    buffer = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-    state = {'pid': os.getpid(), 'beats': 0, 'worst': 0.0, 'worst_from': None, 'stalled': 0.0, 'stalls': 0, 'gaps': [],
-             'gap_fields': GAP_FIELDS}
-    samples = open(SAMPLES, 'a')
-    pids = find_pids(WATCHED)
-    previous = time.monotonic()
-    before = usage()
-    last_write = 0.0
-    while True:
-        time.sleep(PERIOD)
-        touched = buffer[::4096]  # one byte of every page: page cache, like a service's data
-        now = time.monotonic()
-        after = usage()
-        gap = now - previous - PERIOD
-        state['beats'] += 1
-        grew = gap > state['worst']
-        own = [round(b - a, 3) if isinstance(a, float) else b - a for a, b in zip(before, after)]
-        if grew:
-            state['worst'], state['worst_from'] = gap, previous
-            state['worst_own'] = dict(zip(GAP_FIELDS[2:], own))
-        if gap >= STALL:
-            state['stalled'] += gap
-            state['stalls'] += 1
-            if len(state['gaps']) < 500:
-                # With what the heartbeat itself did meanwhile (GAP_FIELDS): its own faults, whether it
-                # waited (voluntary switches) or was pushed off the CPU, and the CPU it used.
-                state['gaps'].append([round(previous, 3), round(gap, 3)] + own)
-        previous, before = now, after
-        if grew or now - last_write >= 1.0:
-            # Once a second (and when the worst grew): the state, and a line of the timeline.
-            state['last_beat'] = now
-            state['touched'] = len(touched)
-            write_json(HEARTBEAT_JSON, state)
-            samples.write(json.dumps(sample(now, pids)) + '\n')
-            samples.flush()
-            last_write = now
-
-
-def runaway():
-    set_name('runaway')
-    held = []
-    progress = []
-    while True:
-        held.append(mmap.mmap(-1, 16 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE))
-        progress.append([round(time.monotonic(), 3), len(held) * 16])
-        write_json(RUNAWAY_JSON, progress)
-
-
-def unit_properties():
-    result = {}
-    for unit in UNITS:
-        out = run(['systemctl', 'show', '-p', ','.join(PROPERTIES), unit])
-        result[unit.split('.')[0]] = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
-    return result
-
-
-def install(cap_s):
-    with open(HEARTBEAT_UNIT, 'w') as handle:
-        handle.write('[Unit]\nDescription=near_oom_stall heartbeat, a latency-critical service\n\n'
-                     '[Service]\nExecStart=/usr/bin/python3 %s heartbeat\nRuntimeMaxSec=%d\n'
-                     % (os.path.abspath(__file__), cap_s + 900))
-    run(['systemctl', 'daemon-reload'])
-    print(json.dumps({'unit': HEARTBEAT_UNIT, 'load': run(['systemctl', 'show', '-P', 'LoadState', UNITS[0]]).strip()}))
-
-
-def launch(cap_s):
-    run(['systemctl', 'stop'] + list(UNITS))
-    run(['systemctl', 'reset-failed'] + list(UNITS))
-    for path in STATE_FILES:
-        if os.path.exists(path):
-            os.remove(path)
-    me = os.path.abspath(__file__)
-    out = run(['systemctl', 'start', UNITS[0]])
-    deadline = time.monotonic() + 180
-    while True:
-        state = read_json(HEARTBEAT_JSON)
-        if state and state['beats'] >= 100:
-            break
-        if time.monotonic() > deadline:
-            sys.exit('the heartbeat did not beat 100 times in 180 s: %s %s' % (out, unit_properties()))
-        time.sleep(0.2)
-    info = meminfo()
-    # --remain-after-exit: a runaway ended by SIGTERM is a clean exit for systemd, and a
-    # transient unit that ends clean would be unloaded with its timestamps.
-    out = run(['systemd-run', '--quiet', '--remain-after-exit', '--unit=bench-runaway', '-p', 'RuntimeMaxSec=%d' % cap_s,
-               'python3', me, 'runaway'])
-    print(json.dumps({'heartbeat_pid': state['pid'], 'available_kib': info['MemAvailable'], 'cached_kib': info['Cached'],
-                      'systemd_run': out.strip()}))
-
-
-def collect(dmesg_skip, since_epoch):
-    kernel_lines = dmesg_lines()[dmesg_skip:]
-    earlyoom_lines = run(['journalctl', '-q', '--no-pager', '-o', 'short-monotonic', '-u', 'earlyoom.service',
-                          '--since', '@%d' % since_epoch]).splitlines()
-    kills = [[float(t), int(p), n, 'kernel'] for t, p, n in (m.groups() for m in map(KERNEL_KILL.search, kernel_lines) if m)]
-    kills += [[float(t), int(p), n, 'earlyoom ' + s]
-              for t, s, p, n in (m.groups() for m in map(EARLYOOM_KILL.search, earlyoom_lines) if m)]
-    try:
-        with open(SAMPLES) as handle:
-            samples = [json.loads(line) for line in handle if line.endswith('\n')]
-    except OSError:
-        samples = []
-    print(json.dumps({
-        'now': time.monotonic(), 'units': unit_properties(), 'heartbeat': read_json(HEARTBEAT_JSON),
-        'runaway': read_json(RUNAWAY_JSON), 'kills': sorted(kills), 'sample_fields': SAMPLE_FIELDS, 'samples': samples,
-        'dmesg': kernel_lines, 'earlyoom': earlyoom_lines}))
-
-
-def cleanup():
-    run(['systemctl', 'stop'] + list(UNITS))
-    run(['systemctl', 'reset-failed'] + list(UNITS))
-    for path in (CACHE, BUFFER) + STATE_FILES:
-        if os.path.exists(path):
-            os.remove(path)
-    print(json.dumps({'available_kib': meminfo()['MemAvailable']}))
-
-
-def settings():
-    def read(path):
-        try:
-            with open(path) as handle:
-                return handle.read().strip()
-        except OSError:
-            return None
-    thp = read('/sys/kernel/mm/transparent_hugepage/enabled') or ''
-    match = re.search(r'\[([^\]]+)\]', thp)
-    print(json.dumps({
-        'sysctl': dict((key, read('/proc/sys/' + key.replace('.', '/')))
-                       for key in ('vm.swappiness', 'vm.watermark_scale_factor', 'vm.min_free_kbytes')),
-        'thp_enabled': match.group(1) if match else thp,
-        'earlyoom': run(['systemctl', 'is-active', 'earlyoom.service']).strip(),
-        'heartbeat_cpu_weight': run(['systemctl', 'show', '-P', 'CPUWeight', UNITS[0]]).strip(),
-        'systemd-oomd': run(['systemctl', 'is-active', 'systemd-oomd.service']).strip(),
-        'earlyoom_args': ' '.join(line for line in (read('/etc/default/earlyoom') or '').splitlines()
-                                  if line.startswith('EARLYOOM_ARGS')),
-        'swap_total_kib': meminfo()['SwapTotal'], 'mem_total_kib': meminfo()['MemTotal'], 'kernel': os.uname().release}))
-
-
-if __name__ == '__main__':
-    command = sys.argv[1]
-    if command == 'prepare':
-        prepare(float(sys.argv[2]))
-    elif command == 'heartbeat':
-        heartbeat()
-    elif command == 'runaway':
-        runaway()
-    elif command == 'install':
-        install(int(sys.argv[2]))
-    elif command == 'launch':
-        launch(int(sys.argv[2]))
-    elif command == 'collect':
-        collect(int(sys.argv[2]), int(sys.argv[3]))
-    elif command == 'cleanup':
-        cleanup()
-    elif command == 'settings':
-        settings()
-    else:
-        sys.exit('unknown command %s' % command)
-'''
 
 
 class BenchError(Exception):
@@ -525,16 +87,6 @@ def say(message):
 
 # ---------------------------------------------------------------- the collection, ansible, the VMs
 
-def oomguard_collections():
-    """The collections directory that has oomguard.linux (see the docstring for the order)."""
-    candidates = [p for p in os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep) if p]
-    candidates += [os.path.join(ROOT, '.build', 'collections'), '/tmp/ac']
-    for path in candidates:
-        if os.path.isdir(os.path.join(path, 'ansible_collections', 'oomguard', 'linux')):
-            return path
-    raise BenchError('oomguard.linux not found in %s: run this through tools/run bench' % ', '.join(candidates))
-
-
 def profile_expectations(collections):
     """What the profile sets that the hardened VM must show: ({sysctl: str}, THP enabled)."""
     sys.path.insert(0, collections)
@@ -547,21 +99,6 @@ def profile_expectations(collections):
     profile = tunables.PROFILES[PROFILE]
     sysctl = dict((key, str(profile['sysctl'][key])) for key in ('vm.swappiness', 'vm.watermark_scale_factor'))
     return sysctl, profile['thp'].get('enabled')
-
-
-def ansible_playbook():
-    here = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    found = here if os.path.exists(here) else shutil.which('ansible-playbook')
-    if not found:
-        raise BenchError('ansible-playbook not found: run this through tools/run bench')
-    return found
-
-
-def load_vm_module():
-    spec = importlib.util.spec_from_file_location('oomguard_bench_vm', VM_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def other_qemus(run_root):
@@ -647,18 +184,15 @@ def harden(guest, workdir, collections):
         json.dump([{'name': 'Harden the VM against the near-OOM stall', 'hosts': 'all', 'gather_facts': False,
                     'become': '{{ oomguard_become | default(true) }}', 'roles': ['oomguard.linux.harden']}],
                   handle, indent=2)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR='1', ANSIBLE_HOST_KEY_CHECKING='False',
-               ANSIBLE_RETRY_FILES_ENABLED='false', ANSIBLE_PIPELINING='true', ANSIBLE_TIMEOUT='60',
-               ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default')
-    env.pop('ANSIBLE_FORCE_COLOR', None)
-    argv = [ansible_playbook(), '-i', inventory, playbook]
-    started = time.monotonic()
-    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=workdir, env=env, check=False)
-    elapsed = time.monotonic() - started
+    env = _common.ansible_env(collections, ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_RETRY_FILES_ENABLED='false',
+                              ANSIBLE_PIPELINING='true', ANSIBLE_TIMEOUT='60',
+                              ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default')
+    argv = [_common.tool('ansible-playbook'), '-i', inventory, playbook]
+    elapsed, result = _common.run_timed(argv, env=env, cwd=workdir, merge=True)
     out = result.stdout.decode('utf-8', 'replace')
     with open(os.path.join(workdir, 'harden.log'), 'w') as handle:
         handle.write(out)
-    recap = RECAP.findall(out)
+    recap = _common.RECAP.findall(out)
     if result.returncode != 0 or len(recap) != 1 or int(recap[0][3]) or int(recap[0][4]):
         raise BenchError('ansible-playbook failed (%d): %s\n%s' % (result.returncode, ' '.join(argv), out[-4000:]))
     return elapsed, int(recap[0][2])
@@ -921,13 +455,15 @@ def main():
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
 
+    collections = _common.collections_path()
+    _common.tool('ansible-playbook')
+    with open(GUEST, 'rb') as handle:
+        guest_program = handle.read()
     try:
-        collections = oomguard_collections()
         expected_sysctl, expected_thp = profile_expectations(collections)
-        ansible_playbook()
-        vm = load_vm_module()
     except BenchError as exc:
         sys.exit('near_oom_stall: %s' % exc)
+    vm = _common.load_vm()
     workdir = tempfile.mkdtemp(prefix='oomguard-bench-stall-', dir='/tmp')
     run_root = os.path.join(workdir, 'vms')
     save_dir = os.path.join(workdir, 'trials')
@@ -946,7 +482,7 @@ def main():
         guests = dict((config['instance'], Guest(vm, config)) for config in configs)
         say('booted %s in %.0f s (%s)' % (' and '.join(SIDES), time.monotonic() - started, configs[0]['accel']))
         for guest in guests.values():
-            guest.check('cat > %s' % GUEST_PATH, stdin=GUEST.encode())
+            guest.check('cat > %s' % GUEST_PATH, stdin=guest_program)
             installed = guest.guest('install %d' % args.cap)
             if installed['load'] != 'loaded':
                 raise BenchError('%s: %s is %s after daemon-reload' % (guest.name, installed['unit'], installed['load']))

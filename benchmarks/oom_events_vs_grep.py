@@ -32,8 +32,8 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import _common
+
 REPORTS = [
     'tests/unit/fixtures/oom_reports/generated/host-6.18-fc-memcg-v1/dmesg.txt',
     'tests/unit/fixtures/oom_reports/seeds/seed004-3.2.59-32bit-lowmem.txt',
@@ -104,14 +104,11 @@ def main():
     args = parser.parse_args()
     if not os.path.exists('/usr/bin/time'):
         sys.exit('needs GNU time (/usr/bin/time, Debian package "time")')
-    collections = os.environ.get('ANSIBLE_COLLECTIONS_PATH')
-    if not collections:
-        sys.exit('ANSIBLE_COLLECTIONS_PATH unset: run this through tools/run bench')
-    module = os.path.join(collections.split(':')[0], 'ansible_collections', 'oomguard', 'linux',
-                          'plugins', 'modules', 'oom_events.py')
+    collections = _common.collections_path()
+    module = os.path.join(collections, 'ansible_collections', 'oomguard', 'linux', 'plugins', 'modules', 'oom_events.py')
     reports = []
     for rel in REPORTS:
-        with open(os.path.join(ROOT, rel)) as handle:
+        with open(os.path.join(_common.ROOT, rel)) as handle:
             reports.append(handle.read())
     noise = noise_lines()
     workdir = tempfile.mkdtemp(prefix='oomguard-bench-events-', dir='/var/tmp')
@@ -143,10 +140,10 @@ def main():
             print('  %d CPUs, load average %s before, %s after' % (os.cpu_count(), load_before, load()))
             print('  oom_events module  %7.2f s  %7.0f MiB/s  CPU %5.2f s  peak RSS %6.1f MiB  events found %d  (runs: %s)'
                   % (mod_s, mib / mod_s, statistics.median(r[3] for r in mod_runs), mod_rss / 1024.0, found['events'],
-                     ' '.join('%.2f' % r[0] for r in mod_runs)))
+                     _common.runs(r[0] for r in mod_runs)))
             print('  grep -c            %7.2f s  %7.0f MiB/s  CPU %5.2f s  peak RSS %6.1f MiB  (runs: %s)'
                   % (grep_s, mib / max(grep_s, 0.01), statistics.median(r[3] for r in grep_runs),
-                     max(r[1] for r in grep_runs) / 1024.0, ' '.join('%.2f' % r[0] for r in grep_runs)))
+                     max(r[1] for r in grep_runs) / 1024.0, _common.runs(r[0] for r in grep_runs)))
             print('  module throughput / grep throughput: %.2f  (goal >= 0.50)' % (max(grep_s, 0.01) / mod_s))
             os.remove(path)
         sizes = sorted(peaks)

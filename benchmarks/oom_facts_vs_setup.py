@@ -31,7 +31,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+import _common
 
 # Seed 001's script, as printed there: one `cat` per file per process.
 OOMSCORE_SH = r'''#!/bin/bash
@@ -71,17 +72,14 @@ def stop(procs):
 
 
 def timed(argv, env=None):
-    start = time.perf_counter()
-    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, check=False)
-    elapsed = time.perf_counter() - start
+    elapsed, result = _common.run_timed(argv, env=env)
     if result.returncode != 0:
-        sys.exit('command failed (%d): %s\n%s%s' % (result.returncode, ' '.join(argv),
-                                                    result.stdout.decode()[-2000:], result.stderr.decode()[-2000:]))
+        sys.exit(_common.failure(argv, result, 'command failed', 2000))
     return elapsed, result.stdout.decode()
 
 
 def ansible_module(module):
-    return ['ansible', 'localhost', '-c', 'local', '-i', 'localhost,', '-m', module]
+    return [_common.tool('ansible'), 'localhost', '-c', 'local', '-i', 'localhost,', '-m', module]
 
 
 def kept_payload(module, keep_dir):
@@ -97,10 +95,6 @@ def kept_payload(module, keep_dir):
     sys.exit('no AnsiballZ payload kept for %s in %s' % (module, keep_dir))
 
 
-def median(values):
-    return statistics.median(values)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--processes', type=int, default=5000, help='extra sleeping processes (default 5000)')
@@ -108,15 +102,16 @@ def main():
     parser.add_argument('--loop-rounds', type=int, default=3,
                         help='rounds of the slow oomscore.sh loop comparison (default 3)')
     args = parser.parse_args()
-    if not shutil.which('ansible'):
-        sys.exit('ansible not on PATH: run this through tools/run bench')
+    # The ansible commands below find the collection there, and the scan imports it from there.
+    collections = os.environ['ANSIBLE_COLLECTIONS_PATH'] = _common.collections_path()
+    _common.tool('ansible')
 
     procs = spawn_sleepers(args.processes)
     try:
         total = sum(1 for name in os.listdir('/proc') if name.isdigit())
         print('processes on the host during the run: %d (%d extra sleepers)' % (total, len(procs)))
 
-        interpreter = os.environ.get('ANSIBLE_PYTHON_INTERPRETER', sys.executable)
+        interpreter = _common.interpreter()
         keep_dir = tempfile.mkdtemp(prefix='oomguard-bench-keep-')
         try:
             payloads = {'setup': kept_payload('ansible.builtin.setup', keep_dir),
@@ -136,13 +131,13 @@ def main():
         print('1. oom_facts vs setup (default subset), median of %d alternated rounds' % args.rounds)
         for label, times in (('module on the host (AnsiballZ payload run directly)', module_times),
                              ('whole `ansible localhost -c local -m MODULE` command', cli_times)):
-            setup_s, facts_s = median(times['setup']), median(times['oom_facts'])
+            setup_s, facts_s = statistics.median(times['setup']), statistics.median(times['oom_facts'])
             print('   %s' % label)
-            print('     ansible.builtin.setup     %7.3f s  (runs: %s)' % (setup_s, ' '.join('%.2f' % t for t in times['setup'])))
-            print('     oomguard.linux.oom_facts  %7.3f s  (runs: %s)' % (facts_s, ' '.join('%.2f' % t for t in times['oom_facts'])))
+            print('     ansible.builtin.setup     %7.3f s  (runs: %s)' % (setup_s, _common.runs(times['setup'])))
+            print('     oomguard.linux.oom_facts  %7.3f s  (runs: %s)' % (facts_s, _common.runs(times['oom_facts'])))
             print('     ratio oom_facts/setup     %7.2f%s' % (facts_s / setup_s, '   (goal <= 0.50)' if times is module_times else ''))
             if times is module_times:
-                ping_s = median(times['ping'])
+                ping_s = statistics.median(times['ping'])
                 print('     ansible.builtin.ping      %7.3f s  (the floor: AnsiballZ + module_utils.basic)' % ping_s)
                 print('     work above the floor: setup %.3f s, oom_facts %.3f s, ratio %.2f' % (
                     setup_s - ping_s, facts_s - ping_s, (facts_s - ping_s) / (setup_s - ping_s)))
@@ -153,16 +148,16 @@ def main():
             with open(script, 'w') as handle:
                 handle.write(OOMSCORE_SH)
             loop_times, scan_times = [], []
-            scan_env = dict(os.environ, PYTHONPATH=os.environ.get('ANSIBLE_COLLECTIONS_PATH', ''))
+            scan_env = dict(os.environ, PYTHONPATH=collections)
             for dummy in range(args.loop_rounds):
                 loop_times.append(timed(['bash', script])[0])
                 scan_times.append(timed([sys.executable, '-c', SCAN_PY], env=scan_env)[0])
         finally:
             shutil.rmtree(workdir)
-        loop_s, scan_s = median(loop_times), median(scan_times)
+        loop_s, scan_s = statistics.median(loop_times), statistics.median(scan_times)
         print('2. victim ranking, top 10 by oom_score, whole command, median of %d alternated rounds' % args.loop_rounds)
-        print('   seed 001 oomscore.sh loop %7.3f s  (runs: %s)' % (loop_s, ' '.join('%.2f' % t for t in loop_times)))
-        print('   processes.scan_processes  %7.3f s  (runs: %s)' % (scan_s, ' '.join('%.2f' % t for t in scan_times)))
+        print('   seed 001 oomscore.sh loop %7.3f s  (runs: %s)' % (loop_s, _common.runs(loop_times)))
+        print('   processes.scan_processes  %7.3f s  (runs: %s)' % (scan_s, _common.runs(scan_times)))
         print('   speed-up loop/scan        %7.1fx  (goal >= 20x)' % (loop_s / scan_s))
     finally:
         stop(procs)

@@ -562,14 +562,6 @@ def stale_dropins(host, systemd_dir, scope):
 
 # -- changing the host ----------------------------------------------------------
 
-def _read_text(path):
-    return engine.canonical(engine.read_live(path))
-
-
-# The live writes go through this name (the unit tests point it into a tree).
-_write_text = engine.write_live
-
-
 def _close_enough(now, after, page_bytes):
     """systemd scales percentages itself; a page either way is the same limit."""
     if now == after:
@@ -580,16 +572,12 @@ def _close_enough(now, after, page_bytes):
         return False
 
 
-def _write_value(path, text):
-    _write_text(path, text)  # looked up at each call: the unit tests replace it
-
-
-def _read_back(change, page_bytes):
-    now = _read_text(change['path'])
+def _read_back(host, change, page_bytes):
+    now = engine.canonical(engine.read_live(host.path(change['path'])))
     if change['cause'] == 'systemd' and not _close_enough(now, change['after'], page_bytes):
         # This systemd did not re-apply the unit's cgroup on reload: write it.
-        _write_text(change['path'], change['after'])
-        now = _read_text(change['path'])
+        engine.write_live(host.path(change['path']), change['after'])
+        now = engine.canonical(engine.read_live(host.path(change['path'])))
     return now, _close_enough(now, change['after'], page_bytes)
 
 
@@ -631,6 +619,6 @@ def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     result, go = engine.settle(judged, params, check_mode)
     if go:
         engine.execute(judged, paths['state_dir'], OWNER, systemd, labels,
-                       _write_value,
-                       lambda change: _read_back(change, judged.page_bytes))
+                       lambda path, text: engine.write_live(host.path(path), text),
+                       lambda change: _read_back(host, change, judged.page_bytes))
     return result

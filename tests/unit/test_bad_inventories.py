@@ -25,7 +25,7 @@ Every path option is the role's path inside that copy (/etc/systemd/system is
 <root>/etc/systemd/system), and host-relative ones (sysctl_dirs) resolve in
 it too, so a message naming one of the copy's paths is read with <root>
 taken off, as the VM would print it.  `systemctl show` is answered from the
-capture (test_units_apply.Systemctl), plus the units the VM has and the
+capture (fake_host.Systemctl), plus the units the VM has and the
 capture lacks: the packages the image installs and leaves off, and the test
 units prepare installs (molecule/shared), all loaded and not running.
 
@@ -65,8 +65,7 @@ from ansible_collections.oomguard.linux.plugins.modules import early_oom as earl
 from ansible_collections.oomguard.linux.plugins.modules import kernel_tunables as kernel_tunables_module
 from ansible_collections.oomguard.linux.plugins.modules import oom_units as oom_units_module
 from ansible_collections.oomguard.linux.tests.unit import trees
-from ansible_collections.oomguard.linux.tests.unit.plugins.module_utils.test_units_apply import (
-    PID_OUTSIDE_TREES, Systemctl)
+from ansible_collections.oomguard.linux.tests.unit.fake_host import PID_OUTSIDE_TREES, Systemctl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLLECTION = os.path.dirname(os.path.dirname(HERE))
@@ -164,9 +163,7 @@ def nothing_is_written(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError('a write was attempted: %r' % (args,))
     monkeypatch.setattr(engine, 'execute', refuse)
-    monkeypatch.setattr(ua, '_write_text', refuse)
-    monkeypatch.setattr(ua, '_read_text', refuse)
-    monkeypatch.setattr(ta, '_write_live', refuse)
+    monkeypatch.setattr(engine, 'write_live', refuse)
     # scan_cmdlines skips its own pid: this process's must not hide one of the tree's.
     monkeypatch.setattr(os, 'getpid', lambda: PID_OUTSIDE_TREES)
 

@@ -2,32 +2,38 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """oom_audit's judge (module_utils/audit.py) against a host root of copies of this
-machine's files (HostTree of test_tunables_apply): the audit reports what the
+machine's files (fake_host.MachineHost): the audit reports what the
 hardening would change, writes nothing, and after the hardening reports no drift."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+
 import pytest
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import audit, posture, procfs
-from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
-from ansible_collections.oomguard.linux.tests.unit.plugins.module_utils.test_tunables_apply import (
-    HostTree, FakeKernel, LABELS, LATENCY, needs_root, needs_thp)
+from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
+from ansible_collections.oomguard.linux.tests.unit import fake_host
 from ansible_collections.oomguard.linux.tests.unit.trees import tree_state
+
+LABELS = engine.Labels('web1')
+# A profile with THP and sysctls, plus a key of each kind given by hand (one spelt with a slash).
+LATENCY = {'profile': 'latency_sensitive', 'thp': {'khugepaged_defrag': 0}, 'sysctl': {'vm/vfs_cache_pressure': 150}}
+needs_thp = pytest.mark.skipif(not all(os.path.exists('/' + rel) for rel in tn.THP_PATHS.values()),
+                               reason='this kernel has no transparent huge pages to copy')
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='the file specs are owned by root')
 
 
 @pytest.fixture
 def tree(tmp_path):
-    return HostTree(str(tmp_path / 'root'))
+    return fake_host.MachineHost(str(tmp_path / 'root'), labels=LABELS)
 
 
 @pytest.fixture
 def kernel(tree, monkeypatch):
-    fake = FakeKernel(tree.root)
-    monkeypatch.setattr(ta, '_write_live', fake)
-    return fake
+    return fake_host.kernel(monkeypatch, tree.root)
 
 
 def audit_params(tree, **options):
@@ -103,7 +109,7 @@ def test_an_invalid_inventory_fails_the_audit(tree):
 
 
 def test_a_killer_on_a_host_without_systemd_is_unsupported(tmp_path):
-    bare = HostTree(str(tmp_path / 'bare'), systemd=False)
+    bare = fake_host.MachineHost(str(tmp_path / 'bare'), systemd=False, labels=LABELS)
     found = audit.run(audit_params(bare, early_oom={'killer': 'earlyoom'}), bare.host, LABELS)
     early = [r for r in found['settings'] if r['area'] == 'early_oom']
     assert [(r['item'], r['status']) for r in early] == [('no_systemd', 'unsupported')]

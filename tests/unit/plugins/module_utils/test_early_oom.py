@@ -23,32 +23,22 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import json
 import os
 import re
-import shutil
-import stat
 
 import pytest
 import yaml
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
-from ansible_collections.oomguard.linux.plugins.module_utils import _restore as restore_mod
-from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as eo
-from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
-from ansible_collections.oomguard.linux.tests.unit import trees
+from ansible_collections.oomguard.linux.tests.unit import fake_host, trees
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, 'early_oom_cases.yml')) as _handle:
     CASES = yaml.safe_load(_handle)
 DEBIAN = CASES['debian']
-PACKAGES = {
-    'earlyoom': ('etc/default/earlyoom', 'lib/systemd/system/earlyoom.service'),
-    'systemd-oomd': ('lib/systemd/system/systemd-oomd.service', 'lib/systemd/system/systemd-oomd.socket',
-                     'etc/systemd/oomd.conf'),
-}
+PACKAGES = fake_host.EARLY_PACKAGES
 VAR = 'oomguard_early_oom'
 LABELS = engine.Labels('h1', {'early_oom': VAR})
 V2_TREE = 'debian12-6.1-qemu-cgroupv2'
@@ -335,20 +325,9 @@ def test_install_links_allow_spaces_around_the_equal_sign(unit_dirs):
 
 # -- plan() and apply() in a temporary root --------------------------------------------------
 
-def _copy(src, dst):
-    if not os.path.isdir(os.path.dirname(dst)):
-        os.makedirs(os.path.dirname(dst))
-    shutil.copyfile(src, dst)
-
-
 def _copy_layout(tree, root):
-    """The files early_oom.read_live() reads, from a captured tree."""
-    with open(os.path.join(tree, 'proc/mounts')) as handle:
-        v1, v2 = cg.parse_mounts(handle.read())
-    rels = ['proc/mounts', 'proc/pressure/memory'] + [m.lstrip('/') + '/cgroup.controllers' for m in v2]
-    for rel in rels:
-        if os.path.exists(os.path.join(tree, rel)):
-            _copy(os.path.join(tree, rel), os.path.join(root, rel))
+    """The files early_oom.read_live() reads, from a captured tree (what EarlyHost copies)."""
+    fake_host.EarlyHost(root, tree, DEBIAN, packages=(), systemd=False)
 
 
 tree_state = trees.tree_state
@@ -358,83 +337,12 @@ def without_state_dir(state):
     return dict((k, v) for k, v in state.items() if k != 'var' and not k.startswith('var/'))
 
 
-class FakeSystemctl:
-    """Answers systemctl is-active/start/restart/stop/daemon-reload like systemd would."""
-
-    def __init__(self, active=(), failing=()):
-        self.active = set(active)
-        self.failing = set(failing)
-        self.calls = []
-
-    def __call__(self, argv):
-        assert argv[0] == 'systemctl', argv
-        self.calls.append(list(argv[1:]))
-        verb, units = argv[1], [a for a in argv[2:] if not a.startswith('--')]
-        if verb == 'is-active':
-            state = 'active' if units[0] in self.active else 'inactive'
-            return (0 if state == 'active' else 3), state + '\n', ''
-        if verb in ('start', 'restart') and units[0] not in self.failing:
-            self.active.add(units[0])
-        if verb == 'stop':
-            self.active.difference_update(units)
-        return 0, '', ''
+def EarlyHost(root, tree, **options):
+    return fake_host.EarlyHost(root, tree, DEBIAN, labels=LABELS, **options)
 
 
-class EarlyHost:
-    """A host root: read_live()'s files from a captured tree, Debian's packages, a systemd_dir with links."""
-
-    def __init__(self, root, tree, packages=('earlyoom', 'systemd-oomd'), systemd=True):
-        self.root = root
-        os.makedirs(root)
-        _copy_layout(tree, root)
-        for package in packages:
-            for rel in PACKAGES[package]:
-                _write(self.path(rel), DEBIAN[rel])
-        # What Debian's openssh-server leaves in /etc/systemd/system.
-        os.makedirs(self.path('etc/systemd/system/multi-user.target.wants'))
-        for rel in ('etc/systemd/system/multi-user.target.wants/ssh.service', 'etc/systemd/system/sshd.service'):
-            os.symlink('/lib/systemd/system/ssh.service', self.path(rel))
-        if systemd:
-            os.makedirs(self.path('run/systemd/system'))
-        self.host = procfs.HostRoot(root)
-        self.sd = self.path('etc/systemd/system')
-        self.lib = self.path('lib/systemd/system')
-        self.state_dir = self.path('var/lib/oomguard')
-
-    def path(self, rel):
-        return os.path.join(self.root, rel.lstrip('/'))
-
-    def read(self, rel):
-        with open(self.path(rel), 'rb') as handle:
-            return handle.read().decode('utf-8')
-
-    def mode(self, rel):
-        return stat.S_IMODE(os.stat(self.path(rel)).st_mode)
-
-    def params(self, settings, **options):
-        params = {
-            'early_oom': settings, 'force': [], 'validate_only': False,
-            'paths': {
-                'systemd_dir': self.sd, 'state_dir': self.state_dir,
-                'earlyoom_defaults': self.path('etc/default/earlyoom'),
-                'oomd_conf_dir': self.path('etc/systemd/oomd.conf.d'),
-                'unit_dirs': [self.sd, self.lib, self.path('usr/lib/systemd/system')],
-            },
-        }
-        params.update(options)
-        return params
-
-    def apply(self, settings, check_mode=False, run_command=None, systemctl=None, **options):
-        return eo.apply(self.params(settings, **options), self.host, LABELS, check_mode,
-                        run_command=run_command, systemctl=systemctl)
-
-    def restore(self, check_mode=False, run_command=None, systemctl=None):
-        return restore_mod.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, check_mode,
-                                   run_command=run_command, systemctl=systemctl)
-
-    def ledger(self):
-        with open(os.path.join(self.state_dir, ledger_mod.LEDGER_NAME)) as handle:
-            return json.load(handle)
+def FakeSystemctl(active=(), failing=()):
+    return fake_host.Systemctl(active=active, not_starting=failing)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.tests.unit import fake_host
 
 IS_ROOT = os.geteuid() == 0
 # same_as() compares owners with root's; the files a test writes are the test user's.
@@ -95,23 +96,6 @@ def test_build_diff():
 
 # -- systemd -----------------------------------------------------------------------------------
 
-class Systemctl:
-    """Records systemctl calls; answers is-active from a set, fails the verbs in `failing`."""
-
-    def __init__(self, active=(), failing=()):
-        self.active = set(active)
-        self.failing = set(failing)
-        self.calls = []
-
-    def __call__(self, argv):
-        self.calls.append(list(argv[1:]))
-        if argv[1] == 'is-active':
-            return (0, 'active\n', '') if argv[2] in self.active else (3, 'inactive\n', '')
-        if argv[1] in self.failing:
-            return 1, '', 'Failed to %s: Access denied\n' % argv[1]
-        return 0, '', ''
-
-
 def _root(tmp_path, booted=True):
     if booted:
         os.makedirs(str(tmp_path / 'root' / 'run' / 'systemd' / 'system'))
@@ -122,7 +106,7 @@ def _root(tmp_path, booted=True):
 
 def test_systemd_manages_only_a_booted_host_and_the_real_unit_directory(tmp_path):
     host = _root(tmp_path)
-    systemctl = Systemctl(active=['earlyoom.service'])
+    systemctl = fake_host.Systemctl(active=['earlyoom.service'])
     assert engine.Systemd(host, systemctl, 'systemctl').manages
     # Unit files written to a test directory: systemd is not asked to act on them.
     assert not engine.Systemd(host, systemctl, 'systemctl', '/tmp/x', '/etc/systemd/system').manages
@@ -135,7 +119,7 @@ def test_systemd_manages_only_a_booted_host_and_the_real_unit_directory(tmp_path
 
 
 def test_a_failing_systemctl_names_the_verb_and_the_units(tmp_path):
-    systemd = engine.Systemd(_root(tmp_path), Systemctl(failing=['show']), 'systemctl')
+    systemd = engine.Systemd(_root(tmp_path), fake_host.Systemctl(refused=['show']), 'systemctl')
     with pytest.raises(engine.ApplyError) as raised:
         systemd.run('show', '--property=Id,LoadState', 'a.service', 'b.service')
     assert str(raised.value) == 'systemctl show a.service b.service failed (rc 1): Failed to show: Access denied'
@@ -189,7 +173,7 @@ def test_execute_records_the_ledger_first_then_files_units_and_values(tmp_path):
     plan.after_reload = [('restart', 'new.timer')]
     plan.units_record = {'new.timer': False}
     state_dir = str(tmp_path / 'state')
-    systemctl = Systemctl()
+    systemctl = fake_host.Systemctl()
     seen = []
 
     def write(path, text):

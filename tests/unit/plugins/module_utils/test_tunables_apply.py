@@ -4,26 +4,20 @@
 """apply(), restore() and the ledger, end to end against a temporary host root.
 
 Every test builds a host root under pytest's tmp_path from COPIES of this
-machine's files: /proc/meminfo, /proc/zoneinfo, the readable files of
-/proc/sys/vm, kernel.panic, kernel.panic_on_oops, kernel.osrelease, the three
-THP files (bracketed: 'always [madvise] never'), and the sysctl.d files of
-/etc and /usr/lib.  tunables_apply writes live values to host.path(...), so
-with HostRoot(root) they land in the copies; every path option (sysctl_file,
-compaction_file, systemd_dir, state_dir) points inside root, and sysctl_dirs
-are host-relative, so HostRoot resolves them inside root too.  Nothing real
-is written: the `kernel` fixture refuses any live write outside root.
-
-Plain files do not do what the kernel does on a write.  The `kernel` fixture
-stands in for it where a test needs that: a THP file keeps its bracketed
-format with the bracket moved, writing one of a coupled pair zeroes the other
-(mm/util.c, mm/page-writeback.c), and vm.dirty_bytes / dirty_background_bytes
-refuse values below their minimum (two pages / 1) with EINVAL.
+machine's files (fake_host.MachineHost): /proc/meminfo, /proc/zoneinfo, the
+readable files of /proc/sys/vm, kernel.panic, kernel.panic_on_oops,
+kernel.osrelease, the three THP files, and the sysctl.d files of /etc and
+/usr/lib.  Live values are written to host.path(...), so they land in the
+copies; every path option points inside root, and sysctl_dirs are
+host-relative, so HostRoot resolves them inside root too.  Nothing real is
+written: a live write without the `kernel` fixture fails the test, and the
+fixture refuses any write outside root.  The fixture (fake_host.Kernel) does
+what the kernel does on a write where plain files do not.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import json
 import os
 import stat
@@ -36,7 +30,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import ledger as le
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
-from ansible_collections.oomguard.linux.tests.unit import trees
+from ansible_collections.oomguard.linux.tests.unit import fake_host, trees
 
 ROLE_VARIABLES = {'sysctl': 'oomguard_sysctl', 'thp': 'oomguard_thp', 'compaction': 'oomguard_thp',
                   'force': 'oomguard_force', 'profile': 'oomguard_profile'}
@@ -48,172 +42,34 @@ IS_ROOT = os.geteuid() == 0
 needs_thp = pytest.mark.skipif(not HAS_THP, reason='this kernel has no transparent huge pages to copy')
 # same_as() compares owners with root's; the files a test writes are the test user's.
 needs_root = pytest.mark.skipif(not IS_ROOT, reason='the file specs are owned by root')
-
-
-# -- the host root -------------------------------------------------------------------
-
-def _copy(src, dst):
-    """A /proc or /sys file (st_size 0) read whole, written with its mode."""
-    with open(src, 'rb') as handle:
-        data = handle.read()
-    if not os.path.isdir(os.path.dirname(dst)):
-        os.makedirs(os.path.dirname(dst))
-    with open(dst, 'wb') as out:
-        out.write(data)
-    os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))
-
-
-class HostTree:
-    """A host root made of copies of this machine's files."""
-
-    def __init__(self, root, systemd=True):
-        self.root = root
-        os.makedirs(root)
-        for rel in ('proc/meminfo', 'proc/zoneinfo', 'proc/sys/kernel/panic', 'proc/sys/kernel/panic_on_oops',
-                    'proc/sys/kernel/osrelease'):
-            _copy('/' + rel, self.path(rel))
-        for name in sorted(os.listdir('/proc/sys/vm')):
-            if 'vm.' + name in tn.WRITE_ONLY:
-                continue  # triggers: reading stat_refresh is an action
-            try:
-                _copy('/proc/sys/vm/' + name, self.path('proc/sys/vm/' + name))
-            except (IOError, OSError):
-                continue
-        for rel in tn.THP_PATHS.values():
-            if os.path.exists('/' + rel):
-                _copy('/' + rel, self.path(rel))
-        for directory in ('/etc/sysctl.d', '/usr/lib/sysctl.d'):
-            os.makedirs(self.path(directory))
-            for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-                src = os.path.join(directory, name)
-                if os.path.islink(src):
-                    os.symlink(os.readlink(src), self.path(src))
-                elif os.path.isfile(src):
-                    _copy(src, self.path(src))
-        if os.path.isfile('/etc/sysctl.conf'):
-            _copy('/etc/sysctl.conf', self.path('/etc/sysctl.conf'))
-        os.makedirs(self.path('var/lib'))
-        if systemd:
-            os.makedirs(self.path('run/systemd/system'))
-        self.host = procfs.HostRoot(root)
-
-    def path(self, rel):
-        return os.path.join(self.root, rel.lstrip('/'))
-
-    def read(self, rel):
-        with open(self.path(rel)) as handle:
-            return handle.read()
-
-    def write(self, rel, text):
-        if not os.path.isdir(os.path.dirname(self.path(rel))):
-            os.makedirs(os.path.dirname(self.path(rel)))
-        with open(self.path(rel), 'w') as handle:
-            handle.write(text)
-
-    def sysctl(self, name):
-        return engine.canonical(self.read(procfs.sysctl_path(name)))
-
-    @property
-    def state_dir(self):
-        return self.path('var/lib/oomguard')
-
-    def params(self, **options):
-        params = {
-            'profile': 'none', 'scopes': list(tn.SCOPES), 'sysctl': {}, 'thp': {}, 'compaction': {},
-            'unsupported': 'fail', 'force': [], 'persist': True, 'validate_only': False,
-            'paths': {
-                'sysctl_file': self.path('etc/sysctl.d/90-oomguard.conf'),
-                'compaction_file': self.path('etc/sysctl.d/90-oomguard-compaction.conf'),
-                'systemd_dir': self.path('etc/systemd/system'),
-                'state_dir': self.state_dir,
-            },
-            # host-relative: HostRoot(root) reads them under root
-            'sysctl_dirs': ['/etc/sysctl.d', '/run/sysctl.d', '/usr/local/lib/sysctl.d', '/usr/lib/sysctl.d'],
-        }
-        params.update(options)
-        return params
-
-    def apply(self, check_mode=False, **options):
-        return ta.apply(self.params(**options), self.host, LABELS, check_mode)
-
-    def restore(self, check_mode=False, run_command=None, systemctl=None):
-        return restore_mod.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, check_mode,
-                                   run_command=run_command, systemctl=systemctl)
-
-    def ledger(self):
-        with open(os.path.join(self.state_dir, ledger_mod.LEDGER_NAME)) as handle:
-            return json.load(handle)
-
-
 tree_state = trees.tree_state
 
 
-class FakeKernel:
-    """Stands in for the kernel's side of a live write (see the module docstring)."""
-
-    MINIMUM = {'vm.dirty_bytes': 2 * PAGE_SIZE, 'vm.dirty_background_bytes': 1}
-
-    def __init__(self, root, plain=False):
-        self.root = root
-        self.plain = plain
-        self.writes = []
-        self.fail = set()
-
-    def __call__(self, path, text):
-        rel = os.path.relpath(path, self.root)
-        assert not rel.startswith('..') and not os.path.isabs(rel), 'a live write outside the test tree: %s' % path
-        self.writes.append(('/' + rel, text))
-        if self.plain:
-            return self._put(path, text + '\n')
-        if rel in (tn.THP_PATHS['enabled'], tn.THP_PATHS['defrag']):
-            with open(path) as handle:
-                dummy, options = procfs.parse_bracketed(handle.read())
-            if text not in options:
-                raise IOError(errno.EINVAL, os.strerror(errno.EINVAL))
-            return self._put(path, ' '.join('[%s]' % o if o == text else o for o in options) + '\n')
-        name = rel[len('proc/sys/'):].replace('/', '.') if rel.startswith('proc/sys/') else rel
-        if name in self.fail or (name in self.MINIMUM and int(text) < self.MINIMUM[name]):
-            raise IOError(errno.EINVAL, os.strerror(errno.EINVAL))
-        with open(path) as handle:
-            old = handle.read()
-        self._put(path, text + '\n')
-        partner = tn.COUPLED.get(name)
-        # overcommit_*_handler zero the partner on every write; the dirty
-        # handlers only when the value changed.
-        if partner and (name.startswith('vm.overcommit_') or engine.canonical(old) != engine.canonical(text)):
-            self._put(os.path.join(self.root, procfs.sysctl_path(partner)), '0\n')
-        return None
-
-    @staticmethod
-    def _put(path, text):
-        with open(path, 'w') as handle:
-            handle.write(text)
+@pytest.fixture(autouse=True)
+def no_live_writes(monkeypatch):
+    fake_host.refuse_live_writes(monkeypatch)
 
 
 @pytest.fixture
 def tree(tmp_path):
-    return HostTree(str(tmp_path / 'root'))
+    return fake_host.MachineHost(str(tmp_path / 'root'), labels=LABELS)
 
 
 @pytest.fixture
 def bare_tree(tmp_path):
     """A host root without /run/systemd/system: not a systemd host."""
-    return HostTree(str(tmp_path / 'root'), systemd=False)
+    return fake_host.MachineHost(str(tmp_path / 'root'), systemd=False, labels=LABELS)
 
 
 @pytest.fixture
 def kernel(tree, monkeypatch):
-    fake = FakeKernel(tree.root)
-    monkeypatch.setattr(ta, '_write_live', fake)
-    return fake
+    return fake_host.kernel(monkeypatch, tree.root)
 
 
 @pytest.fixture
 def plain_writes(tree, monkeypatch):
     """Live writes go to the tree's files as plain text, as the module writes them (checked to stay in the tree)."""
-    fake = FakeKernel(tree.root, plain=True)
-    monkeypatch.setattr(ta, '_write_live', fake)
-    return fake
+    return fake_host.kernel(monkeypatch, tree.root, plain=True)
 
 
 def requested(result):
@@ -397,8 +253,7 @@ def test_a_later_sysctl_file_refuses_unless_it_agrees(tree):
 @needs_thp
 def test_thp_on_a_host_without_systemd(bare_tree, monkeypatch):
     tree = bare_tree
-    kernel = FakeKernel(tree.root)
-    monkeypatch.setattr(ta, '_write_live', kernel)
+    kernel = fake_host.kernel(monkeypatch, tree.root)
     before = tree_state(tree.root)
     with pytest.raises(engine.Refused) as caught:
         tree.apply(thp={'enabled': 'never'})

@@ -13,17 +13,11 @@ cases read the session's extracted trees; a case that changes a file
 
 Where the live values go.  units_apply addresses cgroup and /proc files by
 their absolute path ('/sys/fs/cgroup/...', '/proc/<pid>/oom_score_adj', built
-from the mount table) and reads them through HostRoot, which resolves them
-inside the tree; but apply() writes and reads them back with plain open() on
-that absolute path (_write_text/_read_text), not through the HostRoot.  So
-the cleanest stand-in is the one seam the module has: the `kernel` fixture
-replaces _write_text/_read_text with the module's own functions applied to
-the same path inside the tree, records every write, and refuses any path
-outside /sys/fs/cgroup and /proc.  An autouse fixture replaces both with
-functions that fail the test, so no test can reach this machine's real
-/proc or /sys by accident.  (tunables_apply.restore writes through
-host.path(), so restore needs no stand-in.)  Drop-ins, the ledger and every
-other file go to paths options inside tmp_path.
+from the mount table) and reads and writes them through host.path(), so with
+a copy of a tree as the host root they land in the copy.  The `kernel`
+fixture (fake_host.Kernel) records every write and refuses one outside the
+copy; without it, a live write fails the test.  Drop-ins, the ledger and
+every other file go to path options inside tmp_path.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,7 +25,6 @@ __metaclass__ = type
 
 import copy
 import errno
-import json
 import os
 import re
 import shutil
@@ -41,14 +34,12 @@ import pytest
 import yaml
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
-from ansible_collections.oomguard.linux.plugins.module_utils import _restore as restore_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
-from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
-from ansible_collections.oomguard.linux.tests.unit import trees
+from ansible_collections.oomguard.linux.tests.unit import fake_host, trees
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, 'units_cases.yml')) as _handle:
@@ -58,21 +49,16 @@ LABELS = engine.Labels('h1', {'services': 'oomguard_services', 'cgroups': 'oomgu
 NUMA2 = 'debian12-6.1-qemu-numa2'
 V1 = 'debian12-6.1-qemu-cgroupv1'
 HYBRID_NO_SYSTEMD = 'host-6.18-hybrid-processapi'
-# Above the captures' kernel.pid_max (4194304): scan_cmdlines skips its own pid,
-# and this process's real pid must not hide one of the tree's processes.
-PID_OUTSIDE_TREES = 4194305
-_ORIGINAL_READ = ua._read_text
-_ORIGINAL_WRITE = ua._write_text
+PID_OUTSIDE_TREES = fake_host.PID_OUTSIDE_TREES
+Systemctl = fake_host.Systemctl
+SystemdHostRoot = fake_host.SystemdHostRoot
+_write = fake_host.write_file
 MANAGED = '# Managed by oomguard.linux; local edits are overwritten.\n'
 
 
 @pytest.fixture(autouse=True)
 def no_live_writes(monkeypatch):
-    """apply() opens absolute /sys and /proc paths: no test may reach the real ones."""
-    def refuse(path, *args):
-        raise AssertionError('a live read or write outside the test tree: %s' % path)
-    monkeypatch.setattr(ua, '_write_text', refuse)
-    monkeypatch.setattr(ua, '_read_text', refuse)
+    fake_host.refuse_live_writes(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -89,58 +75,6 @@ def no_default_paths(tmp_path, monkeypatch):
 def pid_outside_trees(monkeypatch):
     monkeypatch.setattr(os, 'getpid', lambda: PID_OUTSIDE_TREES)
 
-
-def _write(path, text):
-    if not os.path.isdir(os.path.dirname(path)):
-        os.makedirs(os.path.dirname(path))
-    with open(path, 'w') as handle:
-        handle.write(text)
-
-
-class Systemctl:
-    """`systemctl show` answered from a capture's .capture/systemctl-show.txt, other verbs recorded.
-
-    A unit the capture does not list is not-found, as systemctl reports it; an
-    alias (Names=ssh.service sshd.service) answers with its unit's block.
-    """
-
-    def __init__(self, tree, on_reload=None):
-        with open(os.path.join(tree, '.capture/systemctl-show.cmd.txt')) as handle:
-            self.status = int(re.findall(r'^exit status: (\d+)', handle.read(), re.M)[-1])
-        with open(os.path.join(tree, '.capture/systemctl-show.txt')) as handle:
-            self.text = handle.read()
-        self.blocks = [dict(line.partition('=')[::2] for line in block.splitlines() if '=' in line)
-                       for block in self.text.split('\n\n')]
-        self.on_reload = on_reload
-        self.calls = []
-
-    def __call__(self, argv):
-        assert argv[0] == 'systemctl', argv
-        self.calls.append(list(argv[1:]))
-        if argv[1] != 'show':
-            if argv[1] == 'daemon-reload' and self.on_reload:
-                self.on_reload()
-            return 0, '', ''
-        if self.status != 0:
-            return self.status, '', self.text
-        assert argv[2].startswith('--property=')
-        props = argv[2][len('--property='):].split(',')
-        out = []
-        for unit in argv[3:]:
-            block = next((b for b in self.blocks if unit in b.get('Names', '').split()), None) or {
-                'Id': unit, 'LoadState': 'not-found', 'ActiveState': 'inactive', 'MainPID': '0'}
-            out.append('\n'.join('%s=%s' % (p, block.get(p, '')) for p in props))
-        return 0, '\n\n'.join(out) + '\n', ''
-
-
-class SystemdHostRoot(procfs.HostRoot):
-    """A read-only captured tree (no /run in the captures) taken for a systemd host."""
-
-    def exists(self, rel):
-        return rel.strip('/') == 'run/systemd/system' or procfs.HostRoot.exists(self, rel)
-
-
-# -- judge(), data-driven ------------------------------------------------------------------
 
 def _params(case_params, systemd_dir, state_dir):
     params = copy.deepcopy(case_params)
@@ -445,88 +379,14 @@ def test_scan_cmdlines_skips_pid_1_kernel_threads_and_itself(captured_tree, monk
 tree_state = trees.tree_state
 
 
-class FakeKernel:
-    """apply()'s live reads and writes, on the same paths inside the tree (see the module docstring)."""
-
-    def __init__(self, root):
-        self.root = root
-        self.writes = []
-        self.ignore = set()
-        self.gone = set()
-
-    def inside(self, path):
-        assert path.startswith(('/sys/fs/cgroup/', '/proc/')), 'not a cgroup or /proc file: %s' % path
-        inside = os.path.join(self.root, path.lstrip('/'))
-        assert os.path.realpath(inside).startswith(os.path.realpath(self.root) + '/'), path
-        return inside
-
-    def write(self, path, text):
-        inside = self.inside(path)
-        if path in self.gone:
-            # The process exited after the plan: its /proc directory is gone.
-            shutil.rmtree(os.path.dirname(inside))
-        if not os.path.exists(inside):
-            raise IOError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-        self.writes.append((path, text))
-        if path not in self.ignore:
-            _ORIGINAL_WRITE(inside, text)
-
-    def read(self, path):
-        return _ORIGINAL_READ(self.inside(path))
-
-
-class UnitsHost:
-    """A writable copy of a captured tree, on systemd, with its capture answering systemctl."""
-
-    def __init__(self, root, tree):
-        self.root = root
-        shutil.copytree(tree, root, symlinks=True)
-        os.makedirs(self.path('run/systemd/system'))
-        self.host = procfs.HostRoot(root)
-        self.systemctl = Systemctl(tree)
-        self.sd = self.path('etc/systemd/system')
-        self.state_dir = self.path('var/lib/oomguard')
-
-    def path(self, rel):
-        return os.path.join(self.root, rel.lstrip('/'))
-
-    def read(self, rel):
-        with open(self.path(rel)) as handle:
-            return handle.read()
-
-    def params(self, **options):
-        params = {
-            'services': {}, 'cgroups': {}, 'processes': [], 'protect_defaults': True, 'scopes': list(ua.SCOPES),
-            'force': [], 'validate_only': False,
-            'paths': {'systemd_dir': self.sd, 'state_dir': self.state_dir},
-        }
-        params.update(options)
-        return params
-
-    def apply(self, check_mode=False, **options):
-        return ua.apply(self.params(**options), self.host, LABELS, check_mode, run_command=self.systemctl,
-                        systemctl='systemctl')
-
-    def restore(self):
-        return restore_mod.restore({'paths': {'state_dir': self.state_dir}}, self.host, LABELS, False,
-                                   run_command=self.systemctl, systemctl='systemctl')
-
-    def ledger(self):
-        with open(os.path.join(self.state_dir, ledger_mod.LEDGER_NAME)) as handle:
-            return json.load(handle)
-
-
 @pytest.fixture
 def numa2(tmp_path, captured_tree):
-    return UnitsHost(str(tmp_path / 'root'), captured_tree(NUMA2))
+    return fake_host.CaptureHost(str(tmp_path / 'root'), captured_tree(NUMA2), labels=LABELS)
 
 
 @pytest.fixture
 def kernel(numa2, monkeypatch):
-    fake = FakeKernel(numa2.root)
-    monkeypatch.setattr(ua, '_write_text', fake.write)
-    monkeypatch.setattr(ua, '_read_text', fake.read)
-    return fake
+    return fake_host.kernel(monkeypatch, numa2.root)
 
 
 REQUEST = {
@@ -681,7 +541,7 @@ def test_a_value_the_kernel_does_not_keep_fails_the_run(numa2, kernel):
 def test_a_write_that_fails_keeps_the_ledger(numa2, kernel, monkeypatch):
     def failing(path, text):
         raise IOError(errno.EINVAL, os.strerror(errno.EINVAL))
-    monkeypatch.setattr(ua, '_write_text', failing)
+    monkeypatch.setattr(engine, 'write_live', failing)
     with pytest.raises(engine.ApplyError) as raised:
         numa2.apply(**REQUEST)
     assert str(raised.value) == (
