@@ -4,8 +4,6 @@
 """Action plugin for oomguard.linux.fleet_report: runs on the controller only
 (documented in plugins/modules/fleet_report.py)."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import datetime
 import os

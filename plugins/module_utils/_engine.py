@@ -15,8 +15,6 @@ The engine does the rest, the same way for all of them:
 Restore is the same pipeline run backwards from the ledger (``_restore``).
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 

@@ -9,8 +9,6 @@ the live values are written in the reverse of their write order and read
 back.  The ledger is deleted only when all of that succeeded.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 

@@ -19,8 +19,6 @@ the guards that would refuse are listed, not obeyed.  An invalid inventory
 still fails: it is an error, not drift.  Nothing is written.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as early_mod

@@ -8,8 +8,6 @@ run legacy v1 and a 4.x one pure v2.  Memory state is read from whichever
 hierarchy holds the memory controller.  Standard library only.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 

@@ -12,8 +12,6 @@ their configuration, enables them the way `systemctl enable` would (the
 back that they run.  Every file and link goes through the ledger.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import re
@@ -52,8 +50,6 @@ SETTINGS = {
     'swap_used_limit_percent': ('int', 1, 100, 90),
     'slices': ('units', None, None, ['system.slice']),
 }
-EARLYOOM_ONLY = ('mem_min_percent', 'mem_kill_percent', 'swap_min_percent', 'report_interval_s')
-OOMD_ONLY = ('memory_pressure_limit_percent', 'memory_pressure_duration_s', 'swap_used_limit_percent', 'slices')
 # A pattern goes through systemd's EnvironmentFile and $VAR splitting to
 # earlyoom's command line: no whitespace, no quotes, no backslash escapes
 # of quotes or $ (systemd would eat them).

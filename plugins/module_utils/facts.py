@@ -9,8 +9,6 @@ counters, usage near the limit) are returned.  The full snapshot is there on
 request (include_snapshot).
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 MAX_FACT_CGROUPS = 50
 

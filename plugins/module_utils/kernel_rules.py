@@ -10,8 +10,6 @@ holds values to.  Pure functions over what the readers return, so that
 other way round.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import math
 import re

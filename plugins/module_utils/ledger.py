@@ -14,8 +14,6 @@ The ledger is one JSON file (default /var/lib/oomguard/ledger.json, mode
 target, and absent files as absent, so a restore is byte-exact.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import base64
 import errno

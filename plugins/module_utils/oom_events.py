@@ -8,8 +8,6 @@ Reading a log is in oom_scan.py, the parsing itself in oom_report.py.
 Standard library only.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 import glob

@@ -24,8 +24,6 @@ oom_scan.py (which imports this module, never the other way round).
 Standard library only.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import calendar
 import heapq

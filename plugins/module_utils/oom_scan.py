@@ -16,8 +16,6 @@ oom_report.py; this module imports it, never the other way round.
 Standard library only (ctypes for the C library's memmem where there is one).
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import array
 import bisect
@@ -76,7 +74,6 @@ NO_KILL_MARKERS = (b'Kernel panic - not syncing', b'no killable processes')
 # fragment starts at the head of its input, and any report larger than that
 # (a task table of ~80k processes) reaches its kill line.
 FRAGMENT_MARKERS = (b'killed as a result of limit of', b'Memory cgroup stats for', b'Mem-Info:', b'Tasks state (memory')
-PARTIAL_MARKERS = FRAGMENT_MARKERS
 FRAGMENT_SCAN_BYTES = 8 << 20
 # A fragment that reaches no kill line ends at the next report or this far on
 # (a task table of ~10k processes).
@@ -407,7 +404,6 @@ class StreamScanner:
         self.year = year
         # Fragments without "invoked" and kill lines are looked for this far.
         self.fragment_bytes = fragment_bytes
-        self.lines_parsed = 0
 
     def _parse_lines(self, data):
         text = data.decode('utf-8', 'replace')
@@ -434,7 +430,6 @@ class StreamScanner:
                 for message in split_flattened(line.message):
                     line.message = message
                     feed(line)
-        self.lines_parsed += count
 
     def _parse_dmesg(self, text):
         """Parse text if each of its lines is a plain "[ 12.345678] message" one.
@@ -465,7 +460,6 @@ class StreamScanner:
                 line.message = part
                 feed(line)
         self._count(events.get(None), skipped)
-        self.lines_parsed += len(lines)
         return True
 
     @staticmethod
@@ -532,7 +526,6 @@ class StreamScanner:
             for part in split_flattened(line.message):
                 line.message = part
                 feed(line)
-        self.lines_parsed += count
         return True
 
     def _headless_begin(self, buf, kill, floor):

@@ -14,8 +14,6 @@ the single source of ids, severities, titles and advice; docs/findings.md
 describes the same ids for operators and a unit test keeps both in step.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import schema

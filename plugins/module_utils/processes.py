@@ -9,8 +9,6 @@ oom_score_adj) and only enriches the top N; processes that exit while we
 read them are counted and skipped.  Standard library only.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import threading

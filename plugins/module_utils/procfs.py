@@ -10,8 +10,6 @@ open the files and tolerate what a kernel does not have.  Standard library
 only: this code runs on the managed host.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 import os

@@ -14,8 +14,6 @@ cgroups, the processes and the early killer.  Every parser bounds its input
 before it expands it (a node range, a size) so no value can make it hang.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import re
 

@@ -17,8 +17,6 @@ and judges:
 Standard library only: runs on the managed host.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import time
 

@@ -10,8 +10,6 @@ is plain data (dicts, lists, numbers, strings) so it can be returned as
 facts, saved as a fixture and judged by pure functions.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 

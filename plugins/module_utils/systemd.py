@@ -7,8 +7,6 @@ One call for all units, not one per unit: on a host with hundreds of units
 the difference is seconds.  Standard library only.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 UNIT_PROPERTIES = (
     'Id', 'LoadState', 'ActiveState', 'SubState', 'MainPID', 'ControlGroup',

@@ -20,8 +20,6 @@ the inventory variable, the value and what is allowed, because they end up
 in front of an operator running a play over many hosts.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import re

@@ -9,8 +9,6 @@ the live host and lists the live changes and files; the change engine
 written THP first, then the sysctls in ``tunables.write_order``.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 

@@ -9,8 +9,6 @@ host (RAM for percentages, the NUMA nodes that exist), and renders the
 drop-in a unit gets.  Pure: the live state comes in as data.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
 

@@ -22,8 +22,6 @@ one (older systemd), the value is written to the cgroup file directly, so
 a running unit is never restarted.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import re

@@ -6,8 +6,6 @@
 # The work is done by the action plugin of the same name (plugins/action/fleet_report.py),
 # on the controller; this file holds its documentation.
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 DOCUMENTATION = r'''
 ---

@@ -12,8 +12,6 @@ result is missing or broken is listed with the reason and never stops the
 report of the others.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import json
 

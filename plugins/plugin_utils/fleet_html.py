@@ -6,8 +6,6 @@ external script or font; the tables are rendered here (they read without
 JavaScript), a small inline script sorts and filters them, and the charts
 are inline SVG."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 from html import escape
 
