@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Per-unit OOM settings (oomguard_services): validation and systemd drop-ins.
+"""The unit settings' inventory (oomguard_services, oomguard_cgroups, oomguard_processes): validation and drop-ins.
 
-The judge layer of the per-service hardening (issue 6): it checks every
-entry of ``oomguard_services`` against systemd's own syntax and against the
-host (RAM for percentages, the NUMA nodes that exist), and renders the
-drop-in a unit gets.  Pure: the live state comes in as data.
+The judge layer of the per-unit hardening: every entry of the three
+inventory dicts is validated here, and only here, against systemd's own
+syntax and the host (RAM for percentages, the NUMA nodes that exist), and a
+unit's drop-in is rendered.  Pure: the live state comes in as data.
 """
 
+
+import re
 
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
 
@@ -101,6 +103,82 @@ def _validate_unit(checker, unit, where, entry, live):
                 values[prop] = str(parsed)
     checker.limits(where, sizes, entry)
     return values
+
+
+# Raw cgroup settings (oomguard_cgroups) and the scope of units_apply that owns each.
+CGROUP_SETTINGS = {
+    'memory_max': 'limits', 'memory_high': 'limits', 'memory_low': 'limits', 'memory_min': 'limits',
+    'memory_swap_max': 'limits', 'cpuset_mems': 'cpuset',
+}
+_CGROUP_PATH_RE = re.compile(r'^[A-Za-z0-9:_.@+=-]+(/[A-Za-z0-9:_.@+=-]+)*$')
+
+
+def validate_cgroups(cgroups, live, labels, scopes, var='oomguard_cgroups'):
+    """Validate every raw cgroup's settings. Returns (cgroups, problems).
+
+    cgroups: [(path relative to the hierarchy, where, {setting: node list or bytes})]
+    for the settings of the scopes asked for.
+    """
+    checker = schema.Checker(labels)
+    found = []
+    if not isinstance(cgroups, dict):
+        checker.refuse('wrong_type', '%s must be a mapping of cgroup path -> settings' % var)
+        return found, checker.problems
+    for rel in sorted(cgroups, key=str):
+        entry = cgroups[rel]
+        where = "%s['%s']" % (var, rel)
+        text = str(rel).strip('/')
+        if not _CGROUP_PATH_RE.match(text) or '..' in text.split('/') or '.' in text.split('/'):
+            checker.refuse('invalid_name', '%s: %r is not a cgroup path relative to the hierarchy '
+                           '(like machine/db or docker/<id>)' % (var, rel))
+            continue
+        if not isinstance(entry, dict):
+            checker.refuse('wrong_type', '%s must be a mapping of settings, not %r' % (where, entry))
+            continue
+        parsed = {}
+        for setting, value, item in checker.known(where, entry, CGROUP_SETTINGS):
+            if CGROUP_SETTINGS[setting] not in scopes:
+                continue
+            if setting == 'cpuset_mems':
+                result = checker.check(item, value, schema.node_list, live['numa_nodes'])
+            else:
+                result = checker.check(item, value, schema.size_bytes, live['mem_total_bytes'])
+            if result is not schema.INVALID:
+                parsed[setting] = result
+        checker.limits(where, dict((k, v) for k, v in parsed.items() if k != 'cpuset_mems'), entry)
+        found.append((text, where, parsed))
+    return found, checker.problems
+
+
+def validate_processes(processes, labels, var='oomguard_processes'):
+    """Validate the processes outside systemd. Returns ([(where, pattern, regex, oom_score_adj)], problems)."""
+    checker = schema.Checker(labels)
+    found = []
+    if not isinstance(processes, list):
+        checker.refuse('wrong_type', '%s must be a list of {match, oom_score_adj}' % var)
+        return found, checker.problems
+    for index, entry in enumerate(processes):
+        where = '%s[%d]' % (var, index)
+        if not isinstance(entry, dict) or set(entry) - set(('match', 'oom_score_adj')) \
+                or 'match' not in entry or 'oom_score_adj' not in entry:
+            checker.refuse('wrong_type', '%s must be {match: REGEX, oom_score_adj: -1000..1000}, not %r'
+                           % (where, entry))
+            continue
+        pattern = entry['match']
+        if not isinstance(pattern, str) or not pattern.strip():
+            checker.refuse('invalid_value', '%s[match] must be a non-empty regular expression' % where)
+            continue
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            checker.refuse('invalid_value', '%s[match] = %r is not a valid regular expression: %s'
+                           % (where, pattern, exc))
+            continue
+        adj = checker.check('%s[oom_score_adj]' % where, entry['oom_score_adj'], schema.integer,
+                            *OOM_SCORE_ADJ_RANGE)
+        if adj is not schema.INVALID:
+            found.append((where, pattern, regex, adj))
+    return found, checker.problems
 
 
 def render_dropin(unit, values):

@@ -24,7 +24,6 @@ a running unit is never restarted.
 
 
 import os
-import re
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
@@ -58,7 +57,6 @@ CGROUP_FILES = {
     'memory_swap_max': ('memory.swap.max', None, None),
     'cpuset_mems': ('cpuset.mems', 'cpuset', 'cpuset.mems'),
 }
-CGROUP_SCOPE = dict((k, 'cpuset' if k == 'cpuset_mems' else 'limits') for k in CGROUP_FILES)
 # The unit setting behind each cgroup file.
 UNIT_TO_CGROUP = dict((k, k) for k in SCOPE_KEYS['limits'])
 UNIT_TO_CGROUP['allowed_memory_nodes'] = 'cpuset_mems'
@@ -72,7 +70,6 @@ V1_NO_LIMIT = '9223372036854771712'
 DEFAULT_MAIN_PIDS = {'ssh.service': -1000, 'sshd.service': -1000}
 # A pattern matching more processes than this is refused (forcible).
 MAX_PATTERN_MATCHES = 20
-_CGROUP_PATH_RE = re.compile(r'^[A-Za-z0-9:_.@+=-]+(/[A-Za-z0-9:_.@+=-]+)*$')
 
 
 class Live:
@@ -432,33 +429,11 @@ def _plan_defaults(plan, host, live, raw_services, params):
 
 
 def _plan_processes(plan, host, live, labels, processes):
-    var = labels.var('processes')
-    if not isinstance(processes, list):
-        _problem(plan, 'wrong_type', labels.msg('%s must be a list of {match, oom_score_adj}' % var))
-        return
-    if processes and not live.cmdlines:
+    entries, problems = us.validate_processes(processes, labels, labels.var('processes'))
+    plan.problems.extend(problems)
+    if entries and not live.cmdlines:
         scan_cmdlines(host, live)
-    for index, entry in enumerate(processes):
-        where = '%s[%d]' % (var, index)
-        if not isinstance(entry, dict) or set(entry) - set(('match', 'oom_score_adj')) \
-                or 'match' not in entry or 'oom_score_adj' not in entry:
-            _problem(plan, 'wrong_type', labels.msg('%s must be {match: REGEX, oom_score_adj: -1000..1000}, not %r'
-                                                    % (where, entry)))
-            continue
-        pattern = entry['match']
-        if not isinstance(pattern, str) or not pattern.strip():
-            _problem(plan, 'invalid_value', labels.msg('%s[match] must be a non-empty regular expression' % where))
-            continue
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            _problem(plan, 'invalid_value', labels.msg('%s[match] = %r is not a valid regular expression: %s'
-                                                       % (where, pattern, exc)))
-            continue
-        adj = schema.Checker(labels, plan.problems).check('%s[oom_score_adj]' % where, entry['oom_score_adj'],
-                                                          schema.integer, *us.OOM_SCORE_ADJ_RANGE)
-        if adj is schema.INVALID:
-            continue
+    for where, pattern, regex, adj in entries:
         matched = sorted(pid for pid, text in live.cmdlines.items() if regex.search(text))
         if len(matched) > MAX_PATTERN_MATCHES:
             _guard(plan, labels, 'pattern_too_broad', where,
@@ -468,48 +443,20 @@ def _plan_processes(plan, host, live, labels, processes):
         if not matched:
             plan.unmatched.append(pattern)
         for pid in matched:
-            _plan_adj(plan, host, live, 'pid %d (%s)' % (pid, live.cmdlines[pid][:60]), pid, int(adj))
+            _plan_adj(plan, host, live, 'pid %d (%s)' % (pid, live.cmdlines[pid][:60]), pid, adj)
 
 
 def _plan_cgroups(plan, host, live, labels, cgroups, scopes):
-    """Raw cgroups outside systemd: validated whole, then written directly."""
-    var = labels.var('cgroups')
-    checker = schema.Checker(labels, plan.problems)
-    if not isinstance(cgroups, dict):
-        checker.refuse('wrong_type', '%s must be a mapping of cgroup path -> settings' % var)
-        return
-    for rel in sorted(cgroups, key=str):
-        entry = cgroups[rel]
-        where = "%s['%s']" % (var, rel)
-        text = str(rel).strip('/')
-        if not _CGROUP_PATH_RE.match(text) or '..' in text.split('/') or '.' in text.split('/'):
-            checker.refuse('invalid_name', '%s: %r is not a cgroup path relative to the hierarchy '
-                           '(like machine/db or docker/<id>)' % (var, rel))
-            continue
-        if not isinstance(entry, dict):
-            checker.refuse('wrong_type', '%s must be a mapping of settings, not %r' % (where, entry))
-            continue
-        parsed = _validate_cgroup(checker, where, entry, live, scopes)
+    """Raw cgroups outside systemd: validated whole (unit_settings), then written directly."""
+    found, problems = us.validate_cgroups(cgroups, {'numa_nodes': live.numa_nodes,
+                                                    'mem_total_bytes': live.mem_total_bytes},
+                                          labels, scopes, labels.var('cgroups'))
+    plan.problems.extend(problems)
+    for rel, where, parsed in found:
         for setting in sorted(parsed):
-            if not _plan_cgroup_setting(plan, host, live, labels, text, '%s[%s]' % (where, setting), setting,
+            if not _plan_cgroup_setting(plan, host, live, labels, rel, '%s[%s]' % (where, setting), setting,
                                         parsed[setting]):
                 break
-
-
-def _validate_cgroup(checker, where, entry, live, scopes):
-    """{setting: node list or bytes} of one cgroup's entry, for the scopes of this call."""
-    parsed = {}
-    for setting, value, item in checker.known(where, entry, CGROUP_FILES):
-        if CGROUP_SCOPE[setting] not in scopes:
-            continue
-        if setting == 'cpuset_mems':
-            result = checker.check(item, value, schema.node_list, live.numa_nodes)
-        else:
-            result = checker.check(item, value, schema.size_bytes, live.mem_total_bytes)
-        if result is not schema.INVALID:
-            parsed[setting] = result
-    checker.limits(where, dict((k, v) for k, v in parsed.items() if k != 'cpuset_mems'), entry)
-    return parsed
 
 
 def _plan_cgroup_setting(plan, host, live, labels, rel, item, setting, wanted):

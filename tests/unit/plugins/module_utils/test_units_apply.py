@@ -603,3 +603,9 @@ def test_a_process_that_exits_before_its_write_is_skipped(numa2, kernel):
     assert result['changed'] is True
     assert numa2.read('proc/296/oom_score_adj') == '500\n'
     assert numa2.read('sys/fs/cgroup/system.slice/dbus.service/memory.max') == '67108864\n'
+
+
+def test_every_raw_cgroup_setting_has_its_file():
+    # unit_settings validates oomguard_cgroups; units_apply knows the file of each setting.
+    assert sorted(us.CGROUP_SETTINGS) == sorted(ua.CGROUP_FILES)
+    assert set(us.CGROUP_SETTINGS.values()) <= set(ua.SCOPES)
