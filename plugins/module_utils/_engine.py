@@ -105,13 +105,17 @@ def refuse_or_forced(problems, force):
 
 # -- files ------------------------------------------------------------------------
 
-def plan_files(files):
-    """[{path, action, before, after}] for the files that differ from their spec."""
+def plan_files(files, same=None):
+    """[{path, action, before, after}] for the files that differ from their spec.
+
+    same(state, spec): whether a file is as wanted (default ledger.same_as;
+    restore compares with what the ledger recorded, owner and mode included).
+    """
     changes = []
     for path in sorted(files):
         spec = files[path]
         state = ledger_mod.file_state(path)
-        if ledger_mod.same_as(state, spec):
+        if (same or ledger_mod.same_as)(state, spec):
             continue
         changes.append({'path': path, 'action': file_action(state, spec),
                         'before': describe(state), 'after': describe(spec)})
@@ -268,6 +272,7 @@ class Plan:
     reload:       whether daemon-reload follows the files
     after_reload: [(verb, unit)] for systemctl after the reload
     prune_dirs:   a removed file's directory goes too when it is left empty
+    checks:       check(systemd) after everything, e.g. that a started unit runs
     """
 
     def __init__(self, problems=None):
@@ -282,6 +287,7 @@ class Plan:
         self.reload = False
         self.after_reload = []
         self.prune_dirs = False
+        self.checks = []
 
     def ledger_key(self, change):
         """A live value's key in the ledger: its name, or the file of a process."""
@@ -323,6 +329,26 @@ def execute(plan, state_dir, owner, systemd, labels, write, read):
         systemd.run(verb, unit)
     write_values(plan.values, write, labels, tail)
     check_values(plan.values, read, labels, tail)
+    for check in plan.checks:
+        check(systemd)
+
+
+def apply(concern_plan, params, host, labels, check_mode, run_command, systemctl, owner, default_paths,
+          read=None):
+    """A concern's whole call: plan it from one read of the host, settle its problems, execute it.
+
+    concern_plan(params, host, labels, systemd) -> Plan; read(host, change, plan)
+    -> (text now, kept) for the read-back.  Returns the module result.
+    """
+    paths = dict(default_paths, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
+    systemd = Systemd(host, run_command, systemctl, paths['systemd_dir'], default_paths['systemd_dir'])
+    judged = concern_plan(params, host, labels, systemd, check_mode)
+    result, go = settle(judged, params, check_mode)
+    if go:
+        execute(judged, paths['state_dir'], owner, systemd, labels,
+                lambda path, text: write_live(host.path(path), text),
+                lambda change: read(host, change, judged))
+    return result
 
 
 # -- the modules' common frame ---------------------------------------------------------

@@ -15,7 +15,7 @@ import os
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
-from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import DEFAULT_PATHS, read_back, write_back
+from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import DEFAULT_PATHS, read_back
 
 
 def restore_order(values):
@@ -56,17 +56,6 @@ def _value_changes(host, values):
     return changes
 
 
-def _file_changes(recorded_files):
-    changes = []
-    for path in sorted(recorded_files):
-        recorded = recorded_files[path]
-        state = ledger_mod.file_state(path)
-        if not _same_file(state, recorded):
-            changes.append({'path': path, 'action': engine.file_action(state, recorded),
-                            'before': engine.describe(state), 'after': engine.describe(recorded)})
-    return changes
-
-
 def restore(params, host, labels, check_mode, run_command=None, systemctl=None):
     """Put back everything the ledger recorded; returns the module result."""
     state_dir = (params.get('paths') or {}).get('state_dir') or DEFAULT_PATHS['state_dir']
@@ -76,7 +65,7 @@ def restore(params, host, labels, check_mode, run_command=None, systemctl=None):
         result['msg'] = 'nothing to restore: %s does not exist' % ledger.path
         return result
     value_changes = _value_changes(host, ledger.data['values'])
-    file_changes = _file_changes(ledger.data['files'])
+    file_changes = engine.plan_files(ledger.data['files'], same=_same_file)
     dirs = [d for d in reversed(ledger.data['dirs']) if os.path.isdir(d)]
     systemd = engine.Systemd(host, run_command, systemctl)
     units = [u for u, e in sorted(ledger.data['units'].items())
@@ -103,7 +92,7 @@ def restore(params, host, labels, check_mode, run_command=None, systemctl=None):
     if systemd.can_run and any('/systemd/' in c['path'] for c in file_changes):
         systemd.run('daemon-reload')
     tail = 'the ledger %s is kept' % ledger.path
-    engine.write_values(value_changes, lambda path, text: write_back(host, path, text),
+    engine.write_values(value_changes, lambda path, text: engine.write_live(host.path(path), text),
                         labels, tail, cause='restore', verb='restoring')
     engine.check_values(value_changes, lambda change: read_back(host, change), labels, tail, verb='restoring')
     ledger.delete()

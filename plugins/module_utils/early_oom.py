@@ -357,7 +357,7 @@ def plan_config(params, host, live, labels):
     return config
 
 
-def _plan_units(judged, config, systemd):
+def _plan_units(judged, config, systemd, labels, ledger):
     """What systemctl must do: stop killers no longer chosen, start or restart the chosen one."""
     if not systemd.manages:
         return None
@@ -373,10 +373,20 @@ def _plan_units(judged, config, systemd):
         judged.after_reload.append((unit_action, config.unit))
     if unit_action == 'start':
         judged.units_record[config.unit] = False
-        # systemd-oomd pulls in its socket: restore stops both.  Asked only
-        # for a real run: the package of a check-mode plan may be missing.
-        judged.sockets = list(SOCKETS.get(config.killer, ()))
+        # systemd-oomd pulls in its socket: restore stops both.
+        for extra in SOCKETS.get(config.killer, ()):
+            if not systemd.is_active(extra):
+                judged.units_record[extra] = False
+    if unit_action:
+        judged.checks.append(lambda systemd_now: _check_running(systemd_now, config.unit, unit_action, labels, ledger))
     return unit_action
+
+
+def _check_running(systemd, unit, action, labels, ledger):
+    state, active = systemd.state(unit)
+    if not active:
+        raise engine.ApplyError(labels.msg('%s is %s after %s; see journalctl -u %s; the originals are in %s'
+                                           % (unit, state, action, unit, ledger)))
 
 
 def plan(params, host, labels, systemd, check_mode=False):
@@ -390,9 +400,8 @@ def plan(params, host, labels, systemd, check_mode=False):
     judged.files = config.files
     judged.file_changes = engine.plan_files(config.files)
     judged.prune_dirs = True
-    judged.sockets = []
-    judged.unit = config.unit
-    unit_action = _plan_units(judged, config, systemd)
+    ledger = os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME)
+    unit_action = _plan_units(judged, config, systemd, labels, ledger)
     judged.result = {
         'changed': bool(judged.file_changes or unit_action or judged.stop_first),
         'killer': config.killer,
@@ -406,7 +415,7 @@ def plan(params, host, labels, systemd, check_mode=False):
         'psi': live['psi'],
         'package': config.killer if config.killer in UNITS else None,
         'package_missing': config.package_missing,
-        'ledger': os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME),
+        'ledger': ledger,
         'diff': engine.build_diff([], judged.file_changes),
     }
     return judged
@@ -414,20 +423,4 @@ def plan(params, host, labels, systemd, check_mode=False):
 
 def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     """Run an early_oom call; returns the module result (raises Refused/ApplyError)."""
-    paths = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
-    systemd = engine.Systemd(host, run_command, systemctl, paths['systemd_dir'], DEFAULT_PATHS['systemd_dir'])
-    judged = plan(params, host, labels, systemd, check_mode)
-    result, go = engine.settle(judged, params, check_mode)
-    if not go:
-        return result
-    for extra in judged.sockets:
-        if not systemd.is_active(extra):
-            judged.units_record[extra] = False
-    engine.execute(judged, paths['state_dir'], OWNER, systemd, labels, None, None)
-    if result['unit_action']:
-        state, active = systemd.state(judged.unit)
-        if not active:
-            raise engine.ApplyError(labels.msg('%s is %s after %s; see journalctl -u %s; the originals are in %s'
-                                               % (judged.unit, state, result['unit_action'], judged.unit,
-                                                  result['ledger'])))
-    return result
+    return engine.apply(plan, params, host, labels, check_mode, run_command, systemctl, OWNER, DEFAULT_PATHS)

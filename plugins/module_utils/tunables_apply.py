@@ -56,7 +56,7 @@ def _judge(params, host, labels):
     return req, live, paths, files, tn.check_guards(req, live, labels, shadows)
 
 
-def plan(params, host, labels, systemd):
+def plan(params, host, labels, systemd, check_mode=False):
     """The whole call judged into an engine Plan (problems as data, nothing raised)."""
     req, live, paths, files, problems = _judge(params, host, labels)
     result = engine.Plan(problems)
@@ -106,11 +106,6 @@ def _plan_units(result, paths, changed, systemd):
         result.after_reload.append(('restart', tn.COMPACT_TIMER))
 
 
-def write_back(host, path, text):
-    """Write a live value under the host root (restore and the unit settings write the same way)."""
-    engine.write_live(host.path(path), text)
-
-
 def read_back(host, change):
     """A live value as the kernel shows it now: (text, whether it is the value planned)."""
     text = engine.read_live(host.path(change['path']))
@@ -123,12 +118,5 @@ def read_back(host, change):
 
 def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     """Run a kernel_tunables call; returns the module result (raises Refused/ApplyError)."""
-    paths = paths_of(params)
-    systemd = engine.Systemd(host, run_command, systemctl, paths['systemd_dir'], DEFAULT_PATHS['systemd_dir'])
-    judged = plan(params, host, labels, systemd)
-    result, go = engine.settle(judged, params, check_mode)
-    if go:
-        engine.execute(judged, paths['state_dir'], OWNER, systemd, labels,
-                       lambda path, text: write_back(host, path, text),
-                       lambda change: read_back(host, change))
-    return result
+    return engine.apply(plan, params, host, labels, check_mode, run_command, systemctl, OWNER, DEFAULT_PATHS,
+                        lambda live_host, change, judged: read_back(live_host, change))

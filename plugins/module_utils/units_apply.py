@@ -530,7 +530,7 @@ def paths_of(params):
     return dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
 
 
-def plan(params, host, labels, systemd):
+def plan(params, host, labels, systemd, check_mode=False):
     """The whole call judged into a Plan (problems as data, nothing raised)."""
     params = dict(params)
     params['scopes'] = params.get('scopes') or list(SCOPES)
@@ -558,12 +558,5 @@ def plan(params, host, labels, systemd):
 
 def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     """Run an oom_units call; returns the module result (raises Refused/ApplyError)."""
-    paths = paths_of(params)
-    systemd = engine.Systemd(host, run_command, systemctl, paths['systemd_dir'], DEFAULT_PATHS['systemd_dir'])
-    judged = plan(params, host, labels, systemd)
-    result, go = engine.settle(judged, params, check_mode)
-    if go:
-        engine.execute(judged, paths['state_dir'], OWNER, systemd, labels,
-                       lambda path, text: engine.write_live(host.path(path), text),
-                       lambda change: _read_back(host, change, judged.page_bytes))
-    return result
+    return engine.apply(plan, params, host, labels, check_mode, run_command, systemctl, OWNER, DEFAULT_PATHS,
+                        lambda live_host, change, judged: _read_back(live_host, change, judged.page_bytes))
