@@ -163,6 +163,22 @@ def read_live(host):
     }
 
 
+def read_request(host, live, params):
+    """What the request's plan looks at besides the host's layout: the killers' [Install]
+    links, our drop-ins present now, and what the ledger recorded (read once, before judging)."""
+    paths = params['paths']
+    sd = paths['systemd_dir'].rstrip('/')
+    live['links'] = dict((unit, install_links(host, unit, paths['unit_dirs'], sd)) for unit in UNITS.values())
+    live['our_dropins'] = []
+    if os.path.isdir(sd):
+        for name in sorted(os.listdir(sd)):
+            path = '%s/%s/%s' % (sd, name, DROPIN)
+            if name.endswith('.d') and os.path.isfile(path):
+                live['our_dropins'].append(path)
+    live['recorded'] = ledger_mod.Ledger.load(paths['state_dir']).data
+    return live
+
+
 def _psi_readable(host):
     try:
         return host.read('proc/pressure/memory') is not None
@@ -276,7 +292,7 @@ def _section(unit):
     return {'slice': 'Slice', 'scope': 'Scope'}.get(unit.rsplit('.', 1)[-1], 'Service')
 
 
-def plan_config(params, host, live, labels):
+def plan_config(params, live, labels):
     """Validate, pick the killer and render its files: a Config."""
     var = labels.var('early_oom')
     config = validate(params.get('early_oom'), labels, var)
@@ -316,14 +332,12 @@ def plan_config(params, host, live, labels):
                 'content': '# Managed by oomguard.linux (oomguard_early_oom)\n[%s]\nManagedOOMPreference=avoid\n'
                            % _section(unit)}
     # Stale drop-ins of ours on other units (slices or avoid lists shrunk).
-    if os.path.isdir(sd):
-        for name in sorted(os.listdir(sd)):
-            path = '%s/%s/%s' % (sd, name, DROPIN)
-            if name.endswith('.d') and path not in files and os.path.isfile(path):
-                files[path] = {'type': 'absent'}
+    for path in live['our_dropins']:
+        if path not in files:
+            files[path] = {'type': 'absent'}
     if killer != 'none':
         config.unit = UNITS[killer]
-        links = install_links(host, config.unit, paths['unit_dirs'], sd)
+        links = live['links'][config.unit]
         if links is None and (params.get('validate_only') or params.get('check_mode')):
             # The role installs the package after its preflight; in check mode
             # the package task only said it would.
@@ -337,7 +351,7 @@ def plan_config(params, host, live, labels):
             files[path] = {'type': 'link', 'target': target}
     # Links this module made for a killer that is no longer chosen go away
     # (only those the ledger says were absent before: never the operator's).
-    recorded = ledger_mod.Ledger.load(paths['state_dir']).data
+    recorded = live['recorded']
     for path, entry in sorted(recorded['files'].items()):
         if entry.get('owner') != OWNER or files.get(path) is not None:
             continue
@@ -394,8 +408,8 @@ def plan(params, host, labels, systemd, check_mode=False):
     params = dict(params)
     params['paths'] = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
     params['check_mode'] = check_mode
-    live = read_live(host)
-    config = plan_config(params, host, live, labels)
+    live = read_request(host, read_live(host), params)
+    config = plan_config(params, live, labels)
     judged = engine.Plan(config.problems)
     judged.files = config.files
     judged.file_changes = engine.plan_files(config.files)

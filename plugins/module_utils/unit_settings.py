@@ -113,6 +113,11 @@ CGROUP_SETTINGS = {
 _CGROUP_PATH_RE = re.compile(r'^[A-Za-z0-9:_.@+=-]+(/[A-Za-z0-9:_.@+=-]+)*$')
 
 
+def cgroup_path_ok(text):
+    """A cgroup path relative to the hierarchy that stays inside it."""
+    return bool(_CGROUP_PATH_RE.match(text)) and not set(('..', '.')) & set(text.split('/'))
+
+
 def validate_cgroups(cgroups, live, labels, scopes, var='oomguard_cgroups'):
     """Validate every raw cgroup's settings. Returns (cgroups, problems).
 
@@ -128,7 +133,7 @@ def validate_cgroups(cgroups, live, labels, scopes, var='oomguard_cgroups'):
         entry = cgroups[rel]
         where = "%s['%s']" % (var, rel)
         text = str(rel).strip('/')
-        if not _CGROUP_PATH_RE.match(text) or '..' in text.split('/') or '.' in text.split('/'):
+        if not cgroup_path_ok(text):
             checker.refuse('invalid_name', '%s: %r is not a cgroup path relative to the hierarchy '
                            '(like machine/db or docker/<id>)' % (var, rel))
             continue

@@ -14,14 +14,14 @@ the roles that own them never overwrite each other:
 plus raw cgroups not owned by systemd (written directly) and processes
 outside systemd matched by a pattern (their live oom_score_adj).
 
-The order is the same contract as the tunables: validate everything ->
-guards against the live host -> plan (check mode stops here) -> ledger ->
-drop-ins -> daemon-reload -> live values -> read back.  A unit's cgroup
-values are applied by systemd on daemon-reload; where it did not apply
-one (older systemd), the value is written to the cgroup file directly, so
-a running unit is never restarted.
+Read, then judge, then change: read_live() reads the host once (the
+layout, RAM, NUMA nodes, the units, then every cgroup, process and drop-in
+the request names); judge() is a pure function of that reading and the
+request; the change engine (_engine) records the originals and writes.
+A unit's cgroup values are applied by systemd on daemon-reload; where it
+did not apply one (older systemd), the value is written to the cgroup file
+directly, so a running unit is never restarted.
 """
-
 
 import os
 
@@ -89,6 +89,8 @@ class Live:
         self.node_usage_bytes = {}  # cgroup dir -> {node: bytes}
         self.oom_score_adj = {}  # pid -> int
         self.cmdlines = {}       # pid -> text (pattern scan only)
+        self.dirs = {}           # absolute cgroup directory -> whether it exists
+        self.stale_dropins = {}  # scope -> drop-ins of ours present now
 
 
 # -- reading the host ------------------------------------------------------------
@@ -170,7 +172,8 @@ def _node_usage(host, live, rel):
     return per_node
 
 
-def read_live(host, params, systemd):
+def read_base(host, params, systemd):
+    """The host's layout, RAM, NUMA nodes and the units the request names."""
     live = Live()
     live.layout = cg.read_layout(host)
     meminfo = procfs.read_meminfo(host)[0]
@@ -195,6 +198,61 @@ def read_live(host, params, systemd):
     if live.systemd and names:
         live.units = _show_units(systemd, [n for n in names if _valid_unit(n)])
     return live
+
+
+def read_live(host, params, systemd):
+    """Everything the judge looks at, read once: the host, the units, then what the request names."""
+    live = read_base(host, params, systemd)
+    read_details(host, live, params)
+    return live
+
+
+def read_details(host, live, params):
+    """The cgroups, processes and drop-ins the request names (the judge reads nothing itself)."""
+    scopes = params['scopes']
+    services = params.get('services') if isinstance(params.get('services'), dict) else {}
+    for raw in services:
+        state = live.units.get(us.unit_name(raw)) or {}
+        if state.get('active') in ('active', 'activating', 'reloading') and state.get('cgroup'):
+            _read_unit_cgroup(host, live, state['cgroup'])
+    if params.get('protect_defaults') and 'protect' in scopes:
+        for unit in DEFAULT_MAIN_PIDS:
+            if (live.units.get(unit) or {}).get('main_pid'):
+                _read_adj(host, live, live.units[unit]['main_pid'])
+    if 'protect' in scopes:
+        entries, dummy = us.validate_processes(params.get('processes') or [], engine.Labels(''))
+        if entries:
+            scan_cmdlines(host, live)
+        for dummy, dummy2, regex, dummy3 in entries:
+            matched = [pid for pid, text in live.cmdlines.items() if regex.search(text)]
+            for pid in matched if len(matched) <= MAX_PATTERN_MATCHES else []:
+                _read_adj(host, live, pid)
+    cgroups = params.get('cgroups') if isinstance(params.get('cgroups'), dict) else {}
+    for rel, entry in cgroups.items():
+        text = str(rel).strip('/')
+        if not us.cgroup_path_ok(text) or not isinstance(entry, dict):
+            continue
+        for setting in [s for s in entry if s in CGROUP_FILES]:
+            path = cgroup_file(live, text, setting)
+            if path is None:
+                continue
+            live.dirs[os.path.dirname(path)] = host.exists(os.path.dirname(path))
+            if live.dirs[os.path.dirname(path)]:
+                _read_cgroup_text(host, live, path)
+                _read_cgroup_dir(host, live, text)
+    for scope in scopes:
+        live.stale_dropins[scope] = stale_dropins(params['paths']['systemd_dir'], scope)
+
+
+def _read_unit_cgroup(host, live, rel):
+    """A running unit's cgroup: usage, processes and their oom_score_adj, the files systemd writes."""
+    _read_cgroup_dir(host, live, rel)
+    for setting in CGROUP_FILES:
+        path = cgroup_file(live, rel, setting)
+        if path is not None:
+            _read_cgroup_text(host, live, path)
+    for pid in live.procs.get(rel, []):
+        _read_adj(host, live, pid)
 
 
 def _read_cgroup_dir(host, live, rel):
@@ -300,8 +358,8 @@ def _guard_nodes(plan, labels, live, where, nodes, rel):
                                  needed // 1048576))
 
 
-def judge(params, host, live, labels):
-    """Validate and plan the whole call. Returns a Plan (problems unsplit)."""
+def judge(params, live, labels):
+    """Validate and plan the whole call from what read_live() read. Returns a Plan (problems unsplit)."""
     plan = Plan()
     scopes = params['scopes']
     var_services = labels.var('services')
@@ -317,14 +375,14 @@ def judge(params, host, live, labels):
         wanted = dict((k, v) for k, v in entry.items() if v is not None and KEY_SCOPE.get(k) in scopes)
         if wanted:
             where = "%s['%s']" % (var_services, raw_keys.get(unit, unit))
-            _judge_unit(plan, params, host, live, labels, unit, where, wanted, settings[unit])
+            _judge_unit(plan, params, live, labels, unit, where, wanted, settings[unit])
     if 'protect' in scopes:
-        _plan_defaults(plan, host, live, raw_services, params)
-        _plan_processes(plan, host, live, labels, params.get('processes') or [])
-    _plan_cgroups(plan, host, live, labels, params.get('cgroups') or {}, scopes)
+        _plan_defaults(plan, live, raw_services, params)
+        _plan_processes(plan, live, labels, params.get('processes') or [])
+    _plan_cgroups(plan, live, labels, params.get('cgroups') or {}, scopes)
     # Drop-ins of ours for units no longer in the inventory go away.
     for scope in scopes:
-        for path in stale_dropins(host, params['paths']['systemd_dir'], scope):
+        for path in live.stale_dropins.get(scope, []):
             if path not in plan.files:
                 plan.files[path] = {'type': 'absent'}
     return plan
@@ -335,7 +393,7 @@ def _memory_v1(live):
     return bool(memory and memory['version'] == 1)
 
 
-def _judge_unit(plan, params, host, live, labels, unit, where, wanted, settings):
+def _judge_unit(plan, params, live, labels, unit, where, wanted, settings):
     """One unit: what v1 cannot take, the unit_missing guard, its drop-ins and its running cgroup."""
     if _memory_v1(live):
         for key in sorted(wanted):
@@ -361,16 +419,15 @@ def _judge_unit(plan, params, host, live, labels, unit, where, wanted, settings)
     rel = state.get('cgroup')
     if not (state.get('active') in ('active', 'activating', 'reloading') and rel):
         return
-    _read_cgroup_dir(host, live, rel)
-    _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings, rel)
+    _plan_running_cgroup(plan, live, labels, unit, where, wanted, settings, rel)
     # The live oom_score_adj of its processes (OOMScoreAdjust alone waits for a restart).
     if 'oom_score_adj' in wanted and 'OOMScoreAdjust' in settings:
         target = int(settings['OOMScoreAdjust'])
         for pid in live.procs.get(rel, []):
-            _plan_adj(plan, host, live, '%s pid %d' % (unit, pid), pid, target)
+            _plan_adj(plan, live, '%s pid %d' % (unit, pid), pid, target)
 
 
-def _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings, rel):
+def _plan_running_cgroup(plan, live, labels, unit, where, wanted, settings, rel):
     """What systemd will write to the running unit's cgroup on daemon-reload."""
     memory_v1 = _memory_v1(live)
     for key in sorted(wanted):
@@ -382,7 +439,7 @@ def _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings
         path = cgroup_file(live, rel, setting)
         if path is None:
             continue
-        before = _read_cgroup_text(host, live, path)
+        before = live.cgroup_text.get(path)
         if key == 'allowed_memory_nodes':
             nodes = schema.node_list(wanted[key])
             _guard_nodes(plan, labels, live, '%s[%s]' % (where, key), nodes, rel)
@@ -396,15 +453,15 @@ def _plan_running_cgroup(plan, host, live, labels, unit, where, wanted, settings
                                      'path': path, 'before': before, 'after': after, 'cause': 'systemd'})
 
 
-def _plan_adj(plan, host, live, key, pid, target):
-    before = _read_adj(host, live, pid)
+def _plan_adj(plan, live, key, pid, target):
+    before = live.oom_score_adj.get(pid)
     if before is None or before == target:
         return
     plan.values.append({'key': 'oom_score_adj %s' % key, 'kind': 'proc', 'path': '/proc/%d/oom_score_adj' % pid,
                         'before': str(before), 'after': str(target), 'cause': 'requested'})
 
 
-def _plan_defaults(plan, host, live, raw_services, params):
+def _plan_defaults(plan, live, raw_services, params):
     if not params.get('protect_defaults'):
         return
     # ssh.service and sshd.service are one unit on Debian (an alias): one
@@ -422,17 +479,15 @@ def _plan_defaults(plan, host, live, raw_services, params):
         if state['main_pid'] in taken:
             continue
         taken.add(state['main_pid'])
-        before = _read_adj(host, live, state['main_pid'])
+        before = live.oom_score_adj.get(state['main_pid'])
         # Never raise it: the listener may already be better protected.
         if before is not None and before > target:
-            _plan_adj(plan, host, live, '%s main pid %d' % (unit, state['main_pid']), state['main_pid'], target)
+            _plan_adj(plan, live, '%s main pid %d' % (unit, state['main_pid']), state['main_pid'], target)
 
 
-def _plan_processes(plan, host, live, labels, processes):
+def _plan_processes(plan, live, labels, processes):
     entries, problems = us.validate_processes(processes, labels, labels.var('processes'))
     plan.problems.extend(problems)
-    if entries and not live.cmdlines:
-        scan_cmdlines(host, live)
     for where, pattern, regex, adj in entries:
         matched = sorted(pid for pid, text in live.cmdlines.items() if regex.search(text))
         if len(matched) > MAX_PATTERN_MATCHES:
@@ -443,10 +498,10 @@ def _plan_processes(plan, host, live, labels, processes):
         if not matched:
             plan.unmatched.append(pattern)
         for pid in matched:
-            _plan_adj(plan, host, live, 'pid %d (%s)' % (pid, live.cmdlines[pid][:60]), pid, adj)
+            _plan_adj(plan, live, 'pid %d (%s)' % (pid, live.cmdlines[pid][:60]), pid, adj)
 
 
-def _plan_cgroups(plan, host, live, labels, cgroups, scopes):
+def _plan_cgroups(plan, live, labels, cgroups, scopes):
     """Raw cgroups outside systemd: validated whole (unit_settings), then written directly."""
     found, problems = us.validate_cgroups(cgroups, {'numa_nodes': live.numa_nodes,
                                                     'mem_total_bytes': live.mem_total_bytes},
@@ -454,12 +509,12 @@ def _plan_cgroups(plan, host, live, labels, cgroups, scopes):
     plan.problems.extend(problems)
     for rel, where, parsed in found:
         for setting in sorted(parsed):
-            if not _plan_cgroup_setting(plan, host, live, labels, rel, '%s[%s]' % (where, setting), setting,
+            if not _plan_cgroup_setting(plan, live, labels, rel, '%s[%s]' % (where, setting), setting,
                                         parsed[setting]):
                 break
 
 
-def _plan_cgroup_setting(plan, host, live, labels, rel, item, setting, wanted):
+def _plan_cgroup_setting(plan, live, labels, rel, item, setting, wanted):
     """One raw cgroup file: refusals for what the host lacks, guards, the live change. False: stop this cgroup."""
     controller_name = 'cpuset' if setting == 'cpuset_mems' else 'memory'
     path = cgroup_file(live, rel, setting)
@@ -469,18 +524,17 @@ def _plan_cgroup_setting(plan, host, live, labels, rel, item, setting, wanted):
             '%s: %s' % (item, 'cgroup v1 has no %s; v1 takes memory_max and cpuset_mems' % setting
                         if controller else 'the %s controller is not mounted on this host' % controller_name)))
         return True
-    if not host.exists(os.path.dirname(path)):
+    if not live.dirs.get(os.path.dirname(path)):
         where = item[:item.rindex('[')]
         _problem(plan, 'cgroup_missing', labels.msg('%s: the cgroup %s does not exist; create it (or let its owner '
                                                     'create it) first' % (where, os.path.dirname(path))))
         return False
-    before = _read_cgroup_text(host, live, path)
+    before = live.cgroup_text.get(path)
     if before is None:
         _problem(plan, 'controller_missing', labels.msg(
             '%s: %s is missing: the %s controller is not enabled for this cgroup (its parent\'s '
             'cgroup.subtree_control)' % (item, path, controller_name)))
         return True
-    _read_cgroup_dir(host, live, rel)
     if setting == 'cpuset_mems':
         _guard_nodes(plan, labels, live, item, wanted, rel)
         after = to_kernel_list(wanted)
@@ -497,7 +551,7 @@ def dropin_path(systemd_dir, unit, scope):
     return '%s/%s.d/%s' % (systemd_dir.rstrip('/'), unit, DROPIN_NAME % scope)
 
 
-def stale_dropins(host, systemd_dir, scope):
+def stale_dropins(systemd_dir, scope):
     found = []
     for name in sorted(os.listdir(systemd_dir)) if os.path.isdir(systemd_dir) else []:
         if name.endswith('.d') and os.path.isfile(os.path.join(systemd_dir, name, DROPIN_NAME % scope)):
@@ -536,7 +590,7 @@ def plan(params, host, labels, systemd, check_mode=False):
     params['scopes'] = params.get('scopes') or list(SCOPES)
     params['paths'] = paths_of(params)
     live = read_live(host, params, systemd)
-    judged = judge(params, host, live, labels)
+    judged = judge(params, live, labels)
     judged.file_changes = engine.plan_files(judged.files)
     if not systemd.manages:
         judged.unit_values = []

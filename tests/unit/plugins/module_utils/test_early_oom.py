@@ -547,8 +547,8 @@ def test_a_stale_drop_in_next_to_other_files_keeps_its_directory(v2):
 
 
 def test_a_scope_under_avoid_gets_a_scope_section(v2):
-    config = eo.plan_config(v2.params({'killer': 'systemd-oomd', 'avoid': ['init.scope']}), v2.host,
-                            eo.read_live(v2.host), LABELS)
+    params = v2.params({'killer': 'systemd-oomd', 'avoid': ['init.scope']})
+    config = eo.plan_config(params, eo.read_request(v2.host, eo.read_live(v2.host), params), LABELS)
     assert config.problems == []
     assert config.files[v2.sd + '/init.scope.d/' + DROPIN]['content'] == \
         '# Managed by oomguard.linux (oomguard_early_oom)\n[Scope]\nManagedOOMPreference=avoid\n'

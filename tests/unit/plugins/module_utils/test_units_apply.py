@@ -99,7 +99,7 @@ def run_case(case, tmp_path, captured_tree):
     systemd = case.get('systemd', True)
     host = SystemdHostRoot(root) if systemd else procfs.HostRoot(root)
     params = _params(case['params'], systemd_dir, str(tmp_path / 'state'))
-    live = ua.read_live(host, params, engine.Systemd(host, Systemctl(tree) if systemd else None,
+    live = ua.read_base(host, params, engine.Systemd(host, Systemctl(tree) if systemd else None,
                                                      'systemctl' if systemd else None))
     assert live.systemd is systemd
     for key, value in (case.get('live') or {}).items():
@@ -108,12 +108,13 @@ def run_case(case, tmp_path, captured_tree):
                 live.units[unit] = dict(live.units.get(unit) or {}, **state)
         else:
             setattr(live, key, value)
+    ua.read_details(host, live, params)
     if case.get('extra_cmdlines'):
         ua.scan_cmdlines(host, live)
         extra = case['extra_cmdlines']
         for pid in range(extra['first_pid'], extra['first_pid'] + extra['count']):
             live.cmdlines[pid] = extra['text']
-    plan = ua.judge(params, host, live, LABELS)
+    plan = ua.judge(params, live, LABELS)
     assert not os.path.exists(str(tmp_path / 'state')), 'judge wrote its state'
     return plan, systemd_dir
 
@@ -173,7 +174,7 @@ def test_an_invalid_value_of_a_running_unit_is_a_problem(entry, message, tmp_pat
 
 
 def _hand_live():
-    """A Live built by hand: judge() takes every fact from it, the host root is empty."""
+    """A Live built by hand: judge() takes every fact from it (it is given no host to read)."""
     live = ua.Live()
     live.layout = {'mode': 'v2', 'v1_mounts': {}, 'v2_mount': '/sys/fs/cgroup', 'v2_controllers': ['cpuset', 'memory'],
                    'memory_controller': {'version': 2, 'mount': '/sys/fs/cgroup'},
@@ -199,11 +200,9 @@ def _hand_live():
     ('0-1', [], None),
 ])
 def test_judge_on_a_live_built_by_hand(nodes, problems, cpuset_after, tmp_path):
-    empty = str(tmp_path / 'empty-root')
-    os.makedirs(empty)
     params = _params({'services': {'db': {'allowed_memory_nodes': nodes, 'memory_max': '2G', 'oom_score_adj': -500}}},
                      str(tmp_path / 'systemd'), str(tmp_path / 'state'))
-    plan = ua.judge(params, procfs.HostRoot(empty), _hand_live(), LABELS)
+    plan = ua.judge(params, _hand_live(), LABELS)
     assert [p.id for p in plan.problems] == problems
     if problems:
         assert plan.problems[0].message == (
@@ -220,7 +219,6 @@ def test_judge_on_a_live_built_by_hand(nodes, problems, cpuset_after, tmp_path):
     assert sorted(os.path.relpath(p, str(tmp_path / 'systemd')) for p in plan.files) == [
         'db.service.d/90-oomguard-cpuset.conf', 'db.service.d/90-oomguard-limits.conf',
         'db.service.d/90-oomguard-protect.conf']
-    assert os.listdir(empty) == []
 
 
 # -- the pieces ---------------------------------------------------------------------------------
@@ -300,7 +298,7 @@ def test_read_live_from_a_captured_tree(captured_tree):
     systemctl = Systemctl(tree)
     params = {'scopes': list(ua.SCOPES), 'protect_defaults': True,
               'services': {'ssh': {}, 'postgresql': {}, 'batch.slice': {}, 'bad name!': {}}}
-    live = ua.read_live(SystemdHostRoot(tree), params, engine.Systemd(SystemdHostRoot(tree), systemctl, 'systemctl'))
+    live = ua.read_base(SystemdHostRoot(tree), params, engine.Systemd(SystemdHostRoot(tree), systemctl, 'systemctl'))
     assert live.systemd is True
     assert live.layout == cg.read_layout(procfs.HostRoot(tree))
     assert live.mem_total_bytes == expected['mem_total_kb'] * 1024
@@ -325,7 +323,7 @@ def test_read_live_without_systemd_asks_nothing(captured_tree):
     tree = captured_tree(NUMA2)
     systemctl = Systemctl(tree)
     host = procfs.HostRoot(tree)
-    live = ua.read_live(host, {'scopes': list(ua.SCOPES), 'protect_defaults': True, 'services': {'ssh': {}}},
+    live = ua.read_base(host, {'scopes': list(ua.SCOPES), 'protect_defaults': True, 'services': {'ssh': {}}},
                         engine.Systemd(host, systemctl, 'systemctl'))
     assert live.systemd is False and live.units == {} and systemctl.calls == []
 
@@ -335,7 +333,7 @@ def test_a_failing_systemctl_show_is_an_apply_error(captured_tree):
     tree = captured_tree(HYBRID_NO_SYSTEMD)
     with pytest.raises(engine.ApplyError) as raised:
         host = SystemdHostRoot(tree)
-        ua.read_live(host, {'scopes': ['limits'], 'services': {'db': {}}}, engine.Systemd(host, Systemctl(tree), 'systemctl'))
+        ua.read_base(host, {'scopes': ['limits'], 'services': {'db': {}}}, engine.Systemd(host, Systemctl(tree), 'systemctl'))
     assert str(raised.value) == ("systemctl show db.service failed (rc 1): System has not been booted with systemd as init system "
                                  "(PID 1). Can't operate.\nFailed to connect to bus: Host is down")
 
@@ -347,13 +345,13 @@ def test_cgroup_dir_reads_usage_node_usage_and_processes(tmp_path, captured_tree
            'anon N0=4096 N1=8192\nfile N0=1 N1=2\nkernel_stack N0=10 N1=20\nshmem N0=0 N1=0\n'
            'file_mapped N0=1000 N1=1000\npagetables N0=5 N1=5\n')
     host = procfs.HostRoot(root)
-    live = ua.read_live(host, {'scopes': ['limits']}, engine.Systemd(host))
+    live = ua.read_base(host, {'scopes': ['limits']}, engine.Systemd(host))
     ua._read_cgroup_dir(host, live, '/system.slice/ssh.service')
     assert live.usage_bytes == {'/system.slice/ssh.service': 6877184}
     assert live.node_usage_bytes == {'/system.slice/ssh.service': {0: 4107, 1: 8214}}
     assert live.procs == {'/system.slice/ssh.service': [298]}
     v1 = procfs.HostRoot(captured_tree(V1))
-    live = ua.read_live(v1, {'scopes': ['limits']}, engine.Systemd(v1))
+    live = ua.read_base(v1, {'scopes': ['limits']}, engine.Systemd(v1))
     ua._read_cgroup_dir(v1, live, '/system.slice/ssh.service')
     # v1: usage_in_bytes, no per-node usage, processes from the cgroup2 (unified) tree of the hybrid layout.
     assert live.usage_bytes == {'/system.slice/ssh.service': 6881280}
