@@ -59,51 +59,51 @@ def _judge(params, host, labels):
 def plan(params, host, labels, systemd, check_mode=False):
     """The whole call judged into an engine Plan (problems as data, nothing raised)."""
     req, live, paths, files, problems = _judge(params, host, labels)
-    result = engine.Plan(problems)
+    judged = engine.Plan(problems)
     if files is None:
-        return result
-    result.values = tn.plan_values(req, live)
-    result.files = files
-    result.file_changes = engine.plan_files(files)
-    changed = set(c['path'] for c in result.file_changes)
+        return judged
+    judged.values = tn.plan_values(req, live)
+    judged.files = files
+    judged.file_changes = engine.plan_files(files)
+    changed = set(c['path'] for c in judged.file_changes)
     # Writing THP 'enabled' makes the kernel recompute vm.min_free_kbytes
     # (khugepaged's recommendation, or the default when it stops): keep its
     # original too, so that restore puts it back after THP.
     text = (live['sysctls'].get('vm.min_free_kbytes') or {}).get('text')
     if 'vm.min_free_kbytes' not in req.sysctl and text is not None and any(
-            c['key'] == tn.THP_KNOBS['enabled'].name for c in result.values):
-        result.originals.append({'key': 'vm.min_free_kbytes', 'kind': 'sysctl',
+            c['key'] == tn.THP_KNOBS['enabled'].name for c in judged.values):
+        judged.originals.append({'key': 'vm.min_free_kbytes', 'kind': 'sysctl',
                                  'path': '/' + procfs.sysctl_path('vm.min_free_kbytes'),
                                  'before': engine.canonical(text)})
-    _plan_units(result, paths, changed, systemd)
-    result.result = {
-        'changed': bool(result.values or result.file_changes),
-        'changes': result.values,
-        'files': engine.file_rows(result.file_changes),
+    _plan_units(judged, paths, changed, systemd)
+    judged.result = {
+        'changed': bool(judged.values or judged.file_changes),
+        'changes': judged.values,
+        'files': engine.file_rows(judged.file_changes),
         'skipped': req.skipped,
         'resolved': req.resolved,
         'compaction_method': req.compaction_method,
         'desired': dict(req.sysctl, **dict((tn.THP_KNOBS[k].name, v) for k, v in req.thp.items())),
         'ledger': os.path.join(paths['state_dir'], ledger_mod.LEDGER_NAME),
-        'diff': engine.build_diff(result.values, result.file_changes),
+        'diff': engine.build_diff(judged.values, judged.file_changes),
     }
-    return result
+    return judged
 
 
-def _plan_units(result, paths, changed, systemd):
+def _plan_units(judged, paths, changed, systemd):
     """The compaction timer: stopped before its unit goes, restarted after a change."""
     systemd_dir = paths['systemd_dir']
     if not systemd.manages:
         return
     timer_path = systemd_dir + '/' + tn.COMPACT_TIMER
-    result.reload = any(p.startswith(systemd_dir + '/') for p in changed)
+    judged.reload = any(p.startswith(systemd_dir + '/') for p in changed)
     if timer_path not in changed:
         return
-    result.units_record[tn.COMPACT_TIMER] = systemd.is_active(tn.COMPACT_TIMER)
-    if result.files[timer_path]['type'] == 'absent':
-        result.stop_first.append(tn.COMPACT_TIMER)
+    judged.units_record[tn.COMPACT_TIMER] = systemd.is_active(tn.COMPACT_TIMER)
+    if judged.files[timer_path]['type'] == 'absent':
+        judged.stop_first.append(tn.COMPACT_TIMER)
     else:
-        result.after_reload.append(('restart', tn.COMPACT_TIMER))
+        judged.after_reload.append(('restart', tn.COMPACT_TIMER))
 
 
 def read_back(host, change):
