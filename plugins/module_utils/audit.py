@@ -22,6 +22,7 @@ still fails: it is an error, not drift.  Nothing is written.
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as early_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import harden
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_events
 from ansible_collections.oomguard.linux.plugins.module_utils import slab as slab_mod
 from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
@@ -142,28 +143,8 @@ def summarize(rows):
 
 def run(params, host, labels, run_command=None, systemctl=None):
     """The audit of one host: rows, counts, the guards that would fire."""
-    tunables_params = {
-        'profile': params.get('profile') or 'none', 'sysctl': params.get('sysctl') or {}, 'thp': params.get('thp') or {},
-        'compaction': {}, 'scopes': ['thp', 'compaction', 'sysctl'], 'force': params.get('force') or [],
-        'unsupported': 'skip', 'persist': True,
-        'paths': dict(ta.DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items()
-                                               if k in ta.DEFAULT_PATHS and v)),
-        'sysctl_dirs': params.get('sysctl_dirs'),
-    }
-    units_params = {
-        'services': params.get('services') or {}, 'cgroups': params.get('cgroups') or {},
-        'processes': params.get('processes') or [], 'protect_defaults': params.get('protect_defaults', True),
-        'scopes': list(ua.SCOPES), 'force': params.get('force') or [],
-        'paths': dict((k, v) for k, v in (params.get('paths') or {}).items() if k in ua.DEFAULT_PATHS and v),
-    }
-    early_params = {
-        'early_oom': params.get('early_oom') or {}, 'force': params.get('force') or [],
-        # validate_only: the plan, and package_missing instead of a refusal when the package is absent.
-        'validate_only': True,
-        'paths': dict((k, v) for k, v in (params.get('paths') or {}).items() if k in early_mod.DEFAULT_PATHS and v),
-    }
-    if not tunables_params['sysctl_dirs']:
-        tunables_params.pop('sysctl_dirs')
+    by_name = harden.concern_params(params, audit=True)
+    tunables_params, units_params, early_params = by_name['tunables'], by_name['units'], by_name['early_oom']
     force = params.get('force') or []
     systemd_dir = ua.paths_of(units_params)['systemd_dir']
     systemd = engine.Systemd(host, run_command, systemctl, systemd_dir, ua.DEFAULT_PATHS['systemd_dir'])

@@ -571,6 +571,11 @@ def _close_enough(now, after, page_bytes):
         return False
 
 
+def read_back(host, change, judged):
+    """A live value now, and whether it is the planned one (a page either way for sizes)."""
+    return _read_back(host, change, judged.page_bytes)
+
+
 def _read_back(host, change, page_bytes):
     now = engine.canonical(engine.read_live(host.path(change['path'])))
     if change['cause'] == 'systemd' and not _close_enough(now, change['after'], page_bytes):
@@ -613,4 +618,4 @@ def plan(params, host, labels, systemd, check_mode=False):
 def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     """Run an oom_units call; returns the module result (raises Refused/ApplyError)."""
     return engine.apply(plan, params, host, labels, check_mode, run_command, systemctl, OWNER, DEFAULT_PATHS,
-                        lambda live_host, change, judged: _read_back(live_host, change, judged.page_bytes))
+                        read_back)

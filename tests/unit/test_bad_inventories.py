@@ -11,8 +11,8 @@ role's steps in its order, the first refusal ending the run:
   1. the role's argument spec (meta/argument_specs.yml), which ansible-core
      checks before the role's first task, with its own validator;
   2. the collection's module calls of roles/harden/tasks/main.yml, in its
-     order (the oom_units and early_oom preflights, kernel_tunables, then
-     the real oom_units and early_oom calls): each module's own main() runs
+     order (the oom_harden preflight when an early killer is configured,
+     then the real oom_harden call): each module's own main() runs
      with the options the role passes, through a stand-in AnsibleModule
      (ansible's module argument validator: the defaults and types a real
      run gets) and a stand-in run_module, which calls the module's apply()
@@ -61,9 +61,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
-from ansible_collections.oomguard.linux.plugins.modules import early_oom as early_oom_module
-from ansible_collections.oomguard.linux.plugins.modules import kernel_tunables as kernel_tunables_module
-from ansible_collections.oomguard.linux.plugins.modules import oom_units as oom_units_module
+from ansible_collections.oomguard.linux.plugins.modules import oom_harden as oom_harden_module
 from ansible_collections.oomguard.linux.tests.unit import trees
 from ansible_collections.oomguard.linux.tests.unit.fake_host import PID_OUTSIDE_TREES, Systemctl
 
@@ -95,10 +93,12 @@ CASES = dict((name[:-len('.yml')], _load(os.path.join(CASES_DIR, name))) for nam
 ROLE_DEFAULTS = _load(os.path.join(ROLE, 'defaults', 'main.yml'))
 ROLE_TASKS = _load(os.path.join(ROLE, 'tasks', 'main.yml'))
 ROLE_ARGUMENT_SPEC = _load(os.path.join(ROLE, 'meta', 'argument_specs.yml'))['argument_specs']['main']['options']
-MODULES = dict(('oomguard.linux.' + m.__name__.rsplit('.', 1)[1], m)
-               for m in (oom_units_module, early_oom_module, kernel_tunables_module))
+MODULES = dict(('oomguard.linux.' + m.__name__.rsplit('.', 1)[1], m) for m in (oom_harden_module,))
 # Tasks of the role that are not the collection's modules, and why the unit suite leaves them out.
-OTHER_TASKS = {'ansible.builtin.apt': 'installs the killer a preflight found missing; nothing to judge'}
+OTHER_TASKS = {'ansible.builtin.apt': 'installs the killer a preflight found missing; nothing to judge',
+               'ansible.builtin.set_fact': "keeps each concern's result under its own name; nothing to judge"}
+# The one condition a module call of the role has: the preflight runs when an early killer is asked for.
+PREFLIGHT_WHEN = "(oomguard_early_oom.killer | default('none')) != 'none'"
 # early_oom's unit directories are no option: the module's own, read before any test patches them.
 EARLY_OOM_UNIT_DIRS = list(eo.DEFAULT_PATHS['unit_dirs'])
 
@@ -217,7 +217,9 @@ class VmHost:
             return 'argument spec', 'Validation of arguments failed:\n%s' % '\n'.join(errors)
         # early_oom's unit directories are no option: the module's own, inside the copy.
         unit_dirs = dict(eo.DEFAULT_PATHS, unit_dirs=[self.path(d) for d in EARLY_OOM_UNIT_DIRS])
-        for name, module, options in role_calls():
+        for name, module, options, when in role_calls():
+            if when and (variables.get('oomguard_early_oom') or {}).get('killer', 'none') == 'none':
+                continue  # the preflight: only with an early killer
             try:
                 with _replaced(module, AnsibleModule=self.ansible_module(options, variables),
                                run_module=self.run_module), _replaced(eo, DEFAULT_PATHS=unit_dirs):
@@ -283,7 +285,8 @@ def role_calls():
         action = [key for key in task if key in MODULES or key in OTHER_TASKS]
         assert len(action) == 1, 'a task of the harden role this test does not know: %r' % task
         if action[0] in MODULES:
-            calls.append((task['name'], MODULES[action[0]], task[action[0]]))
+            assert task.get('when') in (None, PREFLIGHT_WHEN), task.get('when')
+            calls.append((task['name'], MODULES[action[0]], task[action[0]], task.get('when')))
     return calls
 
 
@@ -398,9 +401,9 @@ def test_the_default_inventory_is_accepted(tmp_path, captured_tree):
     assert trees.tree_state(vm.root) == before
 
 
-def test_the_role_calls_the_preflights_first():
-    """The order the expected messages rely on: the first refusal is the VM's message."""
+def test_the_role_calls_one_module_for_every_concern():
+    """The preflight (only with an early killer), then the one real call: the first refusal is the VM's message."""
     calls = role_calls()
-    assert [c[1] for c in calls[:3]] == [oom_units_module, early_oom_module, kernel_tunables_module]
-    assert [c[2].get('validate_only') for c in calls[:3]] == [True, True, None]
-    assert set(c[1] for c in calls) == set(MODULES.values())
+    assert [c[1] for c in calls] == [oom_harden_module, oom_harden_module]
+    assert [c[2].get('validate_only') for c in calls] == [True, None]
+    assert [bool(c[3]) for c in calls] == [True, False]
