@@ -57,6 +57,20 @@ def change_spec():
                 **path_spec('systemd_dir', 'state_dir'))
 
 
+def harden_spec():
+    """The harden role's inventory, as oom_harden applies it and oom_audit compares it."""
+    return {
+        'profile': {'type': 'str', 'default': 'none'},
+        'sysctl': {'type': 'dict', 'default': {}},
+        'thp': {'type': 'dict', 'default': {}},
+        'services': {'type': 'dict', 'default': {}},
+        'cgroups': {'type': 'dict', 'default': {}},
+        'processes': {'type': 'list', 'elements': 'raw', 'default': []},
+        'protect_defaults': {'type': 'bool', 'default': True},
+        'early_oom': {'type': 'dict', 'default': {}},
+    }
+
+
 def host_label_spec():
     return {'host_label': {'type': 'str'}}
 

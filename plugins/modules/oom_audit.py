@@ -231,14 +231,6 @@ PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 
 def argument_spec():
     return dict(
-        profile=dict(type='str', default='none'),
-        sysctl=dict(type='dict', default={}),
-        thp=dict(type='dict', default={}),
-        services=dict(type='dict', default={}),
-        cgroups=dict(type='dict', default={}),
-        processes=dict(type='list', elements='raw', default=[]),
-        protect_defaults=dict(type='bool', default=True),
-        early_oom=dict(type='dict', default={}),
         policy=dict(type='bool', default=True),
         posture=dict(type='bool', default=False),
         posture_options=dict(type='dict', default={}),
@@ -246,6 +238,7 @@ def argument_spec():
         events=dict(type='dict'),
         keep_going=dict(type='bool', default=False),
         fail_on_drift=dict(type='bool', default=False),
+        **_argspec.harden_spec(),
         **_argspec.force_spec(),
         **_argspec.path_spec(*PATH_OPTIONS),
         **_argspec.labels_spec(),

@@ -149,15 +149,8 @@ PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
 
 def argument_spec():
     return dict(
-        profile=dict(type='str', default='none'),
-        sysctl=dict(type='dict', default={}),
-        thp=dict(type='dict', default={}),
         unsupported=dict(type='str', default='fail', choices=['fail', 'skip']),
-        services=dict(type='dict', default={}),
-        cgroups=dict(type='dict', default={}),
-        processes=dict(type='list', elements='raw', default=[]),
-        protect_defaults=dict(type='bool', default=True),
-        early_oom=dict(type='dict', default={}),
+        **_argspec.harden_spec(),
         **_argspec.change_spec(),
         **_argspec.path_spec('sysctl_file', 'compaction_file'),
         **_argspec.labels_spec(),
