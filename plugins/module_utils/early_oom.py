@@ -411,6 +411,7 @@ def plan(params, host, labels, systemd, check_mode=False):
     live = read_request(host, read_live(host), params)
     config = plan_config(params, live, labels)
     judged = engine.Plan(config.problems)
+    schema.Checker(labels, judged.problems).force(params.get('force'))
     judged.files = config.files
     judged.file_changes = engine.plan_files(config.files)
     judged.prune_dirs = True

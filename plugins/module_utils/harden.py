@@ -68,9 +68,15 @@ def apply(params, host, labels, check_mode, run_command=None, systemctl=None):
     systemd = engine.Systemd(host, run_command, systemctl, paths['systemd_dir'], ua.DEFAULT_PATHS['systemd_dir'])
     plans = [(name, module, by_name[name], module.plan(by_name[name], host, labels, systemd, check_mode))
              for name, module in CONCERNS]
-    # Every refusal of every concern at once, before anything is written.
-    engine.refuse_or_forced([p for dummy, dummy2, dummy3, judged in plans for p in judged.problems],
-                            params.get('force'))
+    # Every refusal of every concern at once, before anything is written; a
+    # problem of the shared variables (oomguard_force) is said once, not per concern.
+    problems, seen = [], set()
+    for dummy, dummy2, dummy3, judged in plans:
+        for problem in judged.problems:
+            if (problem.id, problem.message) not in seen:
+                seen.add((problem.id, problem.message))
+                problems.append(problem)
+    engine.refuse_or_forced(problems, params.get('force'))
     result = {'changed': False, 'diff': [], 'warnings': [], 'forced': []}
     settled = []
     for name, module, concern, judged in plans:

@@ -24,6 +24,11 @@ INT_MAX = 2 ** 31 - 1
 ULONG_MAX = 2 ** 63 - 1
 # The kernel's MAX_NUMNODES at its largest (NODES_SHIFT 10).
 MAX_NUMA_NODE = 1023
+# Every guard id of the collection: what oomguard_force may name (the tunables'
+# and the unit settings' guards; test_schema holds this list to the guards they fire).
+GUARD_IDS = ('panic_without_reboot', 'panic_on_cgroup_oom', 'overcommit_below_committed', 'min_free_above_5_percent',
+             'min_free_below_default', 'persist_shadowed', 'thp_not_persistent',
+             'limit_below_usage', 'nodes_without_room', 'unit_missing', 'pattern_too_broad')
 # The memory limits in the order the kernel applies them: min <= low <= high <= max.
 LIMIT_ORDER = ('memory_min', 'memory_low', 'memory_high', 'memory_max')
 
@@ -171,6 +176,13 @@ class Checker:
         except Invalid as exc:
             self.invalid(where, value, exc, pid, key)
             return INVALID
+
+    def force(self, force):
+        """Refuse guard ids that no guard has: a typo would otherwise force nothing, silently."""
+        unknown = sorted(set(str(f) for f in force or []) - set(GUARD_IDS))
+        if unknown:
+            self.refuse('invalid_value', '%s names no guard: %s; allowed: the guard ids %s' % (
+                self.labels.var('force'), ', '.join(unknown), ', '.join(GUARD_IDS)), key='force')
 
     def known(self, where, entry, allowed):
         """(key, value, item) of an entry's settings that are set; unknown keys refused."""

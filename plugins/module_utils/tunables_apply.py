@@ -16,6 +16,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 
 DEFAULT_PATHS = _argspec.default_paths('sysctl_file', 'compaction_file', 'systemd_dir', 'state_dir')
@@ -59,6 +60,8 @@ def _judge(params, host, labels):
 def plan(params, host, labels, systemd, check_mode=False):
     """The whole call judged into an engine Plan (problems as data, nothing raised)."""
     req, live, paths, files, problems = _judge(params, host, labels)
+    checker = schema.Checker(labels, problems)
+    checker.force(params.get('force'))
     judged = engine.Plan(problems)
     if files is None:
         return judged

@@ -39,6 +39,8 @@ KIND_PARSERS = {
     'policy': (schema.choice, OOM_POLICIES),
 }
 UNIT_SUFFIXES = ('.service', '.slice')
+# systemd's other unit types (systemd.unit(5)): refused, never taken for part of a service's name.
+OTHER_UNIT_TYPES = ('socket', 'device', 'mount', 'automount', 'swap', 'target', 'path', 'timer', 'scope')
 SECTIONS = {'.service': 'Service', '.slice': 'Slice'}
 
 
@@ -65,6 +67,10 @@ def validate_services(services, live, labels, var='oomguard_services'):
         unit = unit_name(raw_unit)
         where = "%s['%s']" % (var, raw_unit)
         try:
+            if str(raw_unit).strip().rsplit('.', 1)[-1] in OTHER_UNIT_TYPES:
+                # foo.socket would otherwise become foo.socket.service, a unit that does not exist.
+                raise schema.Invalid('a unit name like name.service or name.slice; a .%s has no processes '
+                                     'or memory of its own to limit' % str(raw_unit).strip().rsplit('.', 1)[-1])
             schema.unit_name(unit, UNIT_SUFFIXES)
         except schema.Invalid as exc:
             checker.invalid(var, raw_unit, exc, 'invalid_name')

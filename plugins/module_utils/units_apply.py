@@ -332,7 +332,12 @@ def _problem(plan, pid, message, forcible=False, key=None):
     plan.problems.append(engine.Problem(pid, message, forcible, key))
 
 
+# The guards this concern fires (each forcible by its id).
+GUARDS = ('limit_below_usage', 'nodes_without_room', 'unit_missing', 'pattern_too_broad')
+
+
 def _guard(plan, labels, gid, key, detail):
+    assert gid in GUARDS, gid
     plan.problems.append(engine.guard(labels, gid, key, detail))
 
 
@@ -596,6 +601,7 @@ def plan(params, host, labels, systemd, check_mode=False):
     params['paths'] = paths_of(params)
     live = read_live(host, params, systemd)
     judged = judge(params, live, labels)
+    schema.Checker(labels, judged.problems).force(params.get('force'))
     judged.file_changes = engine.plan_files(judged.files)
     if not systemd.manages:
         judged.unit_values = []

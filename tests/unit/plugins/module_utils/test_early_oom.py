@@ -566,7 +566,9 @@ def test_systemd_oomd_on_a_cgroup_v1_host_is_refused_and_writes_nothing(v1):
     before = tree_state(v1.root)
     with pytest.raises(engine.Refused) as raised:
         v1.apply({'killer': 'systemd-oomd'}, force=['oomd_unsupported'])
-    assert [p.id for p in raised.value.problems] == ['oomd_unsupported']
+    # A refusal is no guard: it cannot be forced, and naming it in force is itself refused.
+    assert [p.id for p in raised.value.problems] == ['oomd_unsupported', 'invalid_value']
+    assert 'oomguard_force names no guard: oomd_unsupported' in raised.value.problems[1].message
     assert str(raised.value).startswith("host h1: oomguard_early_oom['killer'] = systemd-oomd needs cgroup v2")
     assert tree_state(v1.root) == before
 

@@ -10,6 +10,8 @@ import time
 import pytest
 
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
+from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
+from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 
 
@@ -92,3 +94,14 @@ def test_checker_builds_every_message_in_one_shape():
         ('inconsistent_limits', "host web1: oomguard_services['db']: memory_high (2G) is above memory_max (1G); "
                                 'the kernel expects memory_min <= memory_low <= memory_high <= memory_max'),
     ]
+
+
+def test_force_names_only_guards_the_collection_has():
+    # The list is every guard the concerns fire, and nothing else.
+    assert set(schema.GUARD_IDS) == set(tn.GUARDS) | set(ua.GUARDS)
+    checker = schema.Checker(Labels('web1'))
+    checker.force(['unit_missing', 'min_free_abvoe_5_percent'])
+    checker.force([])
+    assert [(p.id, p.message) for p in checker.problems] == [
+        ('invalid_value', 'host web1: oomguard_force names no guard: min_free_abvoe_5_percent; allowed: the guard ids '
+                          + ', '.join(schema.GUARD_IDS))]
