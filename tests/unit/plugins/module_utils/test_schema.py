@@ -5,6 +5,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import re
 import time
 
 import pytest
@@ -99,6 +100,9 @@ def test_checker_builds_every_message_in_one_shape():
 def test_force_names_only_guards_the_collection_has():
     # The list is every guard the concerns fire, and nothing else.
     assert set(schema.GUARD_IDS) == set(tn.GUARDS) | set(ua.GUARDS)
+    with open(ua.__file__) as handle:
+        fired = set(re.findall(r"_guard\(plan, labels, '(\w+)'", handle.read()))
+    assert fired == set(ua.GUARDS)
     checker = schema.Checker(Labels('web1'))
     checker.force(['unit_missing', 'min_free_abvoe_5_percent'])
     checker.force([])
