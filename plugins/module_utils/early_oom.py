@@ -54,6 +54,8 @@ SETTINGS = {
 # earlyoom's command line: no whitespace, no quotes, no backslash escapes
 # of quotes or $ (systemd would eat them).
 _UNSAFE_RE = re.compile(r'''[\s'"`]|\\["$`\\]''')
+# A $ anywhere but before the end, ) or | could start a shell expansion.
+_SHELL_DOLLAR_RE = re.compile(r'\$(?![)|]|$)')
 UNIT_SUFFIXES = ('.service', '.slice', '.scope')
 
 
@@ -77,11 +79,14 @@ def _pattern(item):
     if _UNSAFE_RE.search(item):
         raise schema.Invalid('a pattern without whitespace, a quote or an escaped quote/$: systemd would split or '
                              'eat it before earlyoom sees it (write \\s as [[:space:]])')
+    if _SHELL_DOLLAR_RE.search(item):
+        raise schema.Invalid('a $ only at the end of a pattern or before ) or |: /etc/default/earlyoom is also '
+                             'read by a shell (Debian\'s init script sources it), which would expand $(...), '
+                             '${...} and $NAME')
     try:
-        re.compile(item)
-    except re.error as exc:
-        raise schema.Invalid('a regular expression; this one is not: %s' % exc)
-    return item
+        return schema.posix_ere(item)
+    except schema.Invalid as exc:
+        raise schema.Invalid('a POSIX extended regular expression, as earlyoom compiles it; here %s' % exc)
 
 
 def _strings(value):
@@ -208,8 +213,8 @@ def resolve_killer(config, live, labels, var):
         for item in config.values.get('avoid') or []:
             if not _is_unit(item):
                 _problem(config, 'invalid_value', labels.msg(
-                    "%s['avoid']: %r; with systemd-oomd the avoid list names units (like postgresql.service), "
-                    "which get ManagedOOMPreference=avoid" % (var, item)))
+                    "%s['avoid']: %s; with systemd-oomd the avoid list names units (like postgresql.service), "
+                    "which get ManagedOOMPreference=avoid" % (var, schema.show(item))))
     if killer != 'none' and not live['systemd']:
         _problem(config, 'no_systemd', labels.msg("%s['killer'] = %s: this host does not run systemd"
                                                   % (var, killer)))

@@ -15,6 +15,7 @@ before it expands it (a node range, a size) so no value can make it hang.
 """
 
 
+import json
 import re
 
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Problem
@@ -76,8 +77,20 @@ def choice(value, options):
     return value
 
 
-def size_bytes(value, mem_total_bytes):
+# Limits at which 0 makes no sense: MemoryMax=0 OOM-kills the unit at once,
+# MemoryHigh=0 throttles it to a standstill.  0 is fine for min/low/swap.
+NONZERO_LIMITS = ('memory_max', 'memory_high')
+
+
+def size_bytes(value, mem_total_bytes, zero_ok=True):
     """Bytes of a systemd size, or None for infinity."""
+    number = _size_bytes(value, mem_total_bytes)
+    if number == 0 and not zero_ok:
+        raise Invalid('a size above 0 (0 would stop the unit at once; infinity means no limit)')
+    return number
+
+
+def _size_bytes(value, mem_total_bytes):
     if isinstance(value, bool):
         raise Invalid('a size like 512M, 2G, 25% or infinity, not a boolean')
     if isinstance(value, int):
@@ -91,6 +104,8 @@ def size_bytes(value, mem_total_bytes):
         return None
     match = _SIZE_RE.match(text)
     if match:
+        if '.' in match.group(1) and not match.group(2):
+            raise Invalid('a whole number of bytes, or a fraction with a suffix like 1.5G')
         number = int(float(match.group(1)) * _FACTORS[match.group(2)])
         if number > ULONG_MAX:
             raise Invalid('a size up to 2^63-1 bytes')
@@ -143,15 +158,244 @@ def unit_name(value, suffixes=None):
     return text
 
 
+# systemd.time(7) calendar events: the shorthands, the weekday names, and the
+# range of each field of "[WEEKDAYS] [[YEAR-]MONTH-DAY] [HOUR:MINUTE[:SECOND]] [ZONE]".
+CALENDAR_MAX_CHARS = 256
+CALENDAR_SHORTHANDS = ('minutely', 'hourly', 'daily', 'weekly', 'monthly', 'yearly', 'annually', 'quarterly',
+                       'semiannually')
+_WEEKDAYS = ('mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun')
+_WEEKDAY_NAMES = dict([(d, d) for d in _WEEKDAYS] + [
+    ('monday', 'mon'), ('tuesday', 'tue'), ('wednesday', 'wed'), ('thursday', 'thu'), ('friday', 'fri'),
+    ('saturday', 'sat'), ('sunday', 'sun')])
+_CAL_FIELDS = {'year': (1970, 2199), 'month': (1, 12), 'day': (1, 31), 'hour': (0, 23), 'minute': (0, 59),
+               'second': (0, 59)}
+_CAL_ITEM_RE = re.compile(r'^(\*|\d{1,4}(?:\.\d{1,6})?)(?:\.\.(\d{1,4}))?(?:/(\d{1,4}(?:\.\d{1,6})?))?$')
+_ZONE_RE = re.compile(r'^(UTC|[A-Z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2})$')
+CALENDAR_ALLOWED = ('a systemd OnCalendar= expression such as "Sun *-*-* 03:30:00", "*-*-* 04:00" or "daily" '
+                    '(systemd.time(7): weekday, year 1970..2199, month 1..12, day 1..31, hour 0..23, '
+                    'minute and second 0..59)')
+
+
+def _calendar_field(text, field):
+    """One field of a calendar spec: '*', values, a..b ranges, /repetitions, comma lists."""
+    low, high = _CAL_FIELDS[field]
+    for item in text.split(','):
+        match = _CAL_ITEM_RE.match(item)
+        if not match:
+            raise Invalid('%s %s is not a value, a range a..b, * or a repetition /n' % (field, item or "''"))
+        start, end, step = match.groups()
+        if '.' in start and field != 'second' or step and '.' in step and field != 'second':
+            raise Invalid('only the second may have a fraction (%s %s)' % (field, item))
+        for number in ([] if start == '*' else [float(start)]) + ([int(end)] if end else []):
+            if not low <= number <= high:
+                raise Invalid('%s %s is out of range %d..%d' % (field, item, low, high))
+        if end and int(end) < float(start):
+            raise Invalid('%s range %s must go up' % (field, item))
+        if step is not None and float(step) <= 0:
+            raise Invalid('%s repetition %s must be above 0' % (field, item))
+
+
+def _weekdays(text):
+    for item in text.split(','):
+        for day in item.split('..'):
+            if day.lower() not in _WEEKDAY_NAMES:
+                raise Invalid('weekday %s is not one of Mon..Sun' % day)
+        if item.count('..') > 1:
+            raise Invalid('weekday range %s has one .. at most' % item)
+
+
+def calendar_spec(value):
+    """calendar_spec_fields with the whole allowed form in every refusal."""
+    try:
+        return calendar_spec_fields(value)
+    except Invalid as exc:
+        if str(exc) == CALENDAR_ALLOWED:
+            raise
+        raise Invalid('%s; here %s' % (CALENDAR_ALLOWED, exc))
+
+
+def calendar_spec_fields(value):
+    """A systemd OnCalendar= expression, checked field by field -> its text with single spaces.
+
+    Stricter than nothing and no looser than systemd: what passes here is a
+    spec systemd parses (systemd-analyze calendar checks it again where it exists).
+    """
+    if not isinstance(value, str) or not value.strip() or len(value) > CALENDAR_MAX_CHARS:
+        raise Invalid(CALENDAR_ALLOWED)
+    words = value.split()
+    if len(words) == 1 and words[0].lower() in CALENDAR_SHORTHANDS:
+        return words[0].lower()
+    rest = list(words)
+    if rest and _ZONE_RE.match(rest[-1]) and rest[-1].lower() not in _WEEKDAY_NAMES and len(rest) > 1:
+        rest.pop()
+    if rest and re.match(r'^[A-Za-z]', rest[0]):
+        _weekdays(rest.pop(0))
+    date = clock = None
+    for word in rest:
+        if ':' in word and clock is None:
+            clock = word
+        elif '-' in word and date is None and clock is None:
+            date = word
+        else:
+            raise Invalid('%s is neither a date like *-*-01 nor a time like 03:30:00' % word)
+    if date is not None:
+        parts = re.split(r'-|~', date)
+        if len(parts) == 2:
+            parts = [None] + parts
+        if len(parts) != 3:
+            raise Invalid('date %s is not [YEAR-]MONTH-DAY' % date)
+        for text, field in zip(parts, ('year', 'month', 'day')):
+            if text is not None:
+                _calendar_field(text, field)
+    if clock is not None:
+        parts = clock.split(':')
+        if len(parts) not in (2, 3):
+            raise Invalid('time %s is not HOUR:MINUTE[:SECOND]' % clock)
+        for text, field in zip(parts, ('hour', 'minute', 'second')):
+            _calendar_field(text, field)
+    if date is None and clock is None and len(words) == len(rest) and not re.match(r'^[A-Za-z]', words[0]):
+        raise Invalid(CALENDAR_ALLOWED)
+    return ' '.join(words)
+
+
+# POSIX extended regular expressions (regcomp with REG_EXTENDED, as earlyoom
+# compiles its --prefer/--avoid): what may follow a backslash, the character
+# classes, and RE_DUP_MAX.  Python-only syntax compiles in Python but not
+# there, or (\d under glibc) means something else, so it is refused by name.
+ERE_ESCAPABLE = '.[]()*+?{}|^$\\'
+ERE_CLASSES = ('alnum', 'alpha', 'blank', 'cntrl', 'digit', 'graph', 'lower', 'print', 'punct', 'space', 'upper',
+               'xdigit')
+ERE_DUP_MAX = 255
+ERE_MAX_CHARS = 512
+_PYTHON_ESCAPES = {'d': '[[:digit:]]', 'D': '[^[:digit:]]', 's': '[[:space:]]', 'S': '[^[:space:]]',
+                   'w': '[[:alnum:]_]', 'W': '[^[:alnum:]_]'}
+_ERE_BOUND_RE = re.compile(r'\{(\d{1,3})(,(\d{0,3}))?\}')
+
+
+def _ere_bracket(text, start):
+    """Index of the ] closing the bracket expression opened at start."""
+    i = start + 1
+    if text[i:i + 1] == '^':
+        i += 1
+    if text[i:i + 1] == ']':
+        i += 1
+    while i < len(text):
+        char = text[i]
+        if char == ']':
+            return i
+        if char == '\\':
+            raise Invalid('inside [...] a backslash is a literal backslash in POSIX ERE; use a class such as '
+                          '[[:digit:]] or [[:space:]]')
+        if text[i:i + 2] in ('[:', '[=', '[.'):
+            close = text.find(text[i + 1] + ']', i + 2)
+            if close < 0:
+                break
+            if text[i + 1] == ':' and text[i + 2:close] not in ERE_CLASSES:
+                raise Invalid('[:%s:] is not a character class; allowed: %s'
+                              % (text[i + 2:close], ', '.join('[:%s:]' % c for c in ERE_CLASSES)))
+            i = close + 2
+            continue
+        i += 1
+    raise Invalid('a [ opens a bracket expression that is never closed; write \\[ for a bracket')
+
+
+def posix_ere(value):
+    """A POSIX extended regular expression (not Python's dialect) -> the same text."""
+    if not isinstance(value, str) or not value or len(value) > ERE_MAX_CHARS:
+        raise Invalid('a POSIX extended regular expression of 1..%d characters' % ERE_MAX_CHARS)
+    text = value
+    depth, repeatable, i = 0, False, 0
+    while i < len(text):
+        char = text[i]
+        if char == '\\':
+            following = text[i + 1:i + 2]
+            if following in _PYTHON_ESCAPES:
+                raise Invalid('\\%s is Python syntax; POSIX ERE writes it %s' % (following, _PYTHON_ESCAPES[following]))
+            if not following or following not in ERE_ESCAPABLE:
+                raise Invalid('a backslash escapes one of %s in POSIX ERE, not %s'
+                              % (ERE_ESCAPABLE, following or 'the end of the pattern'))
+            i, repeatable = i + 2, True
+        elif char == '[':
+            i, repeatable = _ere_bracket(text, i) + 1, True
+        elif char == '(':
+            if text[i + 1:i + 2] == '?':
+                raise Invalid('(?...) is Python syntax (flags, lookaround, named or non-capturing groups); '
+                              'POSIX ERE has plain (...) groups only')
+            depth, i, repeatable = depth + 1, i + 1, False
+        elif char == ')':
+            if not depth:
+                raise Invalid('a ) closes no group')
+            depth, i, repeatable = depth - 1, i + 1, True
+        elif char in '*+?{':
+            bound = _ERE_BOUND_RE.match(text, i) if char == '{' else None
+            if char == '{' and not bound:
+                raise Invalid('a { starts a bound {m}, {m,} or {m,n}; write \\{ for a brace')
+            if not repeatable:
+                raise Invalid('%s must follow something to repeat' % (bound.group(0) if bound else char))
+            if bound:
+                low, high = int(bound.group(1)), bound.group(3)
+                if low > ERE_DUP_MAX or (high and not low <= int(high) <= ERE_DUP_MAX):
+                    raise Invalid('a bound {m,n} needs m <= n <= %d' % ERE_DUP_MAX)
+            i = bound.end() if bound else i + 1
+            if text[i:i + 1] in ('?', '+'):
+                raise Invalid('lazy and possessive repetition (*?, +?, *+) is Python syntax, not POSIX ERE')
+            repeatable = False
+        else:
+            # |, ^ and $ take no repetition after them; any other character is itself.
+            i, repeatable = i + 1, char not in '|^$'
+    if depth:
+        raise Invalid('a ( opens a group that is never closed')
+    return value
+
+
 def limit_order(sizes):
     """(lower, higher) pairs of memory limits out of order; None (infinity) is above all."""
     given = [k for k in LIMIT_ORDER if k in sizes and sizes[k] is not None]
     return [(lower, higher) for lower, higher in zip(given, given[1:]) if sizes[lower] > sizes[higher]]
 
 
+# A value shown in a message is cut in the middle beyond this many characters.
+SHOW_MAX_CHARS = 120
+
+
+def _flow(value, depth=0):
+    if isinstance(value, str):
+        if any(not c.isprintable() for c in value):
+            # YAML's double-quoted style: control characters as escapes, never raw.
+            return json.dumps(value, ensure_ascii=False)
+        return "'%s'" % value.replace("'", "''")
+    if value is None:
+        return 'null'
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (int, float)):
+        return str(value)
+    if depth > 3:
+        return '...'
+    if isinstance(value, dict):
+        items = list(value.items())
+        text = ', '.join('%s: %s' % (_flow(k, depth + 1) if not isinstance(k, str) else k, _flow(v, depth + 1))
+                         for k, v in items[:20])
+        return '{%s%s}' % (text, ', ...' if len(items) > 20 else '')
+    if isinstance(value, (list, tuple)):
+        text = ', '.join(_flow(v, depth + 1) for v in list(value)[:20])
+        return '[%s%s]' % (text, ', ...' if len(value) > 20 else '')
+    return _flow(str(value), depth)
+
+
+def cut_middle(text, limit=SHOW_MAX_CHARS):
+    """text at most limit characters: the start and the end kept, the middle elided."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + '\u2026' + text[len(text) - (limit - 1 - head):]
+
+
 def show(value):
-    """A value as the inventory gave it: numbers bare, text quoted."""
-    return repr(value)
+    """A value as the inventory gave it, in YAML's flow style: numbers and
+    true/false/null bare, text single-quoted, mappings {key: value}; long ones
+    cut in the middle."""
+    return cut_middle(_flow(value))
 
 
 class Checker:

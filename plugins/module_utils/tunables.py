@@ -282,8 +282,8 @@ def build_request(params, live, labels):
     profile_name = params.get('profile') or 'none'
     if profile_name not in PROFILES:
         req.errors.append(Problem('invalid_value', labels.msg(
-            '%s = %r is not a profile; allowed: %s'
-            % (labels.var('profile'), profile_name, ', '.join(sorted(PROFILES))))))
+            '%s = %s is not a profile; allowed: %s'
+            % (labels.var('profile'), schema.show(profile_name), ', '.join(sorted(PROFILES))))))
         return req
     profile = PROFILES[profile_name]
     scopes = params.get('scopes') or list(SCOPES)
@@ -324,8 +324,8 @@ def _unsupported(req, labels, scope, key, value, reason, skip):
         req.skipped.append({'key': key, 'reason': reason})
         return
     req.errors.append(Problem('unsupported', labels.msg(
-        '%s = %r: %s; remove it, or set unsupported: skip to leave out what this kernel lacks'
-        % (labels.var(scope, key), value, reason)), key=key))
+        '%s = %s: %s; remove it, or set unsupported: skip to leave out what this kernel lacks'
+        % (labels.var(scope, key), schema.show(value), reason)), key=key))
 
 
 def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
@@ -335,8 +335,8 @@ def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
         var = labels.var(scope, raw_name)
         if not _NAME_RE.match(str(raw_name).strip()) or '..' in name:
             req.errors.append(Problem('invalid_name', labels.msg(
-                '%s: %r is not a sysctl name (expected dotted words like vm.panic_on_oom)'
-                % (labels.var(scope), raw_name)), key=name))
+                '%s: %s is not a sysctl name (expected dotted words like vm.panic_on_oom)'
+                % (labels.var(scope), schema.show(raw_name))), key=name))
             continue
         if name in WRITE_ONLY:
             req.errors.append(Problem('write_only', labels.msg(
@@ -362,13 +362,13 @@ def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
         else:
             if isinstance(value, bool) or isinstance(value, (dict, float)):
                 req.errors.append(Problem('wrong_type', labels.msg(
-                    '%s = %r: expected an integer, a string or a list of integers' % (var, value)),
+                    '%s = %s: expected an integer, a string or a list of integers' % (var, schema.show(value))),
                     key=name))
                 continue
             if isinstance(value, list):
                 if not all(_as_int(v) is not None for v in value):
                     req.errors.append(Problem('wrong_type', labels.msg(
-                        '%s = %r: a list must hold integers only' % (var, value)), key=name))
+                        '%s = %s: a list must hold integers only' % (var, schema.show(value))), key=name))
                     continue
                 text = ' '.join(str(_as_int(v)) for v in value)
             else:
@@ -436,14 +436,14 @@ def _validate_thp(req, values, live, labels, skip_unsupported):
             number = _as_int(value)
             if number not in (0, 1):
                 req.errors.append(Problem('out_of_range', labels.msg(
-                    '%s = %r; allowed: 0, 1 (or true/false)' % (var, value)), key=knob.name))
+                    '%s = %s; allowed: 0, 1 (or true/false)' % (var, schema.show(value))), key=knob.name))
                 continue
             text = str(number)
         else:
             text = value if isinstance(value, str) else None
             if text not in knob.choices:
                 req.errors.append(Problem('invalid_choice', labels.msg(
-                    '%s = %r; allowed: %s' % (var, value, knob.allowed())), key=knob.name))
+                    '%s = %s; allowed: %s' % (var, schema.show(value), knob.allowed())), key=knob.name))
                 continue
         state = live['thp'].get(key)
         if state is None:
@@ -458,9 +458,6 @@ def _validate_thp(req, values, live, labels, skip_unsupported):
         req.thp[key] = text
 
 
-_CALENDAR_RE = re.compile(r'^[A-Za-z0-9 ,.:*/~+\-]+$')
-
-
 def _validate_compaction(req, values, live, labels, skip_unsupported):
     if not values:
         return
@@ -472,7 +469,7 @@ def _validate_compaction(req, values, live, labels, skip_unsupported):
     method = values.get('method') or 'auto'
     if method not in COMPACTION_METHODS:
         req.errors.append(Problem('invalid_choice', labels.msg(
-            '%s = %r; allowed: %s' % (labels.var('compaction', 'method'), method,
+            '%s = %s; allowed: %s' % (labels.var('compaction', 'method'), schema.show(method),
                                       ', '.join(COMPACTION_METHODS))), key='compaction_method'))
         return
     has_proactive = (live['sysctls'].get('vm.compaction_proactiveness') or {}).get('exists')
@@ -506,12 +503,11 @@ def _validate_compaction(req, values, live, labels, skip_unsupported):
         req.sysctl_scope[name] = 'compaction'
         return
     schedule = values.get('schedule')
-    if not isinstance(schedule, str) or not schedule.strip() or not _CALENDAR_RE.match(schedule):
-        req.errors.append(Problem('invalid_value', labels.msg(
-            '%s = %r; allowed: a systemd OnCalendar= expression such as "Sun *-*-* 03:30:00"'
-            % (labels.var('compaction', 'schedule'), schedule)), key='compaction_schedule'))
-        return
-    req.timer_schedule = ' '.join(schedule.split())
+    try:
+        req.timer_schedule = schema.calendar_spec(schedule)
+    except schema.Invalid as exc:
+        req.errors.append(Problem('invalid_value', labels.msg('%s = %s; allowed: %s' % (
+            labels.var('compaction', 'schedule'), schema.show(schedule), exc)), key='compaction_schedule'))
 
 
 # -- guards -------------------------------------------------------------------

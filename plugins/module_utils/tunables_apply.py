@@ -62,6 +62,8 @@ def plan(params, host, labels, systemd, check_mode=False):
     req, live, paths, files, problems = _judge(params, host, labels)
     checker = schema.Checker(labels, problems)
     checker.force(params.get('force'))
+    if req is not None and req.timer_schedule:
+        _check_calendar(checker, req.timer_schedule, systemd)
     judged = engine.Plan(problems)
     if files is None:
         return judged
@@ -91,6 +93,20 @@ def plan(params, host, labels, systemd, check_mode=False):
         'diff': engine.build_diff(judged.values, judged.file_changes),
     }
     return judged
+
+
+def _check_calendar(checker, schedule, systemd):
+    """systemd's own parser has the last word on a schedule, where the host has it."""
+    if not systemd.can_run:
+        return
+    analyze = os.path.join(os.path.dirname(systemd.systemctl), 'systemd-analyze')
+    if not os.path.exists(analyze):
+        return
+    rc, out, err = systemd.run_command([analyze, 'calendar', '--', schedule])
+    if rc != 0:
+        checker.invalid(checker.labels.var('compaction', 'schedule'), schedule,
+                        'an expression systemd-analyze calendar accepts; it says: %s'
+                        % ' '.join((err or out).split())[:200], key='compaction_schedule')
 
 
 def _plan_units(judged, paths, changed, systemd):

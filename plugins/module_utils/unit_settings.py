@@ -79,7 +79,7 @@ def validate_services(services, live, labels, var='oomguard_services'):
             checker.refuse('duplicate_key', '%s: %s is given twice' % (var, unit))
             continue
         if not isinstance(entry, dict):
-            checker.refuse('wrong_type', '%s must be a mapping of settings, not %r' % (where, entry))
+            checker.refuse('wrong_type', '%s must be a mapping of settings, not %s' % (where, schema.show(entry)))
             continue
         settings[unit] = _validate_unit(checker, unit, where, entry, live)
     return settings, checker.problems
@@ -95,7 +95,8 @@ def _validate_unit(checker, unit, where, entry, live):
             continue
         prop, kind = PROPERTIES[key]
         if kind == 'size':
-            parsed = checker.check(item, value, schema.size_bytes, live['mem_total_bytes'])
+            parsed = checker.check(item, value, schema.size_bytes, live['mem_total_bytes'],
+                                   zero_ok=key not in schema.NONZERO_LIMITS)
             if parsed is not schema.INVALID:
                 sizes[key] = parsed
                 values[prop] = str(value).strip()
@@ -140,11 +141,11 @@ def validate_cgroups(cgroups, live, labels, scopes, var='oomguard_cgroups'):
         where = "%s['%s']" % (var, rel)
         text = str(rel).strip('/')
         if not cgroup_path_ok(text):
-            checker.refuse('invalid_name', '%s: %r is not a cgroup path relative to the hierarchy '
-                           '(like machine/db or docker/<id>)' % (var, rel))
+            checker.refuse('invalid_name', '%s: %s is not a cgroup path relative to the hierarchy '
+                           '(like machine/db or docker/<id>)' % (var, schema.show(rel)))
             continue
         if not isinstance(entry, dict):
-            checker.refuse('wrong_type', '%s must be a mapping of settings, not %r' % (where, entry))
+            checker.refuse('wrong_type', '%s must be a mapping of settings, not %s' % (where, schema.show(entry)))
             continue
         parsed = {}
         for setting, value, item in checker.known(where, entry, CGROUP_SETTINGS):
@@ -153,12 +154,18 @@ def validate_cgroups(cgroups, live, labels, scopes, var='oomguard_cgroups'):
             if setting == 'cpuset_mems':
                 result = checker.check(item, value, schema.node_list, live['numa_nodes'])
             else:
-                result = checker.check(item, value, schema.size_bytes, live['mem_total_bytes'])
+                result = checker.check(item, value, schema.size_bytes, live['mem_total_bytes'],
+                                       zero_ok=setting not in schema.NONZERO_LIMITS)
             if result is not schema.INVALID:
                 parsed[setting] = result
         checker.limits(where, dict((k, v) for k, v in parsed.items() if k != 'cpuset_mems'), entry)
         found.append((text, where, parsed))
     return found, checker.problems
+
+
+# A process pattern is a Python regular expression (re.search on the command
+# line, NULs as spaces), this long at most; it is matched with a time budget (_bounded).
+MAX_PATTERN_CHARS = 512
 
 
 def validate_processes(processes, labels, var='oomguard_processes'):
@@ -172,18 +179,19 @@ def validate_processes(processes, labels, var='oomguard_processes'):
         where = '%s[%d]' % (var, index)
         if not isinstance(entry, dict) or set(entry) - set(('match', 'oom_score_adj')) \
                 or 'match' not in entry or 'oom_score_adj' not in entry:
-            checker.refuse('wrong_type', '%s must be {match: REGEX, oom_score_adj: -1000..1000}, not %r'
-                           % (where, entry))
+            checker.refuse('wrong_type', '%s must be {match: REGEX, oom_score_adj: -1000..1000}, not %s'
+                           % (where, schema.show(entry)))
             continue
         pattern = entry['match']
-        if not isinstance(pattern, str) or not pattern.strip():
-            checker.refuse('invalid_value', '%s[match] must be a non-empty regular expression' % where)
+        if not isinstance(pattern, str) or not pattern.strip() or len(pattern) > MAX_PATTERN_CHARS:
+            checker.invalid('%s[match]' % where, pattern, 'a non-empty Python regular expression of at most %d '
+                            'characters' % MAX_PATTERN_CHARS)
             continue
         try:
             regex = re.compile(pattern)
         except re.error as exc:
-            checker.refuse('invalid_value', '%s[match] = %r is not a valid regular expression: %s'
-                           % (where, pattern, exc))
+            checker.refuse('invalid_value', '%s[match] = %s is not a valid regular expression: %s'
+                           % (where, schema.show(pattern), exc))
             continue
         adj = checker.check('%s[oom_score_adj]' % where, entry['oom_score_adj'], schema.integer,
                             *OOM_SCORE_ADJ_RANGE)

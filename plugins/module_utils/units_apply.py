@@ -26,6 +26,7 @@ directly, so a running unit is never restarted.
 import os
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
+from ansible_collections.oomguard.linux.plugins.module_utils import _bounded
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
@@ -89,6 +90,8 @@ class Live:
         self.node_usage_bytes = {}  # cgroup dir -> {node: bytes}
         self.oom_score_adj = {}  # pid -> int
         self.cmdlines = {}       # pid -> text (pattern scan only)
+        self.matches = {}        # process pattern -> sorted pids whose command line it searches
+        self.slow_patterns = []  # process patterns that did not finish within their time budget
         self.dirs = {}           # absolute cgroup directory -> whether it exists
         self.stale_dropins = {}  # scope -> drop-ins of ours present now
 
@@ -223,9 +226,9 @@ def read_details(host, live, params):
         entries, dummy = us.validate_processes(params.get('processes') or [], engine.Labels(''))
         if entries:
             scan_cmdlines(host, live)
-        for dummy, dummy2, regex, dummy3 in entries:
-            matched = [pid for pid, text in live.cmdlines.items() if regex.search(text)]
-            for pid in matched if len(matched) <= MAX_PATTERN_MATCHES else []:
+        match_patterns(live, [pattern for dummy, pattern, dummy2, dummy3 in entries])
+        for pattern in live.matches:
+            for pid in live.matches[pattern] if len(live.matches[pattern]) <= MAX_PATTERN_MATCHES else []:
                 _read_adj(host, live, pid)
     cgroups = params.get('cgroups') if isinstance(params.get('cgroups'), dict) else {}
     for rel, entry in cgroups.items():
@@ -282,6 +285,15 @@ def _read_cgroup_text(host, live, path):
         text = host.read(path)
         live.cgroup_text[path] = engine.canonical(text) if text is not None else None
     return live.cgroup_text[path]
+
+
+def match_patterns(live, patterns):
+    """live.matches and live.slow_patterns of the process patterns, each matched within its time budget."""
+    patterns = sorted(set(patterns) - set(live.matches) - set(live.slow_patterns))
+    found, slow = _bounded.search_all(patterns, live.cmdlines)
+    for index, pids in found.items():
+        live.matches[patterns[index]] = pids
+    live.slow_patterns.extend(patterns[index] for index in slow)
 
 
 def scan_cmdlines(host, live):
@@ -492,12 +504,18 @@ def _plan_defaults(plan, live, raw_services, params):
 def _plan_processes(plan, live, labels, processes):
     entries, problems = us.validate_processes(processes, labels, labels.var('processes'))
     plan.problems.extend(problems)
-    for where, pattern, regex, adj in entries:
-        matched = sorted(pid for pid, text in live.cmdlines.items() if regex.search(text))
+    for where, pattern, dummy, adj in entries:
+        if pattern in live.slow_patterns or pattern not in live.matches:
+            plan.problems.append(engine.Problem('invalid_value', labels.msg(
+                '%s[match] = %s; allowed: a pattern that searches this host\'s %d command lines within %g s '
+                '(this one did not: avoid nested repetition like (a+)+ or (.*)*)'
+                % (where, schema.show(pattern), len(live.cmdlines), _bounded.PATTERN_BUDGET_S))))
+            continue
+        matched = live.matches[pattern]
         if len(matched) > MAX_PATTERN_MATCHES:
             _guard(plan, labels, 'pattern_too_broad', where,
-                   '%s[match] = %r matches %d processes (more than %d); make it narrower'
-                   % (where, pattern, len(matched), MAX_PATTERN_MATCHES))
+                   '%s[match] = %s matches %d processes (more than %d); make it narrower'
+                   % (where, schema.show(pattern), len(matched), MAX_PATTERN_MATCHES))
             continue
         if not matched:
             plan.unmatched.append(pattern)

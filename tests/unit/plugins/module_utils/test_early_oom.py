@@ -32,6 +32,7 @@ import yaml
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as eo
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.tests.unit import fake_host, trees
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -140,7 +141,7 @@ def test_bad_patterns_are_refused(key, pattern, reason):
     config = eo.validate({'killer': 'earlyoom', key: ['java', pattern]}, LABELS, VAR)
     assert [p.id for p in config.problems] == ['invalid_value']
     message = config.problems[0].message
-    assert message.startswith("host h1: %s['%s'] = %r; allowed: " % (VAR, key, pattern)), message
+    assert message.startswith("host h1: %s['%s'] = %s; allowed: " % (VAR, key, schema.show(pattern))), message
     assert re.search(reason, message), message
     assert key not in config.values
 

@@ -8,6 +8,9 @@ __metaclass__ = type
 import re
 import time
 
+import shutil
+import subprocess
+
 import pytest
 
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
@@ -25,11 +28,66 @@ def test_size_bytes(text, expected):
 
 @pytest.mark.parametrize('text, allowed', [
     ('2GB', 'a size like 512M'), ('150%', 'at most 100%'), (True, 'not a boolean'), (-1, 'cannot be negative'), (2 ** 64, 'up to 2^63-1'),
-    ('99999999999999999999T', 'up to 2^63-1'), ('1' * 5000, 'a size like 512M'), ('-1G', 'a size like 512M')])
+    ('99999999999999999999T', 'up to 2^63-1'), ('1' * 5000, 'a size like 512M'), ('-1G', 'a size like 512M'),
+    ('1.5', 'a whole number of bytes, or a fraction with a suffix like 1.5G')])
 def test_size_bytes_refuses(text, allowed):
     with pytest.raises(schema.Invalid) as raised:
         schema.size_bytes(text, 4 << 30)
     assert allowed in str(raised.value)
+
+
+@pytest.mark.parametrize('text', ['0', 0, '0K', '0%'])
+def test_a_zero_limit_is_refused_where_it_would_stop_the_unit(text):
+    with pytest.raises(schema.Invalid) as raised:
+        schema.size_bytes(text, 4 << 30, zero_ok=False)
+    assert 'a size above 0' in str(raised.value)
+    assert schema.size_bytes(text, 4 << 30) == 0
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('Sun *-*-* 03:30:00', 'Sun *-*-* 03:30:00'), ('Daily', 'daily'), ('*-*-*  04:00', '*-*-* 04:00'),
+    ('Mon..Fri 22:30', 'Mon..Fri 22:30'), ('Sat,Sun 20:00', 'Sat,Sun 20:00'), ('*:0/15', '*:0/15'),
+    ('2026-12-24 00:00:00 UTC', '2026-12-24 00:00:00 UTC'), ('*-02~03 12:00', '*-02~03 12:00'),
+    ('Mon *-*-* 03:00 Europe/Berlin', 'Mon *-*-* 03:00 Europe/Berlin'), ('*:*:0/10.5', '*:*:0/10.5')])
+def test_calendar_spec(text, expected):
+    assert schema.calendar_spec(text) == expected
+
+
+@pytest.mark.parametrize('text, why', [
+    ('99:99:99', 'hour 99 is out of range 0..23'), ('*-*-* 03:60', 'minute 60 is out of range 0..59'),
+    ('*-13-01', 'month 13 is out of range 1..12'), ('99999-01-01 00:00', 'year 99999 is not a value'),
+    ('2200-01-01', 'year 2200 is out of range 1970..2199'), ('Funday 03:00', 'weekday Funday is not one of Mon..Sun'),
+    ('daily; rm -rf /', 'weekday daily; is not one of Mon..Sun'), ('$(reboot)', 'is neither a date'), ('', 'OnCalendar='),
+    (None, 'OnCalendar='), (3, 'OnCalendar='), ('*-*-* 1' + ':1' * 200, 'OnCalendar='),
+    ('*-*-* 03:30:00.5:1', 'time 03:30:00.5:1 is not HOUR:MINUTE[:SECOND]'), ('*-*-* 3.5:00', 'only the second'),
+    ('*-*-* 05..01:00', 'hour range 05..01 must go up')])
+def test_calendar_spec_refuses(text, why):
+    with pytest.raises(schema.Invalid) as raised:
+        schema.calendar_spec(text)
+    assert why in str(raised.value)
+    assert str(raised.value).startswith('a systemd OnCalendar= expression such as')
+
+
+def test_calendar_spec_agrees_with_systemd_analyze_where_this_machine_has_it():
+    analyze = shutil.which('systemd-analyze')
+    if analyze is None:
+        pytest.skip('systemd-analyze is not installed here')
+    for text in ['Sun *-*-* 03:30:00', 'daily', 'Mon..Fri 22:30', '*:0/15', '*-02~03 12:00', '*:*:0/10.5',
+                 '99:99:99', '*-13-01', 'Funday 03:00', '*-*-* 05..01:00']:
+        try:
+            ours = bool(schema.calendar_spec(text))
+        except schema.Invalid:
+            ours = False
+        theirs = subprocess.run([analyze, 'calendar', '--', text], capture_output=True, check=False).returncode == 0
+        assert ours == theirs, text
+
+
+@pytest.mark.parametrize('value, shown', [
+    ('2GB', "'2GB'"), ("it's", "'it''s'"), ('a\tb', '"a\\tb"'), (True, 'true'), (None, 'null'), (1.5, '1.5'),
+    ({'match': 'x', 'adj': None}, "{match: 'x', adj: null}"), ([1, 'x', False], "[1, 'x', false]"),
+    ('x' * 500, "'" + 'x' * 58 + '\u2026' + 'x' * 59 + "'")])
+def test_show_writes_values_as_yaml_not_python(value, shown):
+    assert schema.show(value) == shown
 
 
 @pytest.mark.parametrize('text, expected', [

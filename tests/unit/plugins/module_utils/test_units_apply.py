@@ -108,12 +108,12 @@ def run_case(case, tmp_path, captured_tree):
                 live.units[unit] = dict(live.units.get(unit) or {}, **state)
         else:
             setattr(live, key, value)
-    ua.read_details(host, live, params)
     if case.get('extra_cmdlines'):
         ua.scan_cmdlines(host, live)
         extra = case['extra_cmdlines']
         for pid in range(extra['first_pid'], extra['first_pid'] + extra['count']):
             live.cmdlines[pid] = extra['text']
+    ua.read_details(host, live, params)
     plan = ua.judge(params, live, LABELS)
     assert not os.path.exists(str(tmp_path / 'state')), 'judge wrote its state'
     return plan, systemd_dir
