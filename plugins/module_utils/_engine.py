@@ -36,7 +36,7 @@ class Problem:
 
 
 # The thp role carries the compaction keys in its oomguard_thp ('compaction_method').
-DEFAULT_VARIABLES = {'compaction': 'oomguard_thp'}
+DEFAULT_VARIABLES = {'compaction': 'oomguard_thp', 'compaction_file': 'oomguard_thp_compaction_file'}
 
 
 class Labels:

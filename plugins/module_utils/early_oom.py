@@ -413,6 +413,10 @@ def plan(params, host, labels, systemd, check_mode=False):
     params = dict(params)
     params['paths'] = dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
     params['check_mode'] = check_mode
+    problems = schema.path_problems(params['paths'], labels)
+    if problems:
+        schema.Checker(labels, problems).force(params.get('force'))
+        return engine.Plan(problems)
     live = read_request(host, read_live(host), params)
     config = plan_config(params, live, labels)
     judged = engine.Plan(config.problems)

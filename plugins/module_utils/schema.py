@@ -16,7 +16,9 @@ before it expands it (a node range, a size) so no value can make it hang.
 
 
 import json
+import os
 import re
+import stat
 
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Problem
 
@@ -346,6 +348,77 @@ def posix_ere(value):
     if depth:
         raise Invalid('a ( opens a group that is never closed')
     return value
+
+
+# -- path options --------------------------------------------------------------------
+
+# What each path option names: a file the collection writes whole, or a directory it writes into.
+FILE_PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'earlyoom_defaults')
+DIR_PATH_OPTIONS = ('systemd_dir', 'state_dir', 'oomd_conf_dir')
+# Files systemd-sysctl (and procps' sysctl --system) read: *.conf in these directories.
+SYSCTL_FILE_OPTIONS = ('sysctl_file', 'compaction_file')
+PATH_MAX_CHARS = 1024
+LEDGER_NAME = 'ledger.json'
+
+
+def _what_is(path):
+    """'absent', 'file', 'directory', or what else the path is (never opened: a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return 'absent'
+    for test, name in ((stat.S_ISREG, 'file'), (stat.S_ISDIR, 'directory'), (stat.S_ISFIFO, 'FIFO'),
+                       (stat.S_ISSOCK, 'socket'), (stat.S_ISCHR, 'character device'), (stat.S_ISBLK, 'block device')):
+        if test(mode):
+            return name
+    return 'special file'
+
+
+def path_problems(paths, labels, host=None, sysctl_dirs=()):
+    """Problems of the path options given ({option: path}), all of them at once.
+
+    Each is an absolute, normalised path (no .., no //, no trailing /); a
+    file option is not a directory, device, FIFO or socket, a directory
+    option not a file; no two options name the same file, and none is the
+    ledger.  The sysctl files are .conf files in a directory systemd-sysctl
+    reads (sysctl_dirs, host-relative, resolved with host.path), or the
+    setting would silently not persist.  Nothing is opened.
+    """
+    checker = Checker(labels)
+    seen = {}
+    ledger = None
+    if isinstance(paths.get('state_dir'), str):
+        ledger = os.path.join(paths['state_dir'], LEDGER_NAME)
+    for name in sorted(set(paths) & set(FILE_PATH_OPTIONS + DIR_PATH_OPTIONS)):
+        value = paths[name]
+        where = labels.var(name)
+        kind = 'file' if name in FILE_PATH_OPTIONS else 'directory'
+        allowed = 'an absolute, normalised path of a %s (no .., no //, no trailing /)' % kind
+        if not isinstance(value, str) or not value or len(value) > PATH_MAX_CHARS \
+                or any(not c.isprintable() for c in value):
+            checker.invalid(where, value, allowed)
+            continue
+        if not value.startswith('/') or os.path.normpath(value) != value or value.startswith('//') or value == '/':
+            checker.invalid(where, value, allowed)
+            continue
+        found = _what_is(value)
+        if found not in ('absent', kind):
+            checker.invalid(where, value, 'the path of a %s; %s is a %s' % (kind, value, found))
+            continue
+        if name in SYSCTL_FILE_OPTIONS and host is not None and sysctl_dirs:
+            dirs = [host.path(d).rstrip('/') for d in sysctl_dirs]
+            if not value.endswith('.conf') or os.path.dirname(value) not in dirs:
+                checker.invalid(where, value, 'a .conf file in a directory systemd-sysctl reads at boot (%s); '
+                                'anywhere else the setting would not persist' % ', '.join(sysctl_dirs))
+                continue
+        if value in seen:
+            checker.invalid(where, value, 'a path of its own; %s names the same one' % labels.var(seen[value]))
+            continue
+        if kind == 'file' and value == ledger:
+            checker.invalid(where, value, 'any file but the ledger of %s' % labels.var('state_dir'))
+            continue
+        seen[value] = name
+    return checker.problems
 
 
 def limit_order(sizes):

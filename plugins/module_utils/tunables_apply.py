@@ -59,6 +59,11 @@ def _judge(params, host, labels):
 
 def plan(params, host, labels, systemd, check_mode=False):
     """The whole call judged into an engine Plan (problems as data, nothing raised)."""
+    # The paths first: nothing is read through a path that is not what it must be.
+    problems = schema.path_problems(paths_of(params), labels, host, params.get('sysctl_dirs') or tn.SYSCTL_DIRS)
+    if problems:
+        schema.Checker(labels, problems).force(params.get('force'))
+        return engine.Plan(problems)
     req, live, paths, files, problems = _judge(params, host, labels)
     checker = schema.Checker(labels, problems)
     checker.force(params.get('force'))

@@ -92,6 +92,7 @@ class Live:
         self.cmdlines = {}       # pid -> text (pattern scan only)
         self.matches = {}        # process pattern -> sorted pids whose command line it searches
         self.slow_patterns = []  # process patterns that did not finish within their time budget
+        self.unit_files = {}     # without a running systemd: service -> its unit file, or None
         self.dirs = {}           # absolute cgroup directory -> whether it exists
         self.stale_dropins = {}  # scope -> drop-ins of ours present now
 
@@ -200,7 +201,37 @@ def read_base(host, params, systemd):
     names = sorted(names)
     if live.systemd and names:
         live.units = _show_units(systemd, [n for n in names if _valid_unit(n)])
+    elif names:
+        # Without a running systemd (an image being built, a container) a drop-in
+        # still takes effect at the next boot, but only for a unit that is installed.
+        live.unit_files = dict((n, _unit_file(host, n, systemd_dirs(params)))
+                               for n in names if _valid_unit(n) and n.endswith('.service'))
     return live
+
+
+# Where systemd finds unit files (systemd.unit(5), the system manager's search path).
+UNIT_DIRS = ('/etc/systemd/system', '/run/systemd/system', '/usr/local/lib/systemd/system', '/lib/systemd/system',
+             '/usr/lib/systemd/system')
+
+
+def systemd_dirs(params):
+    """The unit search path, with the configured systemd_dir first."""
+    first = (params.get('paths') or {}).get('systemd_dir')
+    return ([first] if first else []) + [d for d in UNIT_DIRS if d != first]
+
+
+def _unit_file(host, unit, dirs):
+    """The first unit file of unit (or of its template, foo@.service for foo@bar.service), or None."""
+    names = [unit]
+    if '@' in unit:
+        names.append(unit.split('@', 1)[0] + '@.' + unit.rsplit('.', 1)[1])
+    for directory in dirs:
+        for name in names:
+            path = directory.rstrip('/') + '/' + name
+            # The configured systemd_dir is a real path; the search path is the host's.
+            if (os.path.exists(path) if directory == dirs[0] and not host.live else host.exists(path)):
+                return path
+    return None
 
 
 def read_live(host, params, systemd):
@@ -318,6 +349,13 @@ class Plan(engine.Plan):
         self.dropins = {}       # unit -> {scope: rendered}
         self.prune_dirs = True  # a drop-in directory left empty goes too
 
+    @classmethod
+    def refused(cls, problems):
+        """A plan of nothing but its problems."""
+        plan = cls()
+        plan.problems = problems
+        return plan
+
 
 def expected_cgroup_text(setting, value_bytes, version, page_bytes, nodes=None):
     """The text the kernel shows after a write of a setting."""
@@ -424,6 +462,10 @@ def _judge_unit(plan, params, live, labels, unit, where, wanted, settings):
         _guard(plan, labels, 'unit_missing', where,
                '%s: %s is %s on this host, so its drop-in would only wait for it; install it first'
                % (where, unit, state['load']))
+    elif not live.systemd and unit in live.unit_files and live.unit_files[unit] is None:
+        _guard(plan, labels, 'unit_missing', where,
+               '%s: systemd is not running here and no unit file of %s is installed (%s), so its drop-in '
+               'would only wait for it; install it first' % (where, unit, ', '.join(UNIT_DIRS)))
     # The drop-ins, one per scope.
     for scope in params['scopes']:
         props = dict((us.PROPERTIES[k][0], settings[us.PROPERTIES[k][0]]) for k in SCOPE_KEYS[scope]
@@ -616,6 +658,10 @@ def plan(params, host, labels, systemd, check_mode=False):
     params = dict(params)
     params['scopes'] = params.get('scopes') or list(SCOPES)
     params['paths'] = paths_of(params)
+    problems = schema.path_problems(params['paths'], labels)
+    if problems:
+        schema.Checker(labels, problems).force(params.get('force'))
+        return Plan.refused(problems)
     live = read_live(host, params, systemd)
     judged = judge(params, live, labels)
     schema.Checker(labels, judged.problems).force(params.get('force'))

@@ -5,7 +5,7 @@
 
 Each case is what molecule/shared/bad_inventory.yml does on the VM, without
 the VM: the harden role's variables (its defaults, then the VM task's own
-defaults for the nine variables a case may set, then the case's), and the
+defaults for the thirteen variables a case may set, then the case's), and the
 role's steps in its order, the first refusal ending the run:
 
   1. the role's argument spec (meta/argument_specs.yml), which ansible-core
@@ -247,8 +247,9 @@ class VmHost:
                 self.params = result.validated_parameters
                 # The path options are opened as they are: the VM's paths, inside the copy.
                 # sysctl_dirs (a list) is read through the host root, like /proc and /sys.
+                # A relative path stays relative: the module must refuse it as the VM's would.
                 for key, spec in argument_spec.items():
-                    if spec.get('type') == 'path' and self.params.get(key):
+                    if spec.get('type') == 'path' and str(self.params.get(key) or '').startswith('/'):
                         self.params[key] = vm.path(self.params[key])
         return Module
 
@@ -385,12 +386,16 @@ def test_the_vm_runs_exactly_the_cases_that_need_it():
 
 
 def test_the_vm_defaults_cover_every_case_variable():
-    """The VM task sets the nine case variables, and the role knows each of them."""
+    """The VM task sets the thirteen case variables, and the role knows each of them."""
     assert set(VM_DEFAULTS) == set([
         'oomguard_profile', 'oomguard_sysctl', 'oomguard_thp', 'oomguard_force', 'oomguard_unsupported',
-        'oomguard_services', 'oomguard_cgroups', 'oomguard_processes', 'oomguard_early_oom'])
+        'oomguard_services', 'oomguard_cgroups', 'oomguard_processes', 'oomguard_early_oom',
+        'oomguard_sysctl_file', 'oomguard_thp_compaction_file', 'oomguard_systemd_dir', 'oomguard_state_dir'])
     assert set(VM_DEFAULTS) <= set(ROLE_DEFAULTS) == set(ROLE_ARGUMENT_SPEC)
     assert VM_DEFAULTS['oomguard_profile'] == 'none'
+    # The path variables default to the role's own defaults.
+    for name in ('oomguard_sysctl_file', 'oomguard_thp_compaction_file', 'oomguard_systemd_dir', 'oomguard_state_dir'):
+        assert VM_DEFAULTS[name] == ROLE_DEFAULTS[name], name
 
 
 def test_the_default_inventory_is_accepted(tmp_path, captured_tree):
