@@ -45,7 +45,7 @@ options:
     default: []
   path:
     description:
-      - Log files to read, or glob patterns, as absolute paths (a relative one is refused: the module's working
+      - Log files to read, or glob patterns, as absolute paths (a relative one is refused, the module's working
         directory on the managed host is a temporary one). Gzip files are recognised by their content.
       - Only regular files are read (a link to one is fine). A directory, device, FIFO or socket is refused before
         it is opened, also when a glob matches it; for the kernel ring buffer (C(/dev/kmsg)) use O(sources=[dmesg]).

@@ -192,7 +192,7 @@ def test_fields_are_cut_in_their_middle():
     ({'timeout_s': 0}, 'timeout_s = 0; allowed: an integer 1..86400'),
     ({'max_read_bytes': -5}, 'max_read_bytes = -5; allowed: an integer 1..1099511627776'),
     ({'since': '3 fortnights'}, "since = '3 fortnights' is not a time; allowed: a time like 24h, 7d, 90m ago, "
-                               '2026-11-01 or 2026-11-01 12:00 (UTC)'),
+                                '2026-11-01 or 2026-11-01 12:00 (UTC)'),
 ])
 def test_option_bounds(params, message):
     assert oom_events.check_options(params) == [message]
