@@ -569,6 +569,15 @@ def age_key(event):
     return (0, 0.0) if when is None else (1, when)
 
 
+def _span(group, stamps):
+    """A kill loop's first and last by time among stamps, not by read order (files read newest first)."""
+    known = [(oom_report.epoch(stamp), stamp) for stamp in stamps]
+    if any(when is None for when, dummy in known):
+        return  # undated: read order, as EventSink has it
+    group['first'] = min(known)[1]
+    group['last'] = max(known)[1]
+
+
 class NewestSink(oom_report.EventSink):
     """An EventSink that keeps the `keep` newest events by event time, over
     every input in whatever order they are read, instead of the last ones read.
@@ -589,8 +598,13 @@ class NewestSink(oom_report.EventSink):
             heapq.heapreplace(self.heap, entry)
 
     def add(self, event):
+        victim = event.get('victim') or event.get('selected')
+        key = (event.get('host') or '', victim['comm'], event.get('task_memcg') or '') if victim else None
+        before = dict(self.groups[key]) if key in self.groups else None
         if not super(NewestSink, self).add(event):
             return False
+        if before is not None:
+            _span(self.groups[key], (before['first'], before['last'], event.get('timestamp') or event.get('time')))
         self._offer(event)
         return True
 
@@ -604,7 +618,11 @@ class NewestSink(oom_report.EventSink):
         return state
 
     def merge(self, state):
+        before = dict((key, dict(group)) for key, group in self.groups.items() if key in state['groups'])
         super(NewestSink, self).merge(dict(state, recent=[]))
+        for key, group in before.items():
+            other = state['groups'][key]
+            _span(self.groups[key], (group['first'], group['last'], other['first'], other['last']))
         for event in state['recent']:  # in the worker's read order: sequence goes on from ours
             self._offer(event)
 

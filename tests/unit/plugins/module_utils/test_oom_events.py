@@ -58,6 +58,9 @@ def test_max_events_keeps_the_newest_whichever_file_the_glob_gives_first(tmp_pat
     assert summary['events'] == 28 and notes == []
     assert _stamps(events) == _newest_three(kills, 24)
     assert [event['source'] for event in events] == [str(tmp_path / newest_in)] * 3
+    # The kill loop spans both files, first and last by time whichever was read first.
+    loop = dummy[0]
+    assert (loop['kills'], loop['first'], loop['last']) == (20, '2026-11-22T01:46:19', '2026-11-24T01:46:32')
 
 
 def test_max_events_over_paths_in_any_order(tmp_path, kills):
