@@ -5,6 +5,9 @@
 the `since` filter, and linking kill loops to the live host's units.
 
 Reading a log is in oom_scan.py, the parsing itself in oom_report.py.
+Every read of an input is bounded: only regular files (plain or gzip) are
+opened, in bytes (decompressed) and time per run (ReadBudget), in line
+length (oom_scan.MAX_LINE_BYTES) and in the length of the fields kept.
 Standard library only.
 """
 
@@ -12,13 +15,36 @@ Standard library only.
 import errno
 import glob
 import gzip
+import heapq
 import os
 import re
+import select
 import stat
 import subprocess
+import tempfile
 import time
+import zlib
 
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_report, oom_scan
+from ansible_collections.oomguard.linux.plugins.module_utils.schema import Invalid, integer
+
+# Bounds of the options (the module's documentation says the same).
+YEAR_MIN, YEAR_MAX = 1970, 2200
+MAX_EVENTS_MAX = 100000
+MIN_LOOP_KILLS_MAX = 100000
+MAX_READ_BYTES_DEFAULT = 2 << 30
+MAX_READ_BYTES_MAX = 1 << 40
+TIMEOUT_S_DEFAULT = 300
+TIMEOUT_S_MAX = 86400
+# A gzip member that inflates more than this many times once this much has
+# come out of it is a bomb, not a log: kernel logs compress 5 to 30 times,
+# a flood of one repeated line about 100 times, zeros about 1000 times.
+GZIP_MAX_RATIO = 250
+GZIP_RATIO_AFTER_BYTES = 64 << 20
+# A text field of an event (comm, cgroup paths) longer than this is cut in
+# its middle: TASK_COMM_LEN is 16, PATH_MAX 4096.
+MAX_FIELD_CHARS = 4096
+_ALLOWED_PATH = 'an absolute path or glob of regular log files, plain or gzip'
 
 
 class SourceError(Exception):
@@ -27,6 +53,28 @@ class SourceError(Exception):
     def __init__(self, message, notes=None):
         super(SourceError, self).__init__(message)
         self.notes = list(notes or [])
+
+
+# -- options -----------------------------------------------------------------
+
+def check_options(params):
+    """The numeric options and since, bounded; a message `OPTION = VALUE; allowed: ...` per bad one."""
+    problems = []
+    bounds = (('year', YEAR_MIN, YEAR_MAX), ('max_events', 0, MAX_EVENTS_MAX), ('min_loop_kills', 2, MIN_LOOP_KILLS_MAX),
+              ('max_read_bytes', 1, MAX_READ_BYTES_MAX), ('timeout_s', 1, TIMEOUT_S_MAX))
+    for name, low, high in bounds:
+        value = params.get(name)
+        if value is None:
+            continue  # year: the file's; the others: their defaults
+        try:
+            integer(value, low, high)
+        except Invalid as exc:
+            problems.append('%s = %s; allowed: %s' % (name, value, exc))
+    try:
+        parse_since(params.get('since'))
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 # -- since -----------------------------------------------------------------
@@ -51,8 +99,68 @@ def parse_since(text, now=None):
         candidate += ':00'
     value = oom_report.epoch(candidate)
     if value is None:
-        raise ValueError("since: '%s' is not a time; use e.g. 24h, 7d, 2026-11-01 or 2026-11-01 12:00" % text)
+        raise ValueError("since = '%s' is not a time; allowed: a time like 24h, 7d, 90m ago, 2026-11-01 or 2026-11-01 12:00 (UTC)"
+                         % _shown(text))
     return value
+
+
+def _shown(text, limit=200):
+    """text for a message, cut in its middle when long (a hostile value stays readable)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit // 2] + '...' + text[-limit // 2:]
+
+
+# -- budgets ---------------------------------------------------------------------
+
+class ReadBudget:
+    """Bytes (decompressed) and seconds all inputs of one run may take.
+
+    A budget that runs out stops the reading where it is: what was read is
+    kept, the rest is said in notes.
+    """
+
+    def __init__(self, max_bytes=MAX_READ_BYTES_DEFAULT, timeout_s=TIMEOUT_S_DEFAULT):
+        self.max_bytes = max_bytes
+        self.left_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.notes = []
+        self.skipped = []  # inputs not read at all, the budget being spent
+
+    def spent(self):
+        return self.left_bytes <= 0 or time.monotonic() >= self.deadline
+
+    def out_of_bytes(self, what, read_bytes):
+        self.notes.append('%s: read only its first %d bytes: max_read_bytes = %d reached (the budget of all inputs '
+                          'of this run); raise max_read_bytes to read more' % (what, read_bytes, self.max_bytes))
+
+    def out_of_time(self, what):
+        self.notes.append('%s: reading stopped: timeout_s = %d reached (the time all inputs of this run may take); '
+                          'the events read until then are kept' % (what, self.timeout_s))
+
+    def chunks(self, chunks, what):
+        """chunks, until the byte budget is spent (the last one cut to it)."""
+        read_bytes = 0
+        for chunk in chunks:
+            if len(chunk) >= self.left_bytes:
+                chunk = chunk[:self.left_bytes]
+                self.left_bytes = 0
+                yield chunk
+                self.out_of_bytes(what, read_bytes + len(chunk))
+                return
+            self.left_bytes -= len(chunk)
+            read_bytes += len(chunk)
+            yield chunk
+
+    def finish(self, long_lines):
+        """Notes of the whole run: inputs skipped, long lines."""
+        notes = list(self.notes)
+        if self.skipped:
+            notes.append('not read, the read budget being spent: %s' % ', '.join(self.skipped))
+        if long_lines:
+            notes.append('%d line%s longer than %d bytes skipped (not a log line: a corrupt or foreign file?)' % (
+                long_lines, '' if long_lines == 1 else 's', oom_scan.MAX_LINE_BYTES))
+        return notes
 
 
 # -- sources -----------------------------------------------------------------
@@ -78,8 +186,9 @@ def _date_uptime(events, btime):
             event['timestamp'] = time.strftime('%Y-%m-%dT%H:%M:%S', stamp) + 'Z'
 
 
-def read_kmsg(scanner, path='/dev/kmsg'):
+def read_kmsg(scanner, path='/dev/kmsg', budget=None):
     """The kernel ring buffer, read as dmesg does, without waiting for more."""
+    budget = budget or ReadBudget()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -87,7 +196,7 @@ def read_kmsg(scanner, path='/dev/kmsg'):
             raise SourceError('dmesg: cannot read %s (needs root, or kernel.dmesg_restrict=0)' % path)
         raise SourceError('dmesg: cannot open %s: %s' % (path, os.strerror(exc.errno)))
     try:
-        scanner.scan_chunks(_kmsg_batches(fd, path))
+        scanner.scan_chunks(budget.chunks(_kmsg_batches(fd, path), 'dmesg'))
     finally:
         os.close(fd)
 
@@ -116,19 +225,52 @@ def _kmsg_batches(fd, path):
         yield b''.join(records)
 
 
-def read_journal(scanner, journalctl, since_epoch=None):
-    """Kernel messages of every boot the journal keeps, streamed."""
+def read_journal(scanner, journalctl, since_epoch=None, budget=None):
+    """Kernel messages of every boot the journal keeps, streamed (within budget)."""
+    budget = budget or ReadBudget()
     argv = [journalctl, '_TRANSPORT=kernel', '-o', 'short-iso', '--no-pager', '-q']
     if since_epoch is not None:
         argv.append('--since=@%d' % int(since_epoch))
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise SourceError('journal: cannot run %s: %s' % (journalctl, exc))
-    scanner.scan(proc.stdout)
-    err = proc.stderr.read().decode('utf-8', 'replace').strip()
-    if proc.wait() != 0:
+    # stderr to a file: a pipe journalctl filled would stop it
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
+        except OSError as exc:
+            raise SourceError('journal: cannot run %s: %s' % (journalctl, exc))
+        try:
+            scanner.scan_chunks(budget.chunks(_pipe_chunks(proc.stdout.fileno(), budget.deadline), 'journal'))
+        finally:
+            whole = proc.poll() is not None or not budget.spent()
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+        errors.seek(0)
+        err = errors.read(4096).decode('utf-8', 'replace').strip()
+    if whole and proc.returncode != 0:
         raise SourceError('journal: %s failed (rc=%d): %s' % (' '.join(argv), proc.returncode, err or 'no output'))
+
+
+def _pipe_chunks(fd, deadline):
+    """What a pipe gives, in chunks of about CHUNK_BYTES, until its end or deadline."""
+    poller = select.poll()
+    poller.register(fd)
+    parts = []
+    size = 0
+    while True:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0 or not poller.poll(left_s * 1000):
+            raise oom_scan.ReadTimeout()
+        data = os.read(fd, 1 << 20)
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+        if size >= oom_scan.CHUNK_BYTES:
+            yield b''.join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b''.join(parts)
 
 
 # -- kills by the userspace early OOM killers ------------------------------------
@@ -195,38 +337,136 @@ def read_early_kills(journalctl, since_epoch=None):
 
 
 def expand_paths(patterns):
-    """Globs -> existing files, sorted; a pattern matching nothing is an error."""
+    """Globs -> files, each glob's sorted; a relative path or a pattern matching nothing is refused.
+
+    Relative paths are refused: the module's working directory on the
+    managed host is a temporary one nobody chose.
+    """
     paths = []
     for pattern in patterns:
+        if not os.path.isabs(pattern):
+            raise SourceError("path = '%s' is relative; allowed: %s" % (_shown(pattern), _ALLOWED_PATH))
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
-            raise SourceError('path: %s matches no file' % pattern)
+            raise SourceError("path = '%s' matches no file; allowed: %s (a glob must match at least one)"
+                              % (_shown(pattern), _ALLOWED_PATH))
         paths.extend(matches)
     return paths
 
 
-def read_file(scanner, path, sink=None):
-    """One log file, plain or gzip (by its magic bytes, not its name).
+_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+          (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'))
+# Ring buffers: /dev/kmsg (char 1:11) and /proc/kmsg, which blocks and consumes what it gives.
+_KMSG_RDEV = os.makedev(1, 11)
 
-    A plain regular file with a size (not /proc's) is read by
-    StreamScanner.scan_file, in parallel when large; sink is the EventSink
-    the scanner's parser emits to, if any.
+
+def _kind(info):
+    for test, name in _KINDS:
+        if test(info.st_mode):
+            return name
+    return 'not a regular file'
+
+
+def _refuse(path, what, hint=''):
+    shown = "'%s'" % _shown(path)
+    if os.path.islink(path):
+        shown += ' (a link to %s)' % _shown(os.path.realpath(path))
+    raise SourceError('path = %s is %s; allowed: %s%s' % (shown, what, _ALLOWED_PATH, hint))
+
+
+def open_log(path):
+    """A descriptor of path, refused (SourceError) unless it is a regular file.
+
+    Checked with stat before opening (opening a FIFO would block), opened
+    O_NONBLOCK all the same and checked again on the descriptor (the path may
+    have been replaced in between).
     """
     try:
-        with open(path, 'rb') as handle:
-            magic = handle.read(2)
-            info = os.fstat(handle.fileno())
-            if magic != b'\x1f\x8b' and stat.S_ISREG(info.st_mode) and info.st_size > 0:
-                scanner.scan_file(handle.fileno(), sink=sink)
+        info = os.stat(path)
+    except OSError as exc:
+        raise SourceError("path = '%s': cannot read it: %s; allowed: %s" % (_shown(path), os.strerror(exc.errno),
+                                                                            _ALLOWED_PATH))
+    hint = ''
+    if (stat.S_ISCHR(info.st_mode) and info.st_rdev == _KMSG_RDEV) or os.path.realpath(path) == '/proc/kmsg':
+        hint = '; for the kernel ring buffer use sources: [dmesg]'
+        if not stat.S_ISCHR(info.st_mode):
+            _refuse(path, 'the kernel ring buffer', hint)
+    if not stat.S_ISREG(info.st_mode):
+        _refuse(path, _kind(info), hint)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SourceError("path = '%s': cannot read it: %s; allowed: %s" % (_shown(path), os.strerror(exc.errno),
+                                                                            _ALLOWED_PATH))
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+        os.close(fd)
+        _refuse(path, 'a file replaced while it was opened')
+    return fd
+
+
+def _stream_chunks(stream):
+    """A stream's bytes in chunks; a read that has nothing now (None) ends it."""
+    while True:
+        data = stream.read(oom_scan.CHUNK_BYTES)
+        if not data:
+            return
+        yield data
+
+
+def _gzip_chunks(raw, path, budget):
+    """Decompressed chunks of a gzip file, stopped (noted) when it inflates like a bomb."""
+    out_bytes = 0
+    with gzip.GzipFile(fileobj=raw, mode='rb') as stream:
+        for data in _stream_chunks(stream):
+            out_bytes += len(data)
+            in_bytes = max(raw.tell(), 1)
+            if out_bytes > GZIP_RATIO_AFTER_BYTES and out_bytes > GZIP_MAX_RATIO * in_bytes:
+                budget.notes.append(
+                    '%s: reading stopped after %d decompressed bytes from %d compressed: it inflates more than %d '
+                    'times, which no log does (a gzip bomb?)' % (path, out_bytes, in_bytes, GZIP_MAX_RATIO))
+                yield data
                 return
-        opener = gzip.open if magic == b'\x1f\x8b' else open
-        with opener(path, 'rb') as stream:
-            scanner.scan(stream)
-    except IsADirectoryError:
-        raise SourceError('path: %s is a directory' % path)
-    except (IOError, OSError, EOFError) as exc:
-        reason = os.strerror(exc.errno) if getattr(exc, 'errno', None) else str(exc)
-        raise SourceError('path: cannot read %s: %s' % (path, reason))
+            yield data
+
+
+def read_file(scanner, path, sink=None, budget=None):
+    """One log file, plain or gzip (by its magic bytes, not its name), within budget.
+
+    Only a regular file is opened (open_log).  One with a size (not /proc's)
+    is read by StreamScanner.scan_file, in parallel when large, and counted
+    against the budget by its size; sink is the EventSink the scanner's
+    parser emits to, if any.  A gzip file is counted by what it inflates to.
+    """
+    budget = budget or ReadBudget()
+    scanner.deadline = budget.deadline
+    fd = open_log(path)
+    try:
+        raw = os.fdopen(fd, 'rb', buffering=0)
+    except OSError:
+        os.close(fd)
+        raise
+    try:
+        with raw:
+            magic = raw.read(2) or b''
+            info = os.fstat(raw.fileno())
+            if magic != b'\x1f\x8b' and info.st_size > 0:
+                take_bytes = min(info.st_size, budget.left_bytes)
+                budget.left_bytes -= take_bytes
+                scanner.scan_file(raw.fileno(), sink=sink, max_bytes=take_bytes)
+                if take_bytes < info.st_size:
+                    budget.out_of_bytes(path, take_bytes)
+                return
+            raw.seek(0)
+            if magic == b'\x1f\x8b':
+                chunks = _gzip_chunks(raw, path, budget)
+            else:
+                chunks = _stream_chunks(raw)
+            scanner.scan_chunks(budget.chunks(chunks, path))
+    except (IOError, OSError, EOFError, zlib.error) as exc:
+        reason = os.strerror(exc.errno) if getattr(exc, 'errno', None) else str(exc) or type(exc).__name__
+        raise SourceError("path = '%s': cannot read it: %s; allowed: %s" % (_shown(path), _shown(reason),
+                                                                            _ALLOWED_PATH))
 
 
 def file_year(path):
@@ -301,18 +541,118 @@ def _loop_advice(loop):
             '(oomguard.linux.oom_protect) and a memory limit (oomguard.linux.cgroup_limits).')
 
 
+# -- the newest events -------------------------------------------------------------
+
+def _cut_middle(text, limit=MAX_FIELD_CHARS):
+    return text if len(text) <= limit else text[:limit // 2] + '...' + text[-(limit // 2):]
+
+
+def bound_fields(value):
+    """value with every text in it at most MAX_FIELD_CHARS long (cut in the middle)."""
+    if isinstance(value, str):
+        return _cut_middle(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (str, dict, list)):
+                value[key] = bound_fields(item)
+        return value
+    if isinstance(value, list):
+        return [bound_fields(item) for item in value]
+    return value
+
+
+def age_key(event):
+    """Sort key, oldest first: events without an absolute time before the dated
+    ones (among themselves in read order, which a stable sort keeps), the
+    dated ones by their time."""
+    when = oom_report.epoch(event.get('timestamp'))
+    return (0, 0.0) if when is None else (1, when)
+
+
+def _span(group, stamps):
+    """A kill loop's first and last by time among stamps, not by read order (files read newest first)."""
+    known = [(oom_report.epoch(stamp), stamp) for stamp in stamps]
+    if any(when is None for when, dummy in known):
+        return  # undated: read order, as EventSink has it
+    group['first'] = min(known)[1]
+    group['last'] = max(known)[1]
+
+
+class NewestSink(oom_report.EventSink):
+    """An EventSink that keeps the `keep` newest events by event time, over
+    every input in whatever order they are read, instead of the last ones read.
+    Ties (and undated events) go by read order."""
+
+    def __init__(self, keep=None, since_epoch=None, min_kills=3):
+        super(NewestSink, self).__init__(keep=0, since_epoch=since_epoch, min_kills=min_kills)
+        self.newest_keep = keep
+        self.heap = []  # (age_key, read sequence, event); the oldest first
+        self.sequence = 0
+
+    def _offer(self, event):
+        self.sequence += 1
+        entry = (age_key(event), self.sequence, event)
+        if self.newest_keep is None or len(self.heap) < self.newest_keep:
+            heapq.heappush(self.heap, entry)
+        elif self.newest_keep > 0 and entry[:2] > self.heap[0][:2]:
+            heapq.heapreplace(self.heap, entry)
+
+    def add(self, event):
+        victim = event.get('victim') or event.get('selected')
+        key = (event.get('host') or '', victim['comm'], event.get('task_memcg') or '') if victim else None
+        before = dict(self.groups[key]) if key in self.groups else None
+        if not super(NewestSink, self).add(event):
+            return False
+        if before is not None:
+            _span(self.groups[key], (before['first'], before['last'], event.get('timestamp') or event.get('time')))
+        self._offer(event)
+        return True
+
+    def reset(self):
+        super(NewestSink, self).reset()
+        self.heap = []
+
+    def export(self):
+        state = super(NewestSink, self).export()
+        state['recent'] = [entry[2] for entry in sorted(self.heap, key=lambda entry: entry[:2])]
+        return state
+
+    def merge(self, state):
+        before = dict((key, dict(group)) for key, group in self.groups.items() if key in state['groups'])
+        super(NewestSink, self).merge(dict(state, recent=[]))
+        for key, group in before.items():
+            other = state['groups'][key]
+            _span(self.groups[key], (group['first'], group['last'], other['first'], other['last']))
+        for event in state['recent']:  # in the worker's read order: sequence goes on from ours
+            self._offer(event)
+
+    @property
+    def newest(self):
+        """The kept events, oldest first."""
+        return [entry[2] for entry in sorted(self.heap, key=lambda entry: entry[:2])]
+
+
 # -- one call --------------------------------------------------------------------
 
 def collect(sources=(), paths=(), since=None, year=None, run_command=None, journalctl=None, systemctl=None,
-            min_kills=3, link=None, now=None, keep=None):
+            min_kills=3, link=None, now=None, keep=None, budget=None):
     """Read the sources, parse, classify. Returns (events, loops, summary, notes).
 
     Events are classified and counted as the parser finishes them; only the
-    last `keep` (None: all) are returned whole.  link: link kill loops to this
-    host's units (default: only when a live source, dmesg or journal, was read).
+    `keep` newest by event time (None: all) are returned whole, oldest first.
+    link: link kill loops to this host's units (default: only when a live
+    source, dmesg or journal, was read).  notes: sources that could not be
+    read, then what the read limits cut (budget, see ReadBudget).
     """
-    sink = oom_report.EventSink(keep=keep, since_epoch=parse_since(since, now), min_kills=min_kills)
-    notes = []
+    events, loops, summary, errors, limits = _collect(sources, paths, since, year, run_command, journalctl,
+                                                      systemctl, min_kills, link, now, keep, budget or ReadBudget())
+    return events, loops, summary, errors + limits
+
+
+def _collect(sources, paths, since, year, run_command, journalctl, systemctl, min_kills, link, now, keep, budget):
+    sink = NewestSink(keep=keep, since_epoch=parse_since(since, now), min_kills=min_kills)
+    errors = []
+    long_lines = 0
     btime = boot_time() if 'dmesg' in sources else None
 
     def emitter(source):
@@ -320,43 +660,61 @@ def collect(sources=(), paths=(), since=None, year=None, run_command=None, journ
             if source == 'dmesg':
                 _date_uptime([event], btime)
             event['source'] = source
-            sink.add(oom_report.finish_one(event))
+            sink.add(oom_report.finish_one(bound_fields(event)))
         return emit
 
     for source in sources:
-        scanner = oom_scan.StreamScanner(
-            parser=oom_report.EventParser(emit=emitter(source)), year=year or time.gmtime().tm_year)
+        scanner = oom_scan.StreamScanner(parser=oom_report.EventParser(emit=emitter(source)),
+                                         year=year or time.gmtime().tm_year, deadline=budget.deadline)
         try:
-            if source == 'dmesg':
-                read_kmsg(scanner)
+            if budget.spent():
+                budget.skipped.append(source)
+            elif source == 'dmesg':
+                read_kmsg(scanner, budget=budget)
             elif source == 'journal':
                 if not journalctl:
                     raise SourceError('journal: journalctl not found')
-                read_journal(scanner, journalctl, sink.since_epoch)
+                read_journal(scanner, journalctl, sink.since_epoch, budget)
             else:
                 raise SourceError('unknown source %s' % source)
         except SourceError as exc:
-            notes.append(str(exc))
+            errors.append(str(exc))
+        except oom_scan.ReadTimeout:
+            budget.out_of_time(source)
         scanner.parser.close()
+        long_lines += scanner.long_lines
     for path in expand_paths(paths):
+        if budget.spent():
+            budget.skipped.append(path)
+            continue
         scanner = oom_scan.StreamScanner(parser=oom_report.EventParser(emit=emitter(path)),
-                                         year=year or file_year(path))
-        read_file(scanner, path, sink)
+                                         year=year or file_year(path), deadline=budget.deadline)
+        try:
+            read_file(scanner, path, sink, budget)
+        except oom_scan.ReadTimeout:
+            budget.out_of_time(path)
         scanner.parser.close()
+        long_lines += scanner.long_lines
     loops = sink.kill_loops()
     if link is None:
         link = any(s in ('dmesg', 'journal') for s in sources)
     if link and loops:
         link_loops(loops, run_command, systemctl)
-    return sink.recent, loops, sink.summary(), notes
+    return sink.newest, loops, sink.summary(), errors, budget.finish(long_lines)
 
 
 def run(params, run_command, journalctl, systemctl, systemd_booted):
     """What the oom_events module returns, for its options (see its documentation).
 
-    Raises SourceError (with .notes) when a source asked for cannot be read,
-    or when none of the automatic ones could.
+    Raises SourceError (with .notes) when an option is out of its bounds, a
+    path is not a regular log file, a source asked for cannot be read, or
+    none of the automatic ones could.  What the read limits cut is in notes.
     """
+    problems = check_options(params)
+    if problems:
+        raise SourceError('; '.join(problems), problems)
+    budget = ReadBudget(params.get('max_read_bytes') or MAX_READ_BYTES_DEFAULT,
+                        params.get('timeout_s') or TIMEOUT_S_DEFAULT)
     sources = list(params.get('sources') or [])
     paths = params.get('path') or []
     auto = not sources and not paths
@@ -373,16 +731,17 @@ def run(params, run_command, journalctl, systemctl, systemd_booted):
             early_kills = read_early_kills(journalctl, parse_since(params.get('since')))
         except SourceError as exc:
             early_notes.append(str(exc))
-    events, loops, summary, notes = collect(
-        sources=[s for s in sources if s != 'early_killers'], paths=paths, since=params.get('since'),
-        year=params.get('year'), run_command=run_command, journalctl=journalctl, systemctl=systemctl,
-        min_kills=params.get('min_loop_kills', 3), link=params.get('link_units'), keep=params.get('max_events', 100))
+    events, loops, summary, notes, limits = _collect(
+        [s for s in sources if s != 'early_killers'], paths, params.get('since'), params.get('year'), run_command,
+        journalctl, systemctl, params.get('min_loop_kills', 3), params.get('link_units'), None,
+        params.get('max_events', 100), budget)
     if notes and not auto:
-        raise SourceError('; '.join(notes), notes)
+        raise SourceError('; '.join(notes), notes + limits)
     if notes and auto and not events:
-        raise SourceError('no OOM source could be read: %s' % '; '.join(notes), notes)
+        raise SourceError('no OOM source could be read: %s' % '; '.join(notes), notes + limits)
     notes = notes + early_notes
     if early_notes and not auto:
-        raise SourceError('; '.join(early_notes), notes)
+        raise SourceError('; '.join(early_notes), notes + limits)
     summary['early_kills'] = len(early_kills)
-    return {'events': events, 'kill_loops': loops, 'early_kills': early_kills, 'summary': summary, 'notes': notes}
+    return {'events': events, 'kill_loops': loops, 'early_kills': early_kills, 'summary': summary,
+            'notes': notes + limits}

@@ -24,7 +24,9 @@ import marshal
 import mmap
 import os
 import re
+import select
 import signal
+import time
 
 from ansible_collections.oomguard.linux.plugins.module_utils.oom_report import (
     DMESG,
@@ -101,6 +103,19 @@ _RELEASE_BYTES = 32 << 20
 # A share of a file holding more markers than this (a log of nothing but
 # kills) is read sequentially instead, so that offsets never take much memory.
 MAX_SHARE_MARKERS = 1 << 20
+# No log line is longer than this (a kernel line is at most 1 KiB, a journal
+# line a few); a longer one (a corrupt or hostile file, a 200 MB line of
+# zeros) is skipped, never kept whole: scanners count them in long_lines.
+MAX_LINE_BYTES = 64 << 10
+
+
+class ReadTimeout(Exception):
+    """The scanner's deadline passed: what was parsed until then stays parsed."""
+
+
+def _check_deadline(deadline):
+    if deadline is not None and time.monotonic() >= deadline:
+        raise ReadTimeout()
 
 
 def _line_start(buf, pos):
@@ -263,10 +278,11 @@ def _child(job, parent, read_end, write_end):
         os._exit(status)  # no atexit handlers, no flushing of the parent's buffers
 
 
-def in_workers(jobs):
+def in_workers(jobs, deadline=None):
     """Run each job (a function without arguments) in a forked process at
     once; per job what it returned (plain data, through a pipe), or None when
-    its worker could not be started or failed.  No worker outlives this call."""
+    its worker could not be started or failed.  No worker outlives this call:
+    past deadline (time.monotonic()) they are killed and ReadTimeout raised."""
     results = [None] * len(jobs)
     running = {}
     parent = os.getpid()
@@ -289,10 +305,10 @@ def in_workers(jobs):
         for index in sorted(running):
             pid, read_end = running[index]
             chunks = []
-            data = os.read(read_end, 1 << 20)
+            data = _read_before(read_end, deadline)
             while data:
                 chunks.append(data)
-                data = os.read(read_end, 1 << 20)
+                data = _read_before(read_end, deadline)
             os.close(read_end)
             del running[index]
             if _reaped(pid) == 0:
@@ -309,6 +325,17 @@ def in_workers(jobs):
                 pass
             _reaped(pid)
     return results
+
+
+def _read_before(fd, deadline):
+    """os.read of a worker's pipe, waiting no longer than deadline."""
+    if deadline is not None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        left_s = deadline - time.monotonic()
+        if left_s <= 0 or not poller.poll(left_s * 1000):
+            raise ReadTimeout()
+    return os.read(fd, 1 << 20)
 
 
 def _reaped(pid):
@@ -399,13 +426,36 @@ def groups(fd, size, starts, kills, fragments, count):
 class StreamScanner:
     """Feeds only the OOM report windows of a log to an EventParser."""
 
-    def __init__(self, parser=None, year=None, fragment_bytes=FRAGMENT_SCAN_BYTES):
+    def __init__(self, parser=None, year=None, fragment_bytes=FRAGMENT_SCAN_BYTES, deadline=None):
         self.parser = parser or EventParser()
         self.year = year
         # Fragments without "invoked" and kill lines are looked for this far.
         self.fragment_bytes = fragment_bytes
+        # time.monotonic() past which reading stops with ReadTimeout (None: never).
+        self.deadline = deadline
+        # Lines longer than MAX_LINE_BYTES skipped.
+        self.long_lines = 0
+
+    def _without_long_lines(self, data):
+        """data without its lines longer than MAX_LINE_BYTES (counted)."""
+        keep = []
+        pos = 0
+        size = len(data)
+        while pos < size:
+            end = data.find(b'\n', pos)
+            end = size if end < 0 else end + 1
+            if end - pos > MAX_LINE_BYTES + 1:
+                self.long_lines += 1
+            else:
+                keep.append((pos, end))
+            pos = end
+        if len(keep) == 1 and keep[0] == (0, size):
+            return data
+        return b''.join(data[low:high] for low, high in keep)
 
     def _parse_lines(self, data):
+        if len(data) > MAX_LINE_BYTES:
+            data = self._without_long_lines(data)
         text = data.decode('utf-8', 'replace')
         if '\x00' in text:
             text = text.replace('\x00', '')
@@ -673,11 +723,28 @@ class StreamScanner:
 
         base is the input offset of the first chunk."""
         tail = b''
+        skipping = False  # in a line longer than MAX_LINE_BYTES, up to its end
         for chunk in chunks:
+            _check_deadline(self.deadline)
+            if skipping:
+                newline = chunk.find(b'\n')
+                base += len(chunk) if newline < 0 else newline + 1
+                if newline < 0:
+                    continue
+                chunk = chunk[newline + 1:]
+                skipping = False
             buf = tail + chunk if tail else chunk
             done = self.scan_buffer(buf, final=False, base=base)
             tail = buf[done:]
             base += done
+            # The carried tail is an open report (bounded by MAX_WINDOW_BYTES)
+            # and a last partial line, which must not grow without end.
+            last = tail.rfind(b'\n') + 1
+            if len(tail) - last > MAX_LINE_BYTES:
+                self.long_lines += 1
+                base += len(tail) - last
+                tail = tail[:last]
+                skipping = True
         if tail:
             self.scan_buffer(tail, final=True, base=base)
         return self.parser
@@ -685,7 +752,7 @@ class StreamScanner:
     def scan(self, stream, chunk_bytes=CHUNK_BYTES):
         return self.scan_chunks(iter(lambda: stream.read(chunk_bytes), b''))
 
-    def scan_file(self, fd, sink=None, workers=None, min_bytes=None):
+    def scan_file(self, fd, sink=None, workers=None, min_bytes=None, max_bytes=None):
         """Parse a regular, uncompressed file (an open descriptor).
 
         A file of min_bytes (default PARALLEL_MIN_BYTES) or more is searched
@@ -698,20 +765,23 @@ class StreamScanner:
         that self.parser's emit adds to, if any: each parsing worker then
         classifies and counts its events itself and sends back only the
         counts and the events kept; without it the events come back.  Smaller
-        files are read here, in chunks.
+        files are read here, in chunks.  Only the first max_bytes (None: all)
+        are read; past self.deadline the workers are killed and ReadTimeout raised.
         """
         size = os.fstat(fd).st_size
+        if max_bytes is not None:
+            size = min(size, max_bytes)
         if self.parser.emit is None:
             sink = None  # the events stay in self.parser: they come back whole
         count = min(workers or cpu_count(), MAX_WORKERS, max(2, size // PARALLEL_SHARE_BYTES))
         if count < 2 or size < (PARALLEL_MIN_BYTES if min_bytes is None else min_bytes) or not size:
-            self.scan_chunks(_pread_chunks(fd, 0))
+            self.scan_chunks(_pread_chunks(fd, 0, size))
             return self.parser
         fragment_end = min(size, self.fragment_bytes)
         found = in_workers([functools.partial(_share_markers_job, fd, size, low, high, fragment_end)
-                            for low, high in shares(size, count, fragment_end)])
+                            for low, high in shares(size, count, fragment_end)], self.deadline)
         if any(part is None for part in found):  # a worker failed, or the log is dense with markers
-            self.scan_chunks(_pread_chunks(fd, 0))
+            self.scan_chunks(_pread_chunks(fd, 0, size))
             return self.parser
         offsets = []
         for kind in range(3):
@@ -721,11 +791,13 @@ class StreamScanner:
         starts, kills, fragments = offsets
         cuts = groups(fd, size, starts, kills, fragments, count)
         results = in_workers([functools.partial(self._scan_group, fd, size, low, high, starts, kills, fragments, sink)
-                              for low, high in cuts])
+                              for low, high in cuts], self.deadline)
         for (low, high), result in zip(cuts, results):
             if result is None:
                 self._scan_part(fd, low, high)
-            elif result[0] == 'sink':
+                continue
+            self.long_lines += result[2]
+            if result[0] == 'sink':
                 sink.merge(result[1])
             else:
                 for raw in result[1]:
@@ -749,16 +821,19 @@ class StreamScanner:
         scanner.scan_buffer(view, True, starts, kills, fragments, low=low, high=high, progress=_Release(view))
         events = parser.close()
         if sink is not None:
-            return ('sink', sink.export())
-        return ('events', [dict(event) for event in events])
+            return ('sink', sink.export(), scanner.long_lines)
+        return ('events', [dict(event) for event in events], scanner.long_lines)
 
     def _scan_part(self, fd, low, high):
         """Parse [low, high) of a file here, by reading (a worker failed)."""
         parser = EventParser(task_top=self.parser.task_top, emit=self.parser.emit, window=self.parser.window)
-        scanner = StreamScanner(parser, self.year, self.fragment_bytes)
-        scanner.scan_chunks(_pread_chunks(fd, low, high), base=low)
-        for event in parser.close():
-            self._deliver(event)
+        scanner = StreamScanner(parser, self.year, self.fragment_bytes, self.deadline)
+        try:
+            scanner.scan_chunks(_pread_chunks(fd, low, high), base=low)
+        finally:
+            self.long_lines += scanner.long_lines
+            for event in parser.close():
+                self._deliver(event)
 
 
 def _share_markers_job(fd, size, low, high, fragment_end):

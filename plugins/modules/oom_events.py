@@ -45,7 +45,11 @@ options:
     default: []
   path:
     description:
-      - Log files to read, or glob patterns. Gzip files are recognised by their content.
+      - Log files to read, or glob patterns, as absolute paths (a relative one is refused, the module's working
+        directory on the managed host is a temporary one). Gzip files are recognised by their content.
+      - Only regular files are read (a link to one is fine). A directory, device, FIFO or socket is refused before
+        it is opened, also when a glob matches it; for the kernel ring buffer (C(/dev/kmsg)) use O(sources=[dmesg]).
+      - A glob that matches nothing is refused.
     type: list
     elements: path
     default: []
@@ -58,16 +62,33 @@ options:
   year:
     description:
       - Year of syslog and journald C(short) lines, which print none. Default, the file's modification
-        year (files) or the current year (live sources).
+        year (files) or the current year (live sources). 1970 to 2200.
     type: int
   min_loop_kills:
-    description: Kills of one program (same name, same cgroup, new PIDs) that make a kill loop.
+    description: Kills of one program (same name, same cgroup, new PIDs) that make a kill loop. 2 to 100000.
     type: int
     default: 3
   max_events:
-    description: Return at most this many events, the most recent; RV(summary) counts them all.
+    description:
+      - Return at most this many events (0 to 100000), the newest by event time over all sources and files, whatever
+        order the files are read in (C(kern.log), C(kern.log.1), C(kern.log.2.gz) ...). RV(summary) counts them all.
+      - Events with no absolute time (raw C(dmesg) files) count as older than every dated event, and among
+        themselves go by the order they were read in.
     type: int
     default: 100
+  max_read_bytes:
+    description:
+      - Bytes all inputs of one run may give, gzip files counted by what they decompress to; 1 to 2^40.
+      - When it is reached, reading stops there; the events read until then are returned and RV(notes) says which
+        input was cut and which were not read.
+    type: int
+    default: 2147483648
+  timeout_s:
+    description:
+      - Seconds all inputs of one run may take to read, 1 to 86400. When they are up, reading stops there; the events
+        read until then are returned and RV(notes) says where it stopped.
+    type: int
+    default: 300
   link_units:
     description:
       - Link kill loops to this host's systemd units and their C(OOMPolicy). Default, only when a live
@@ -81,6 +102,10 @@ notes:
     a report cut at the head of a rotated log) is found by its C(Mem-Info:), C(Memory cgroup stats for),
     C(Tasks state) or C(killed as a result of limit of) line only in the first 8 MiB of each input (a file,
     a gzip file's content, the ring buffer, the journal).
+  - Lines longer than 64 KiB (no log line is; a corrupt or foreign file) are skipped and counted in RV(notes). Text
+    fields of an event (names, cgroup paths) longer than 4096 characters are cut in their middle.
+  - A gzip file that decompresses to more than 250 times its size (past the first 64 MiB) is read no further
+    (a gzip bomb), with a note.
   - Plain (not gzip) files of 16 MiB or more are searched and parsed by forked worker processes, one per CPU
     the module may use (at most 16); a worker that fails has its part redone by the module. Memory stays flat
     in the size of the logs read.
@@ -106,7 +131,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 events:
-  description: OOM events, oldest first (at most O(max_events), the most recent).
+  description: OOM events, oldest first (at most O(max_events), the newest by event time).
   returned: always
   type: list
   elements: dict
@@ -227,7 +252,10 @@ summary:
       nginx: 20
     partial: 20
 notes:
-  description: Sources that could not be read in the automatic choice, with the reason.
+  description:
+    - Sources that could not be read in the automatic choice, with the reason.
+    - What the read limits cut - O(max_read_bytes), O(timeout_s), a gzip bomb, lines over 64 KiB - and the inputs
+      not read because of them.
   returned: always
   type: list
   elements: str
@@ -249,20 +277,16 @@ def main():
             year=dict(type='int'),
             min_loop_kills=dict(type='int', default=3),
             max_events=dict(type='int', default=100),
+            max_read_bytes=dict(type='int', default=oom_events.MAX_READ_BYTES_DEFAULT),
+            timeout_s=dict(type='int', default=oom_events.TIMEOUT_S_DEFAULT),
             link_units=dict(type='bool'),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    if params['min_loop_kills'] < 2:
-        module.fail_json(msg='min_loop_kills must be 2 or more, got %d' % params['min_loop_kills'])
-    if params['max_events'] < 0:
-        module.fail_json(msg='max_events must be 0 or more, got %d' % params['max_events'])
-    try:
-        oom_events.parse_since(params['since'])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-
+    problems = oom_events.check_options(params)
+    if problems:
+        module.fail_json(msg='; '.join(problems))
     try:
         result = oom_events.run(params, module.run_command, module.get_bin_path('journalctl'),
                                 module.get_bin_path('systemctl'), os.path.isdir('/run/systemd/system'))

@@ -348,3 +348,30 @@ def test_workers_die_with_the_module(tmp_path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize('workers', [1, 3])
+def test_scan_file_reads_only_max_bytes(tmp_path, workers):
+    """The byte budget of a plain file: its first max_bytes only, in workers as in one pass."""
+    head = b''.join(_noise_bytes(120000 + index) + _read(NGINX) for index in range(3))
+    log = tmp_path / 'kern.log'
+    log.write_bytes(head + _noise_bytes(300000) + _read(NGINX))
+    events = _scan_file(log, workers=workers, min_bytes=1, max_bytes=len(head))
+    assert len(events) == 60
+    assert _summary(events) == _summary(oom_scan.parse_text(head, year=2021))
+    _no_children_left()
+
+
+def test_a_line_without_end_is_not_carried_whole():
+    """A stream of a 40 MiB line: skipped, counted, and never held whole (a hard memory ceiling)."""
+    import tracemalloc
+    block = b'x' * (1 << 20)
+    scanner = oom_scan.StreamScanner(year=2021)
+    tracemalloc.start()
+    try:
+        scanner.scan_chunks(iter([block] * 40 + [b'\n' + _read(NGINX)]))
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert scanner.long_lines == 1 and len(scanner.parser.close()) == 20
+    assert peak_bytes < 16 << 20
