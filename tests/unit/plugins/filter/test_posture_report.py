@@ -56,7 +56,7 @@ def test_cgroup_paths_are_cut_in_the_middle_keeping_the_unit_name():
     row = [line for line in posture_report(data).splitlines() if line.strip().startswith('29034')][0]
     # The start of the path and the unit's whole name, 36 characters in all.
     assert '  /system.\u2026/postgresql@15-main.service qemu-system' in row
-    assert rt.cut_middle(path, 60) == '/system.slice/system-postgresql.sl\u2026/postgresql@15-main.service'
+    assert rt.cut_middle(path, 60) == '/system.slice/system-postgresql.\u2026/postgresql@15-main.service'
 
 
 def test_the_same_advice_is_given_once():
