@@ -35,12 +35,14 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e4e4e8;vertical-a
 th{background:#eef0f6;cursor:pointer;user-select:none;white-space:nowrap}
 th[data-type]:after{content:" \\2195";opacity:.4}
 tr.hidden{display:none}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.badge{display:inline-block;white-space:nowrap;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
 .sev{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:3px;vertical-align:baseline}
 .counts{white-space:nowrap}
 .legend{font-size:12px;color:#444;margin:0 0 8px}
 .legend span.item{margin-right:12px}
 td.basic{white-space:nowrap}
+.scroll{overflow-x:auto}
+td.top{min-width:220px}
 .sev-critical{background:#b3261e}.sev-high{background:#e8710a}.sev-medium{background:#c9a400}.sev-low{background:#2e7d32}
 .sev-info{background:#777}
 .controls{display:flex;gap:12px;flex-wrap:wrap;margin-bottom:8px}
@@ -137,8 +139,9 @@ def _severity_counts(counts):
 
 
 def _legend():
-    return '<p class="legend">Findings are counted by severity: %s. Risk is the host\'s OOM risk score (0-100) and level.</p>' % (
-        ' '.join('<span class="item"><span class="sev sev-%s"></span>%s</span>' % (s, s) for s in fleet.SEVERITIES))
+    return ('<p class="legend">Findings are counted by severity: %s<br>Risk: the host\'s OOM risk score (0-100) and level. '
+            'Status: whether the audit got a result from the host.</p>' % ' '.join(
+                '<span class="item"><span class="sev sev-%s"></span>%s</span>' % (s, s) for s in fleet.SEVERITIES))
 
 
 def _unknown(text):
@@ -258,7 +261,7 @@ def _host_row(host):
         '<td data-sort="%s">%s</td>' % (slab['sunreclaim_percent'] if slab and slab['sunreclaim_percent'] is not None else -1,
                                         slab_text),
         '<td data-sort="%s">%s</td>' % (kills if kills is not None else -1, '-' if kills is None else kills),
-        '<td>%s</td>' % _e(top),
+        '<td class="top">%s</td>' % _e(top),
         '<td>%s</td>' % _host_details(host),
         '</tr>'])
 
@@ -301,7 +304,7 @@ def render(document):
             '<option value="%s">%s</option>' % (status, fleet.STATUS_LABELS[status]) for status in fleet.STATUSES),
         '<span id="filter-count" class="muted"></span></div>',
         _legend(),
-        '<table id="hosts" class="sortable"><thead><tr><th data-type="text">Host</th><th data-type="text">Status</th>'
+        '<div class="scroll"><table id="hosts" class="sortable"><thead><tr><th data-type="text">Host</th><th data-type="text">Status</th>'
         '<th data-type="number">Risk</th><th data-type="number">Findings by severity</th>'
         '<th data-type="text">Kernel</th><th data-type="number">Memory</th><th data-type="number">Swap</th>'
         '<th data-type="text">cgroup</th><th data-type="number">Memory PSI</th><th data-type="text">Who dies next</th>'
@@ -309,7 +312,7 @@ def render(document):
         '<th data-type="number">Slab</th><th data-type="number">OOM kills</th><th>Top finding</th><th></th></tr></thead><tbody>',
     ]
     lines.extend(_host_row(host) for host in hosts)
-    lines.append('</tbody></table></section>')
+    lines.append('</tbody></table></div></section>')
     kills = [(host['name'], kill) for host in hosts if host['events'] for kill in host['events']['recent']]
     kills.sort(key=lambda hk: hk[1]['timestamp'] or '', reverse=True)
     lines.append('<section><h2>Recent OOM kills and their causes</h2>')
