@@ -138,8 +138,9 @@ drifting_hosts:
   type: list
   elements: str
 hosts_not_audited:
-  description: Hosts without a result, with their status (C(unreachable), C(failed), C(no_result)) and why
-    (a C(broken) host is in RV(summary.by_status) and the report, not here: it did return a result).
+  description:
+    - Hosts without a result, with their status (C(unreachable), C(failed), C(no_result)) and why.
+    - A C(broken) host is counted in RV(summary.by_status) and listed in the report, not here, since it did return a result.
   returned: always
   type: list
   elements: dict
