@@ -120,6 +120,8 @@ def test_a_malformed_host_is_listed_as_broken_and_the_others_reported(case):
         assert bad['message'].startswith('the audit result is not what oom_audit returns: ' + expect['field'] + ' = ')
         assert document['summary']['by_status']['broken'] == 1
         assert not REPR.search(bad['message']), bad['message']
+    if 'findings_by_severity' in expect:
+        assert bad['findings_by_severity'] == expect['findings_by_severity']
     assert len(bad['message'] or '') <= fleet.MESSAGE_CHARS + 200
     page = check_outputs(document, [name, 'good'])
     assert '<script>alert' not in page and '<img src=x' not in page and '<svg onload' not in page
