@@ -14,6 +14,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.oomguard.linux.plugins.plugin_utils import fleet, fleet_html
+from ansible_collections.oomguard.linux.plugins.plugin_utils.report_text import describe, plural
 
 FORMATS = ('json', 'html', 'prometheus')
 JSON_NAME = 'oom-fleet-report.json'
@@ -59,13 +60,14 @@ class ActionModule(ActionBase):
         dest = args.get('dest')
         formats = args.get('formats', list(FORMATS))
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-            raise AnsibleActionFail('hosts must be a list of inventory host names')
+            raise AnsibleActionFail('hosts = %s; allowed: a list of inventory host names' % describe(hosts))
         if not result_var or not isinstance(result_var, str):
-            raise AnsibleActionFail('result_var must name the variable the audit registered on each host')
+            raise AnsibleActionFail('result_var = %s; allowed: the name of the variable the audit registered on each host'
+                                    % describe(result_var))
         if not dest or not isinstance(dest, str) or not os.path.isabs(dest):
-            raise AnsibleActionFail('dest must be an absolute directory on the controller, got %r' % (dest,))
-        if not isinstance(formats, list) or not formats or set(formats) - set(FORMATS):
-            raise AnsibleActionFail('formats must be a non-empty list of %s, got %r' % (', '.join(FORMATS), formats))
+            raise AnsibleActionFail('dest = %s; allowed: an absolute directory on the controller' % describe(dest))
+        if not isinstance(formats, list) or not formats or not all(isinstance(f, str) and f in FORMATS for f in formats):
+            raise AnsibleActionFail('formats = %s; allowed: a non-empty list of %s' % (describe(formats), ', '.join(FORMATS)))
 
         hostvars = task_vars.get('hostvars', {})
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -78,7 +80,8 @@ class ActionModule(ActionBase):
                 registered = None
             results.append((name, registered))
         document = fleet.build(results, generated_at, {'hosts_pattern_size': len(hosts)})
-        summary = document['summary']
+        # The document's summary stays data; the lines to print are added to the task's result only.
+        summary = dict(document['summary'])
 
         files = {}
         if 'json' in formats:
@@ -103,6 +106,15 @@ class ActionModule(ActionBase):
         except (IOError, OSError) as exc:
             raise AnsibleActionFail('cannot write the fleet report under %s: %s' % (dest, to_text(exc)))
 
+        where = []
+        if 'json' in formats:
+            where.append('JSON %s' % os.path.join(dest, JSON_NAME))
+        if 'html' in formats:
+            where.append('HTML %s' % os.path.join(dest, HTML_NAME))
+        if 'prometheus' in formats:
+            where.append('%s under %s' % (plural(len(document['hosts']), 'Prometheus textfile'), os.path.join(dest, TEXTFILE_DIR)))
+        summary['text'] = fleet.summary_text(document) + ['Report: %s' % '; '.join(where)]
+        summary['drift_text'] = '%s; see %s' % (fleet.drift_text(document), dest)
         result.update({
             'changed': bool(changed),
             'dest': dest,
@@ -112,7 +124,7 @@ class ActionModule(ActionBase):
             'written': changed,
             'summary': summary,
             'hosts_not_audited': [dict(name=h['name'], status=h['status'], message=h['message'])
-                                  for h in document['hosts'] if h['status'] in ('failed', 'unreachable', 'no_result')],
+                                  for h in document['hosts'] if h['status'] in fleet.NOT_AUDITED],
             'drifting_hosts': [h['name'] for h in document['hosts'] if fleet.drifting(h)],
         })
         return result

@@ -42,38 +42,32 @@ _value:
   type: str
 '''
 
-from ansible.errors import AnsibleFilterError
-from ansible.module_utils.common.text.converters import to_text
+from ansible_collections.oomguard.linux.plugins.plugin_utils import fleet
+from ansible_collections.oomguard.linux.plugins.plugin_utils import report_text as rt
+from ansible_collections.oomguard.linux.plugins.plugin_utils.report_text import plural
 
-_SEVERITY_ORDER = ('critical', 'high', 'medium', 'low', 'info')
-
-
-def _size_kb(value):
-    """kB -> a short human size (GiB/MiB/KiB)."""
-    if value is None:
-        return '?'
-    for unit, factor in (('GiB', 1024 * 1024), ('MiB', 1024)):
-        if abs(value) >= factor:
-            return '%.1f %s' % (value / float(factor), unit)
-    return '%d KiB' % value
+WIDTH = 100
+WHERE_CHARS = 36
+COMMAND_CHARS = 60
 
 
 def _evidence_text(evidence):
-    parts = []
-    for key in sorted(evidence or {}):
-        value = evidence[key]
-        if isinstance(value, float):
-            value = '%.2f' % value
-        elif isinstance(value, (list, tuple)):
-            value = ', '.join(to_text(v) for v in value[:5]) + (' ...' if len(value) > 5 else '')
-        elif isinstance(value, dict):
-            value = ', '.join('%s=%s' % (k, value[k]) for k in sorted(value)[:5])
-        parts.append('%s=%s' % (key, value))
-    return '; '.join(parts)
+    """key: value pairs, each value written with the unit its key names."""
+    if not isinstance(evidence, dict):
+        return rt.value_text(evidence) if evidence is not None else ''
+    return '; '.join('%s = %s' % (_unitless(key).replace('_', ' '), rt.unit_value(key, evidence[key])) for key in sorted(evidence))
+
+
+def _unitless(key):
+    """'swap_total_kb' -> 'swap_total': the value is written with its unit."""
+    for suffix in ('_kbytes', '_kb', '_bytes', '_percent', '_seconds', '_s'):
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key[:-len(suffix)]
+    return key
 
 
 def _wrap(text, width, indent):
-    words = to_text(text).split()
+    words = str(text).split()
     lines, line = [], ''
     for word in words:
         if line and len(line) + 1 + len(word) > width:
@@ -86,65 +80,91 @@ def _wrap(text, width, indent):
     return [indent + part for part in lines] or [indent]
 
 
-def posture_report(posture, host=None, victims=5):
-    if not isinstance(posture, dict) or 'risk_level' not in posture:
-        raise AnsibleFilterError('posture_report expects ansible_facts.oom_posture from oomguard.linux.oom_facts')
-    lines = []
-    memory = posture.get('memory') or {}
-    kernel = posture.get('kernel') or {}
-    heading = 'OOM posture%s: %s (risk %s/100)' % (
-        ' of %s' % host if host else '', posture['risk_level'].upper(), posture['risk_score'])
-    lines.append(heading)
-    lines.append('=' * len(heading))
-    controller = posture.get('memory_controller')
-    lines.append('kernel %s %s, cgroup %s%s, RAM %s, available %s, swap %s' % (
-        kernel.get('release') or '?', kernel.get('machine') or '', posture.get('cgroup_mode'),
-        ' (memory v%s)' % controller if controller else ' (no memory controller)',
-        _size_kb(memory.get('MemTotal')), _size_kb(memory.get('MemAvailable')),
-        _size_kb(memory.get('SwapTotal')) if memory.get('SwapTotal') else 'none'))
-    pressure = posture.get('pressure') or {}
-    full = pressure.get('full') or {}
-    killers = ', '.join(sorted(set(k['name'] for k in posture.get('early_killers') or []))) or 'none'
-    lines.append('OOM kills since boot: %s; early OOM killer: %s; memory PSI full avg10: %s' % (
-        posture.get('oom_kills_since_boot') if posture.get('oom_kills_since_boot') is not None else 'unknown',
-        killers, '%.2f%%' % full['avg10'] if 'avg10' in full else 'n/a'))
-    lines.append('')
-
-    findings = posture.get('findings') or []
-    counts = ', '.join('%d %s' % (sum(1 for f in findings if f['severity'] == s), s)
-                       for s in _SEVERITY_ORDER if any(f['severity'] == s for f in findings))
-    lines.append('Findings: %d%s' % (len(findings), ' (%s)' % counts if counts else ''))
-    for finding in findings:
-        lines.append('  [%s] %s: %s' % (finding['severity'].upper(), finding['id'], finding['title']))
-        evidence = _evidence_text(finding.get('evidence'))
-        if evidence:
-            lines.extend(_wrap('evidence: ' + evidence, 100, '      '))
-        lines.extend(_wrap('fix: ' + finding.get('advice', ''), 100, '      '))
-    lines.append('')
-
-    top = (posture.get('victims') or [])[:max(victims, 0)]
-    lines.append('Who dies next (highest oom_score first):')
-    if top:
-        lines.append('  %7s %6s %6s %10s  %-28s %s' % ('PID', 'SCORE', 'ADJ', 'RSS', 'UNIT/CGROUP', 'COMMAND'))
-        for victim in top:
-            where = victim.get('unit') or victim.get('cgroup') or '-'
-            if len(where) > 28:
-                where = '...' + where[-25:]
-            command = victim.get('cmdline') or victim.get('comm') or ''
-            lines.append('  %7d %6d %6d %10s  %-28s %s' % (
-                victim['pid'], victim['oom_score'], victim['oom_score_adj'], _size_kb(victim.get('rss_kb')),
-                where, command[:60]))
+def _basics_lines(basics, posture):
+    swap = 'none' if basics['swap_total_kb'] == 0 else rt.size_kb(basics['swap_total_kb'])
+    if basics['swap_total_kb'] and basics['swap_used_kb'] is not None:
+        swap += ' (%s used)' % rt.size_kb(basics['swap_used_kb'])
+    controller = basics['memory_controller']
+    cgroup = '%s%s' % (basics['cgroup_mode'] or 'unknown',
+                       ' (memory controller v%d)' % controller if controller else ' (no memory controller)')
+    psi = basics['psi']
+    if psi is None:
+        pressure = 'not available'
     else:
-        lines.append('  (no process scan)')
-    not_evaluated = posture.get('not_evaluated') or []
-    notes = posture.get('notes') or []
-    if notes or not_evaluated:
+        pressure = 'some %s, full %s (avg10)' % (rt.percent(psi['some_avg10_percent'], 2), rt.percent(psi['full_avg10_percent'], 2))
+    kills = posture['oom_kills_since_boot']
+    return [
+        'Kernel %s%s; cgroup %s' % (basics['kernel_release'] or 'unknown', ' ' + basics['machine'] if basics['machine'] else '',
+                                    cgroup),
+        'RAM %s, %s available; swap %s' % (rt.size_kb(basics['mem_total_kb']), rt.size_kb(basics['mem_available_kb']), swap),
+        'Memory pressure (PSI): %s' % pressure,
+        'OOM kills since boot: %s; early OOM killer: %s' % ('unknown' if kills is None else kills,
+                                                            ', '.join(posture['early_killers']) or 'none running'),
+    ]
+
+
+def _finding_lines(findings):
+    lines = []
+    advised = {}
+    for finding in findings:
+        lines.append('  [%s] %s: %s' % (finding['severity'].upper(), finding['id'], finding['title'] or ''))
+        evidence = _evidence_text(finding['evidence'])
+        if evidence:
+            lines.extend(_wrap('evidence: ' + evidence, WIDTH, '      '))
+        advice = finding['advice']
+        if advice and advice in advised:
+            # One fix for several findings: said once, pointed at after.
+            lines.append('      fix: as for %s above' % advised[advice])
+        elif advice:
+            advised[advice] = finding['id']
+            lines.extend(_wrap('fix: ' + advice, WIDTH, '      '))
+    return lines
+
+
+def _victim_lines(victims):
+    if not victims:
+        return ['  (no process scan)']
+    lines = ['  %7s %9s %5s %10s  %-*s %s' % ('PID', 'OOM_SCORE', 'ADJ', 'RSS', WHERE_CHARS, 'UNIT/CGROUP', 'COMMAND')]
+    for victim in victims:
+        where = rt.cut_middle(victim['unit'] or victim['cgroup'] or '-', WHERE_CHARS)
+        command = rt.cut_middle(victim['cmdline'] or victim['comm'] or '', COMMAND_CHARS, path=False)
+        lines.append('  %7d %9s %5s %10s  %-*s %s' % (
+            victim['pid'], rt.value_text(victim['oom_score']) if victim['oom_score'] is not None else '?',
+            rt.value_text(victim['oom_score_adj']) if victim['oom_score_adj'] is not None else '?',
+            rt.size_kb(victim['rss_kb']), WHERE_CHARS, where, command))
+    return lines
+
+
+def posture_report(posture, host=None, victims=5):
+    """The posture as lines of text; a posture that is not what oom_facts/oom_audit
+    return is said so, with the field and what it should be, in place of the report."""
+    of = ' of %s' % host if host else ''
+    try:
+        read = fleet.read_posture(posture)
+    except fleet.Malformed as exc:
+        return 'OOM posture%s: cannot be read: %s' % (of, exc)
+    try:
+        count = max(int(victims), 0)
+    except (TypeError, ValueError):
+        return 'OOM posture%s: cannot be printed: victims = %s; allowed: a whole number >= 0' % (of, rt.describe(victims))
+    heading = 'OOM posture%s: %s risk (score %s of 100)' % (of, read['risk_level'].upper(), rt.value_text(read['risk_score']))
+    lines = [heading, '=' * len(heading)]
+    lines.extend(_basics_lines(read['basics'], read))
+    lines.append('')
+    findings = read['findings']
+    by_severity = ', '.join('%d %s' % (sum(1 for f in findings if f['severity'] == s), s)
+                            for s in fleet.SEVERITIES if any(f['severity'] == s for f in findings))
+    lines.append('Findings: %s%s' % (len(findings) or 'none', ' (%s)' % by_severity if by_severity else ''))
+    lines.extend(_finding_lines(findings))
+    lines.append('')
+    top = read['victims'][:count]
+    lines.append('Who dies next (highest oom_score first; %s listed):' % plural(len(top), 'process', 'processes'))
+    lines.extend(_victim_lines(top))
+    if read['notes'] or read['not_evaluated']:
         lines.append('')
         lines.append('Not read or not checked:')
-        for note in notes:
-            lines.append('  - %s: %s' % (note.get('reader'), note.get('reason')))
-        for item in not_evaluated:
-            lines.append('  - check %s: %s' % (item.get('id') or item.get('check'), item.get('reason')))
+        lines.extend('  - %s' % note for note in read['notes'])
+        lines.extend('  - check %s' % item for item in read['not_evaluated'])
     return '\n'.join(lines)
 
 

@@ -17,13 +17,20 @@ description:
     (one M(oomguard.linux.oom_audit) call with the policy, the posture, the slab verdict and the OOM events), and writes
     on the controller, under O(dest)
   - C(oom-fleet-report.json), one document with a summary (hosts by status and by risk level, findings by severity,
-    hosts per finding, hosts that drift, hosts flagged for slab, OOM kills by cause) and every host, riskiest first;
+    hosts per finding, hosts that drift, hosts flagged for slab, OOM kills by cause) and every host, riskiest first,
+    with its basics from the posture (kernel release, RAM total and available, swap, cgroup mode, memory PSI, the
+    likeliest OOM victim);
   - C(oom-fleet-report.html), the same as one self-contained page (no network asset), hosts sortable and filterable,
     with charts of hosts by risk, kills by cause and findings;
   - C(textfiles/oomguard-<host>.prom), one Prometheus textfile per host for node_exporter's textfile collector (risk score,
-    findings by severity, drift count, slab, OOM kills by cause), every metric labelled with C(host).
+    findings by severity, drift count, slab, OOM kills by cause), every metric labelled with C(host). A host name of
+    lower-case letters, digits, C(.), C(_) and C(-) is the file name as it is; any other name keeps those characters and
+    gets C(~) and a hash of the exact name, so two hosts never share a file. Nothing else in the directory is touched.
   - A host that was unreachable, whose task failed, or that has no result is listed with the reason; the others are
     reported all the same. The work is one pass over the hosts.
+  - Any registered result is read field by field; a host whose result is not what M(oomguard.linux.oom_audit) returns
+    (a wrong type, a missing key, a number that is not finite, an over-long text) is listed as C(broken) with each field
+    and what was expected, and the rest of its result and the other hosts are reported as usual.
   - Runs on the controller only, whatever the task's host; use it with C(run_once).
 author:
   - oomguard.linux maintainers (@oomguard)
@@ -94,16 +101,46 @@ written:
   type: list
   elements: str
 summary:
-  description: The report's summary.
+  description:
+    - The report's summary (as in the JSON report), and two keys of text to print.
   returned: always
   type: dict
+  contains:
+    hosts:
+      description: How many hosts the report lists.
+      type: int
+    by_status:
+      description: Hosts by status (C(ok), C(partial), C(broken), C(failed), C(unreachable), C(no_result)).
+      type: dict
+    by_risk_level:
+      description: Hosts by OOM risk level.
+      type: dict
+    hosts_drifting:
+      description: How many hosts drift from the inventory's policy.
+      type: int
+    text:
+      description:
+        - The summary as lines for people (counts in words, no Python values), ending with where the report is; print it
+          with C(ansible.builtin.debug) as it is.
+      type: list
+      elements: str
+      sample:
+        - "3 hosts: 2 reachable, 1 unreachable"
+        - "OOM risk: 2 hosts at medium risk"
+        - "Findings: 4 medium, 2 low, 2 info (8 findings)"
+    drift_text:
+      description: One line naming the hosts that drift from the policy, and where the report is.
+      type: str
+      sample: "1 host drifts from the inventory's policy: web1; see /srv/reports/oom"
 drifting_hosts:
   description: Names of the hosts whose policy audit found drift or missing settings (the report's C(summary.hosts_drifting) of them).
   returned: always
   type: list
   elements: str
 hosts_not_audited:
-  description: Hosts without a result, with their status (C(unreachable), C(failed), C(no_result)) and why.
+  description:
+    - Hosts without a result, with their status (C(unreachable), C(failed), C(no_result)) and why.
+    - A C(broken) host is counted in RV(summary.by_status) and listed in the report, not here, since it did return a result.
   returned: always
   type: list
   elements: dict

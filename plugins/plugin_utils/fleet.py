@@ -13,99 +13,395 @@ report of the others.
 """
 
 
+import hashlib
 import json
 
+from ansible_collections.oomguard.linux.plugins.plugin_utils import report_text as rt
+from ansible_collections.oomguard.linux.plugins.plugin_utils.report_text import plural
 
-SCHEMA_VERSION = 1
+
+SCHEMA_VERSION = 2
 SEVERITIES = ('critical', 'high', 'medium', 'low', 'info')
 LEVELS = ('critical', 'high', 'medium', 'low')
-STATUSES = ('ok', 'partial', 'failed', 'unreachable', 'no_result')
+STATUSES = ('ok', 'partial', 'broken', 'failed', 'unreachable', 'no_result')
+# What each status means to a reader; 'ok' only says the host answered, its risk is told apart.
+STATUS_LABELS = {'ok': 'reachable', 'partial': 'partly audited', 'broken': 'unreadable result', 'failed': 'audit failed',
+                 'unreachable': 'unreachable', 'no_result': 'no result'}
+NOT_AUDITED = ('failed', 'unreachable', 'no_result')
+CGROUP_MODES = ('v1', 'v2', 'hybrid', 'none')
+DRIFT_STATUSES = ('ok', 'drift', 'missing', 'unsupported')
 RECENT_KILLS = 10
+# Bounds on what one host's result may carry into the report: a name or id is short,
+# a sentence is a few lines; a longer one is a broken result, not something to print.
+NAME_CHARS = 256
+TEXT_CHARS = 4096
+MESSAGE_CHARS = 2000
+VALUE_NODES = 256
+VALUE_DEPTH = 4
+MISSING = object()
 
 
-def _findings(posture):
-    findings = []
-    for finding in (posture or {}).get('findings') or []:
-        if not isinstance(finding, dict):
-            continue
-        findings.append({'id': finding.get('id'), 'severity': finding.get('severity'), 'title': finding.get('title'),
-                         'advice': finding.get('advice')})
+class Malformed(Exception):
+    """A field of a host's result that is not what oom_audit returns."""
+
+    def __init__(self, field, value, expected):
+        self.field = field
+        got = 'missing' if value is MISSING else rt.describe(value)
+        Exception.__init__(self, '%s = %s; expected: %s' % (field, got, expected))
+
+
+def _get(mapping, key):
+    return mapping.get(key, MISSING) if isinstance(mapping, dict) else MISSING
+
+
+def _absent(value):
+    return value is MISSING or value is None
+
+
+def _mapping(value, field, required=False):
+    if _absent(value) and not required:
+        return None
+    if not isinstance(value, dict):
+        raise Malformed(field, value, 'a mapping')
+    for key in value:
+        if not isinstance(key, str):
+            raise Malformed(field, value, 'a mapping with text keys (one key is %s)' % rt.describe(key))
+    return value
+
+
+def _list(value, field, required=False):
+    if _absent(value) and not required:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(field, value, 'a list')
+    return value
+
+
+def _text(value, field, limit=TEXT_CHARS, required=False):
+    if _absent(value) and not required:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise Malformed(field, value, 'a text of at most %d characters' % limit)
+    return value
+
+
+def _number(value, field, minimum=None, maximum=None, required=False, integer=False):
+    if _absent(value) and not required:
+        return None
+    kind = 'an integer' if integer else 'a finite number'
+    bounds = ''
+    if minimum is not None and maximum is not None:
+        bounds = ' %s..%s' % (minimum, maximum)
+    elif minimum is not None:
+        bounds = ' >= %s' % minimum
+    if not rt.is_number(value) or (integer and not isinstance(value, int)) \
+            or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise Malformed(field, value, kind + bounds)
+    return value
+
+
+def _count(value, field, required=False):
+    return _number(value, field, minimum=0, required=required, integer=True)
+
+
+def _flag(value, field, required=False):
+    if _absent(value) and not required:
+        return None
+    if not isinstance(value, bool):
+        raise Malformed(field, value, 'true or false')
+    return value
+
+
+def _choice(value, field, choices, required=False):
+    if _absent(value) and not required:
+        return None
+    if not isinstance(value, str) or value not in choices:
+        raise Malformed(field, value, 'one of %s' % ', '.join(choices))
+    return value
+
+
+def _counts(value, field, required=False):
+    """A mapping of names to counts (by_cause, drift summary)."""
+    mapping = _mapping(value, field, required) or {}
+    for key, count in mapping.items():
+        _text(key, field, NAME_CHARS)
+        _count(count, '%s.%s' % (field, rt.cut_middle(key, 60)), required=True)
+    return dict(mapping)
+
+
+def _value(value, field):
+    """Any JSON value bounded in size and depth (a setting's desired or live value)."""
+    nodes = [0]
+
+    def walk(item, depth):
+        nodes[0] += 1
+        if nodes[0] > VALUE_NODES or depth > VALUE_DEPTH:
+            raise Malformed(field, value, 'a value of at most %d items, nested at most %d deep' % (VALUE_NODES, VALUE_DEPTH))
+        if item is None or isinstance(item, bool):
+            return
+        if isinstance(item, (int, float)):
+            _number(item, field, required=True)
+        elif isinstance(item, str):
+            _text(item, field)
+        elif isinstance(item, list):
+            for element in item:
+                walk(element, depth + 1)
+        elif isinstance(item, dict):
+            _mapping(item, field)
+            for element in item.values():
+                walk(element, depth + 1)
+        else:
+            raise Malformed(field, item, 'a JSON value')
+
+    if value is MISSING:
+        return None
+    walk(value, 0)
+    return value
+
+
+def _each(value, field, read):
+    return [read(item, '%s[%d]' % (field, index)) for index, item in enumerate(_list(value, field))]
+
+
+# -- the posture --------------------------------------------------------------------
+
+def _finding(finding, field):
+    finding = _mapping(finding, field, required=True)
+    return {'id': _text(_get(finding, 'id'), field + '.id', NAME_CHARS, required=True),
+            'severity': _choice(_get(finding, 'severity'), field + '.severity', SEVERITIES, required=True),
+            'title': _text(_get(finding, 'title'), field + '.title'),
+            'advice': _text(_get(finding, 'advice'), field + '.advice'),
+            'evidence': _value(_get(finding, 'evidence'), field + '.evidence')}
+
+
+def _victim_row(victim, field):
+    victim = _mapping(victim, field, required=True)
+    return {'pid': _count(_get(victim, 'pid'), field + '.pid', required=True),
+            'comm': _text(_get(victim, 'comm'), field + '.comm', NAME_CHARS),
+            'cmdline': _text(_get(victim, 'cmdline'), field + '.cmdline'),
+            'oom_score': _number(_get(victim, 'oom_score'), field + '.oom_score', -1000, 3000, integer=True),
+            'oom_score_adj': _number(_get(victim, 'oom_score_adj'), field + '.oom_score_adj', -1000, 1000, integer=True),
+            'rss_kb': _number(_get(victim, 'rss_kb'), field + '.rss_kb', minimum=0),
+            'unit': _text(_get(victim, 'unit'), field + '.unit', NAME_CHARS),
+            'cgroup': _text(_get(victim, 'cgroup'), field + '.cgroup')}
+
+
+def _note(note, field):
+    """A reader's note: {reader, reason} (the posture) or a sentence (the events)."""
+    if isinstance(note, str):
+        return _text(note, field)
+    note = _mapping(note, field, required=True)
+    reader = _text(_get(note, 'reader'), field + '.reader', NAME_CHARS)
+    reason = _text(_get(note, 'reason'), field + '.reason')
+    return '%s: %s' % (reader or 'reader', reason or 'no reason given')
+
+
+def _not_evaluated(item, field):
+    item = _mapping(item, field, required=True)
+    name = _text(_get(item, 'id'), field + '.id', NAME_CHARS) or _text(_get(item, 'check'), field + '.check', NAME_CHARS)
+    return '%s: %s' % (name or 'check', _text(_get(item, 'reason'), field + '.reason') or 'no reason given')
+
+
+def _psi(pressure, field):
+    pressure = _mapping(pressure, field)
+    if pressure is None:
+        return None
+    psi = {}
+    for kind in ('some', 'full'):
+        values = _mapping(_get(pressure, kind), '%s.%s' % (field, kind)) or {}
+        psi[kind + '_avg10_percent'] = _number(_get(values, 'avg10'), '%s.%s.avg10' % (field, kind), 0, 100)
+    return psi
+
+
+def read_posture(posture, field='posture'):
+    """The posture of one host (oom_audit's posture, oom_facts' oom_posture), checked
+    field by field and reduced to what the reports print.  Raises Malformed."""
+    posture = _mapping(posture, field, required=True)
+    kernel = _mapping(_get(posture, 'kernel'), field + '.kernel') or {}
+    memory = _mapping(_get(posture, 'memory'), field + '.memory') or {}
+    kb = dict((key, _number(_get(memory, key), '%s.memory.%s' % (field, key), minimum=0))
+              for key in ('MemTotal', 'MemAvailable', 'SwapTotal', 'SwapFree'))
+    swap_used = kb['SwapTotal'] - kb['SwapFree'] if kb['SwapTotal'] is not None and kb['SwapFree'] is not None else None
+    findings = [_finding(item, '%s.findings[%d]' % (field, index))
+                for index, item in enumerate(_list(_get(posture, 'findings'), field + '.findings', True))]
     order = dict((s, i) for i, s in enumerate(SEVERITIES))
-    findings.sort(key=lambda f: (order.get(f['severity'], len(order)), f['id'] or ''))
-    return findings
+    findings.sort(key=lambda f: (order[f['severity']], f['id']))
+    victims = _each(_get(posture, 'victims'), field + '.victims', _victim_row)
+    killers = _each(_get(posture, 'early_killers'), field + '.early_killers', lambda item, where: _text(
+        _get(_mapping(item, where, required=True), 'name'), where + '.name', NAME_CHARS))
+    basics = {
+        'kernel_release': _text(_get(kernel, 'release'), field + '.kernel.release', NAME_CHARS),
+        'machine': _text(_get(kernel, 'machine'), field + '.kernel.machine', NAME_CHARS),
+        'mem_total_kb': kb['MemTotal'], 'mem_available_kb': kb['MemAvailable'],
+        'swap_total_kb': kb['SwapTotal'], 'swap_used_kb': swap_used,
+        'cgroup_mode': _choice(_get(posture, 'cgroup_mode'), field + '.cgroup_mode', CGROUP_MODES),
+        'memory_controller': _number(_get(posture, 'memory_controller'), field + '.memory_controller', 1, 2, integer=True),
+        'psi': _psi(_get(posture, 'pressure'), field + '.pressure'),
+        'next_victim': None,
+    }
+    if victims:
+        basics['next_victim'] = dict((k, victims[0][k]) for k in ('comm', 'pid', 'oom_score', 'rss_kb'))
+    return {
+        'risk_score': _number(_get(posture, 'risk_score'), field + '.risk_score', 0, 100, required=True),
+        'risk_level': _choice(_get(posture, 'risk_level'), field + '.risk_level', LEVELS, required=True),
+        'findings': findings,
+        'basics': basics,
+        'victims': victims,
+        'early_killers': sorted(set(k for k in killers if k)),
+        'oom_kills_since_boot': _count(_get(posture, 'oom_kills_since_boot'), field + '.oom_kills_since_boot'),
+        'notes': _each(_get(posture, 'notes'), field + '.notes', _note),
+        'not_evaluated': _each(_get(posture, 'not_evaluated'), field + '.not_evaluated', _not_evaluated),
+    }
+
+
+# -- the policy, the slab, the events --------------------------------------------------
+
+def _drift_row(row, field):
+    row = _mapping(row, field, required=True)
+    return {'area': _text(_get(row, 'area'), field + '.area', NAME_CHARS),
+            'item': _text(_get(row, 'item'), field + '.item'),
+            'setting': _text(_get(row, 'setting'), field + '.setting', NAME_CHARS),
+            'desired': _value(_get(row, 'desired'), field + '.desired'),
+            'live': _value(_get(row, 'live'), field + '.live'),
+            'status': _choice(_get(row, 'status'), field + '.status', DRIFT_STATUSES, required=True),
+            'note': _text(_get(row, 'note'), field + '.note')}
 
 
 def _drift(result):
     if 'settings' not in result:
         return None
-    rows = [r for r in result.get('settings') or [] if isinstance(r, dict) and r.get('status') != 'ok']
-    return {'compliant': bool(result.get('compliant')), 'summary': result.get('summary') or {},
-            'profile': result.get('profile'), 'killer': result.get('killer'), 'guards_fired': result.get('guards_fired') or [],
+    rows = [r for r in _each(_get(result, 'settings'), 'settings', _drift_row) if r['status'] != 'ok']
+    return {'compliant': bool(_flag(_get(result, 'compliant'), 'compliant')), 'summary': _counts(_get(result, 'summary'), 'summary', True),
+            'profile': _text(_get(result, 'profile'), 'profile', NAME_CHARS),
+            'killer': _text(_get(result, 'killer'), 'killer', NAME_CHARS),
+            'guards_fired': _each(_get(result, 'guards_fired'), 'guards_fired', lambda item, where: _text(item, where, NAME_CHARS, True)),
             'rows': rows}
 
 
+def _cache(cache, field):
+    cache = _mapping(cache, field, required=True)
+    return {'name': _text(_get(cache, 'name'), field + '.name', NAME_CHARS),
+            'size_kb': _number(_get(cache, 'size_kb'), field + '.size_kb', minimum=0),
+            'reclaimable': _flag(_get(cache, 'reclaimable'), field + '.reclaimable'),
+            'verdict': _text(_get(cache, 'verdict'), field + '.verdict', NAME_CHARS)}
+
+
 def _slab(slab):
-    if not isinstance(slab, dict):
+    slab = _mapping(slab, 'slab')
+    if slab is None:
         return None
-    top = [{'name': c.get('name'), 'size_kb': c.get('size_kb'), 'reclaimable': c.get('reclaimable'), 'verdict': c.get('verdict')}
-           for c in (slab.get('top_caches') or [])[:3]]
-    return {'verdict': slab.get('verdict'), 'flagged': bool(slab.get('flagged')), 'reasons': slab.get('reasons') or [],
-            'sunreclaim_kb': slab.get('sunreclaim_kb'), 'sunreclaim_percent': slab.get('sunreclaim_percent'),
-            'rate_kb_per_min': slab.get('sunreclaim_rate_kb_per_min'), 'top_caches': top, 'unread': slab.get('unread') or []}
+    unread = _get(slab, 'unread')
+    return {'verdict': _text(_get(slab, 'verdict'), 'slab.verdict', NAME_CHARS),
+            'flagged': bool(_flag(_get(slab, 'flagged'), 'slab.flagged')),
+            'reasons': _each(_get(slab, 'reasons'), 'slab.reasons', lambda item, where: _text(item, where, required=True)),
+            'sunreclaim_kb': _number(_get(slab, 'sunreclaim_kb'), 'slab.sunreclaim_kb', minimum=0),
+            'sunreclaim_percent': _number(_get(slab, 'sunreclaim_percent'), 'slab.sunreclaim_percent', 0, 100),
+            'rate_kb_per_min': _number(_get(slab, 'sunreclaim_rate_kb_per_min'), 'slab.sunreclaim_rate_kb_per_min'),
+            'top_caches': _each(_get(slab, 'top_caches'), 'slab.top_caches', _cache)[:3],
+            # One sentence (slab_leak) or several: kept as sentences.
+            'unread': [unread] if isinstance(unread, str) and _text(unread, 'slab.unread') else _each(
+                unread, 'slab.unread', lambda item, where: _text(item, where, required=True))}
 
 
-def _victim(event):
-    victim = event.get('victim') or event.get('oom_kill_task') or {}
-    return victim if isinstance(victim, dict) else {}
+def _kill(event, field):
+    event = _mapping(event, field, required=True)
+    victim = _get(event, 'victim')
+    where = field + '.victim'
+    if _absent(victim):
+        victim, where = _get(event, 'oom_kill_task'), field + '.oom_kill_task'
+    victim = _mapping(victim, where) or {}
+    return {'timestamp': _text(_get(event, 'timestamp'), field + '.timestamp', NAME_CHARS),
+            'uptime_s': _number(_get(event, 'uptime_s'), field + '.uptime_s', minimum=0),
+            'cause': _text(_get(event, 'cause'), field + '.cause', NAME_CHARS),
+            'victim': _text(_get(victim, 'comm'), where + '.comm', NAME_CHARS),
+            'pid': _count(_get(victim, 'pid'), where + '.pid'),
+            'cgroup': _text(_get(event, 'task_memcg'), field + '.task_memcg')
+            or _text(_get(event, 'limit_memcg'), field + '.limit_memcg'),
+            'advice': _text(_get(event, 'advice'), field + '.advice')}
 
 
 def _events(events):
-    if not isinstance(events, dict):
+    events = _mapping(events, 'events')
+    if events is None:
         return None
-    items = [e for e in events.get('events') or [] if isinstance(e, dict)]
-    recent = []
-    for event in sorted(items, key=lambda e: (e.get('timestamp') or '', e.get('uptime_s') or 0), reverse=True)[:RECENT_KILLS]:
-        victim = _victim(event)
-        recent.append({'timestamp': event.get('timestamp'), 'uptime_s': event.get('uptime_s'), 'cause': event.get('cause'),
-                       'victim': victim.get('comm'), 'pid': victim.get('pid'),
-                       'cgroup': event.get('task_memcg') or event.get('limit_memcg'), 'advice': event.get('advice')})
-    summary = events.get('summary') or {}
-    return {'total': summary.get('events', len(items)), 'by_cause': summary.get('by_cause') or {},
-            'kill_loops': len(events.get('kill_loops') or []), 'early_kills': summary.get('early_kills', 0),
-            'recent': recent, 'notes': events.get('notes') or []}
+    items = _each(_get(events, 'events'), 'events.events', _kill)
+    items.sort(key=lambda e: (e['timestamp'] or '', e['uptime_s'] or 0), reverse=True)
+    summary = _mapping(_get(events, 'summary'), 'events.summary', True)
+    total = _count(_get(summary, 'events'), 'events.summary.events')
+    return {'total': len(items) if total is None else total,
+            'by_cause': _counts(_get(summary, 'by_cause'), 'events.summary.by_cause'),
+            'kill_loops': len(_list(_get(events, 'kill_loops'), 'events.kill_loops')),
+            'early_kills': _count(_get(summary, 'early_kills'), 'events.summary.early_kills') or 0,
+            'recent': items[:RECENT_KILLS],
+            'notes': _each(_get(events, 'notes'), 'events.notes', _note)}
+
+
+def _message(value, field, default):
+    """A task's message: any length is cut for print; a non-text one is a broken result."""
+    if _absent(value) or value == '':
+        return default
+    if not isinstance(value, str):
+        raise Malformed(field, value, 'a text')
+    return rt.cut_middle(value, MESSAGE_CHARS)
 
 
 def host_entry(name, result):
-    """One host of the report from its registered result (None when there is none)."""
-    entry = {'name': name, 'status': 'ok', 'message': None, 'errors': {}, 'risk_score': None, 'risk_level': None,
-             'findings': [], 'findings_by_severity': dict((s, 0) for s in SEVERITIES), 'drift': None, 'slab': None,
-             'events': None}
-    if not isinstance(result, dict):
+    """One host of the report from its registered result (None when there is none).
+
+    Whatever the result holds, this returns an entry: each part (policy, posture,
+    slab, events) is read on its own, and a part that is not what oom_audit returns
+    is left out and named in 'malformed'; the host is then 'broken'."""
+    entry = {'name': str(name), 'status': 'ok', 'message': None, 'errors': {}, 'malformed': [], 'risk_score': None,
+             'risk_level': None, 'findings': [], 'findings_by_severity': dict((s, 0) for s in SEVERITIES), 'basics': None,
+             'drift': None, 'slab': None, 'events': None}
+    if result is None:
         entry.update(status='no_result', message='no audit result (the host was not audited in this run)')
         return entry
-    if result.get('unreachable'):
-        entry.update(status='unreachable', message=str(result.get('msg') or 'unreachable'))
-        return entry
+
+    def part(read, *args):
+        try:
+            return read(*args)
+        except Malformed as exc:
+            entry['malformed'].append(str(exc))
+            return None
+
+    if not isinstance(result, dict) or not all(isinstance(k, str) for k in result):
+        part(_mapping, result, 'result', True)
+        return _broken(entry)
+    flags = dict((key, part(_flag, _get(result, key), key)) for key in ('unreachable', 'failed', 'skipped'))
+    if flags['unreachable']:
+        entry.update(status='unreachable', message=part(_message, _get(result, 'msg'), 'msg', 'unreachable') or 'unreachable')
+        return _broken(entry) if entry['malformed'] else entry
     parts = [key for key in ('settings', 'posture', 'slab', 'events') if key in result]
-    if result.get('failed') and not parts or result.get('skipped'):
-        entry.update(status='failed', message=str(result.get('msg') or 'the audit task failed'))
-        return entry
-    errors = result.get('errors') or {}
-    entry['errors'] = dict((str(k), str(v)) for k, v in errors.items()) if isinstance(errors, dict) else {}
-    if entry['errors'] or result.get('failed'):
+    if flags['failed'] and not parts or flags['skipped']:
+        entry.update(status='failed',
+                     message=part(_message, _get(result, 'msg'), 'msg', 'the audit task failed') or 'the audit task failed')
+        return _broken(entry) if entry['malformed'] else entry
+    errors = part(_mapping, _get(result, 'errors'), 'errors') or {}
+    entry['errors'] = dict((key, part(_message, value, 'errors.' + rt.cut_middle(key, 60), 'failed') or 'failed')
+                           for key, value in errors.items())
+    if entry['errors'] or flags['failed']:
         entry['status'] = 'partial'
-        entry['message'] = str(result.get('msg') or '; '.join(entry['errors'].values()))
-    posture = result.get('posture') if isinstance(result.get('posture'), dict) else None
-    if posture:
-        entry['risk_score'] = posture.get('risk_score')
-        entry['risk_level'] = posture.get('risk_level')
-        entry['findings'] = _findings(posture)
-        for finding in entry['findings']:
-            if finding['severity'] in entry['findings_by_severity']:
+        entry['message'] = part(_message, _get(result, 'msg'), 'msg', None) or '; '.join(entry['errors'].values()) \
+            or 'the audit task failed'
+    if 'posture' in result:
+        posture = part(read_posture, result['posture'])
+        if posture:
+            entry.update(risk_score=posture['risk_score'], risk_level=posture['risk_level'], basics=posture['basics'],
+                         findings=[dict((k, f[k]) for k in ('id', 'severity', 'title', 'advice')) for f in posture['findings']])
+            for finding in entry['findings']:
                 entry['findings_by_severity'][finding['severity']] += 1
-    entry['drift'] = _drift(result)
-    entry['slab'] = _slab(result.get('slab'))
-    entry['events'] = _events(result.get('events'))
+    entry['drift'] = part(_drift, result)
+    entry['slab'] = part(_slab, _get(result, 'slab'))
+    entry['events'] = part(_events, _get(result, 'events'))
+    return _broken(entry) if entry['malformed'] else entry
+
+
+def _broken(entry):
+    problems = entry['malformed']
+    entry['status'] = 'broken'
+    entry['message'] = 'the audit result is not what oom_audit returns: %s%s' % (
+        problems[0], ' (and %s)' % plural(len(problems) - 1, 'more problem') if len(problems) > 1 else '')
     return entry
 
 
@@ -129,20 +425,20 @@ def build(results, generated_at, run_info=None):
             by_level[host['risk_level']] += 1
         for severity, count in host['findings_by_severity'].items():
             by_severity[severity] += count
-        for finding in host['findings']:
-            finding_hosts[finding['id']] = finding_hosts.get(finding['id'], 0) + 1
+        for finding_id in set(f['id'] for f in host['findings']):
+            finding_hosts[finding_id] = finding_hosts.get(finding_id, 0) + 1
         if drifting(host):
             drift_hosts += 1
         if host['slab'] and host['slab']['flagged']:
             slab_flagged += 1
         if host['events']:
-            kills += host['events']['total'] or 0
+            kills += host['events']['total']
             for cause, count in host['events']['by_cause'].items():
                 kills_by_cause[cause] = kills_by_cause.get(cause, 0) + count
-    hosts.sort(key=lambda h: (h['status'] in ('failed', 'unreachable', 'no_result'), -(h['risk_score'] or 0), h['name']))
+    hosts.sort(key=lambda h: (h['status'] in NOT_AUDITED, -(h['risk_score'] or 0), h['name']))
     return {
         'schema_version': SCHEMA_VERSION,
-        'generated_at': generated_at,
+        'generated_at': str(generated_at),
         'run': run_info or {},
         'summary': {
             'hosts': len(hosts), 'by_status': by_status, 'by_risk_level': by_level,
@@ -155,10 +451,58 @@ def build(results, generated_at, run_info=None):
     }
 
 
+# -- console text ----------------------------------------------------------------------
+
+SUMMARY_HOSTS_LISTED = 10
+
+
+def _names(hosts):
+    names = [h['name'] for h in hosts[:SUMMARY_HOSTS_LISTED]]
+    more = len(hosts) - len(names)
+    return ', '.join(names) + (' and %s' % plural(more, 'more host') if more > 0 else '')
+
+
+def summary_text(document):
+    """The report's summary as lines to print (audit.yml prints them as they are)."""
+    summary = document['summary']
+    hosts = document['hosts']
+    statuses = ', '.join('%d %s' % (summary['by_status'][s], STATUS_LABELS[s]) for s in STATUSES if summary['by_status'][s])
+    lines = ['%s: %s' % (plural(summary['hosts'], 'host'), statuses or 'none')]
+    levels = ', '.join('%s at %s risk' % (plural(summary['by_risk_level'][lvl], 'host'), lvl)
+                       for lvl in LEVELS if summary['by_risk_level'][lvl])
+    lines.append('OOM risk: %s' % (levels or 'no host has a posture in this report'))
+    by_severity = summary['findings_by_severity']
+    severities = ', '.join('%d %s' % (by_severity[s], s) for s in SEVERITIES if by_severity[s])
+    lines.append('Findings: %s' % ('%s (%s)' % (severities, plural(sum(by_severity.values()), 'finding')) if severities else 'none'))
+    drifting_hosts = [h for h in hosts if drifting(h)]
+    lines.append('Policy: %s' % ('%s %s from the inventory\'s policy (%s)' % (
+        plural(len(drifting_hosts), 'host'), 'drifts' if len(drifting_hosts) == 1 else 'drift', _names(drifting_hosts))
+        if drifting_hosts else 'no host drifts from the inventory\'s policy'))
+    flagged = [h for h in hosts if h['slab'] and h['slab']['flagged']]
+    lines.append('Slab: %s' % ('%s flagged for unreclaimable slab (%s)' % (plural(len(flagged), 'host'), _names(flagged))
+                               if flagged else 'no host flagged'))
+    causes = ', '.join('%d %s' % (count, cause) for cause, count in summary['oom_kills_by_cause'].items())
+    lines.append('OOM kills in the logs read: %s' % (
+        '%d (%s)' % (summary['oom_kills'], causes) if causes else str(summary['oom_kills']) if summary['oom_kills'] else 'none'))
+    down = [h for h in hosts if h['status'] != 'ok']
+    for host in down[:SUMMARY_HOSTS_LISTED]:
+        lines.append('%s (%s): %s' % (host['name'], STATUS_LABELS[host['status']], rt.cut_middle(host['message'] or '', 300)))
+    if len(down) > SUMMARY_HOSTS_LISTED:
+        lines.append('... and %s not fully audited (see the report)' % plural(len(down) - SUMMARY_HOSTS_LISTED, 'more host'))
+    return lines
+
+
+def drift_text(document):
+    """One line for the drift gate."""
+    names = [h for h in document['hosts'] if drifting(h)]
+    return '%s %s from the inventory\'s policy: %s' % (plural(len(names), 'host'), 'drifts' if len(names) == 1 else 'drift',
+                                                       _names(names) or 'none')
+
+
 # -- Prometheus textfile ------------------------------------------------------------
 
 METRICS = (
-    ('oomguard_audit_up', 'Whether the last oomguard fleet audit got a result from the host (1) or not (0).'),
+    ('oomguard_audit_up', 'Whether the last oomguard fleet audit got a readable result from the host (1) or not (0).'),
     ('oomguard_audit_timestamp_seconds', 'When the fleet audit report was made, Unix time.'),
     ('oomguard_risk_score', 'OOM risk score of the host from its posture (0 = no findings).'),
     ('oomguard_findings', 'Posture findings on the host, by severity.'),
@@ -171,7 +515,10 @@ METRICS = (
 
 
 def _label(value):
-    return str(value).replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
+    # The exposition format escapes exactly these three in a label value; a lone
+    # surrogate (not UTF-8) is written as its escape instead of failing the file.
+    text = str(value).encode('utf-8', 'backslashreplace').decode('utf-8')
+    return text.replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
 
 
 def prometheus(host, timestamp):
@@ -204,11 +551,11 @@ def prometheus(host, timestamp):
         lines.append('# HELP %s %s' % (metric, text))
         lines.append('# TYPE %s gauge' % metric)
         for labels, value in samples[metric]:
-            lines.append('%s{%s} %s' % (metric, labels, _number(value)))
+            lines.append('%s{%s} %s' % (metric, labels, _sample(value)))
     return '\n'.join(lines) + '\n'
 
 
-def _number(value):
+def _sample(value):
     if isinstance(value, bool):
         return '1' if value else '0'
     if isinstance(value, int):
@@ -216,11 +563,26 @@ def _number(value):
     return repr(float(value))
 
 
+SAFE_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyz0123456789._-')
+NAME_KEPT = 100
+
+
 def textfile_name(host_name):
-    """A file name for a host's textfile: node_exporter reads *.prom."""
-    safe = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(host_name))
-    return 'oomguard-%s.prom' % safe
+    """A file name for a host's textfile (node_exporter reads *.prom), one per host name.
+
+    A name of lower-case letters, digits, '.', '_' and '-' (at most 100) is kept as it
+    is; any other name keeps its safe characters and gets '~' and a hash of the exact
+    name.  '~' never appears in a kept name, so two host names never share a file, also
+    on a case-insensitive file system (upper case is hashed), and the same name gives
+    the same file on every run."""
+    name = str(host_name)
+    safe = ''.join(c if c in SAFE_NAME_CHARS else '_' for c in name)[:NAME_KEPT]
+    if safe == name and name not in ('', '.', '..'):
+        return 'oomguard-%s.prom' % safe
+    digest = hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:16]
+    return 'oomguard-%s~%s.prom' % (safe, digest)
 
 
 def to_json(document):
-    return json.dumps(document, indent=2, sort_keys=True, default=str) + '\n'
+    # Every value was checked to be JSON (finite numbers, text keys); allow_nan=False keeps it so.
+    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False) + '\n'

@@ -1,7 +1,8 @@
 # Copyright (c) oomguard.linux contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Open the fleet report in Debian's headless chromium: a screenshot that is a rendered
-page, the DOM after the page's script ran (its filter counted the 101 host rows), and
+page, the DOM after the page's script ran (its filter counted the 101 host rows; a
+host's basics are this machine's: kernel release, RAM with its unit, cgroup mode), and
 no console message from the page.  Argument: the report directory; the screenshot is
 left in it (fleet-report.png)."""
 
@@ -44,5 +45,27 @@ counted = re.search(r'id="filter-count"[^>]*>(\d+) shown<', dom.stdout)
 assert counted and counted.group(1) == '101', counted and counted.group(0)
 assert 'refused-ssh' in dom.stdout and '<svg' in dom.stdout
 assert [line for line in dom.stderr.splitlines() if 'CONSOLE' in line] == []
-print('chromium: screenshot %dx%d (%d bytes), %s host rows shown by the page script'
-      % (width, height, len(png), counted.group(1)))
+
+row = re.search(r'<tr [^>]*data-status="ok"[^>]*><td><b>fleet-001</b>.*?</tr>', dom.stdout, re.S)
+assert row, 'no row of fleet-001 in the DOM'
+row = row.group(0)
+
+
+def cell(key):
+    found = re.search(r'<td class="basic basic-%s"[^>]*>(.*?)</td>' % key, row, re.S)
+    assert found, key
+    return ' '.join(re.sub(r'<[^>]+>', ' ', found.group(1)).split())
+
+
+with open('/proc/mounts') as handle:
+    fstypes = set(line.split()[2] for line in handle)
+mode = {(True, True): 'hybrid', (False, True): 'v2', (True, False): 'v1'}.get(('cgroup' in fstypes, 'cgroup2' in fstypes), 'none')
+assert cell('kernel') == os.uname().release, cell('kernel')
+assert re.match(r'^\d+(\.\d)? (KiB|MiB|GiB|TiB) RAM \d+(\.\d)? (KiB|MiB|GiB|TiB) available$', cell('memory')), cell('memory')
+assert cell('cgroup').split()[0] == mode, (cell('cgroup'), mode)
+assert cell('swap') == 'none' or re.match(r'^\d+(\.\d)? (KiB|MiB|GiB|TiB) total', cell('swap')), cell('swap')
+assert re.match(r'^(some \d+\.\d\d % full \d+\.\d\d % \(avg10\)|not available)$', cell('psi')), cell('psi')
+assert re.match(r'^.+ \(pid \d+\) oom_score \d+, RSS \d+(\.\d)? (KiB|MiB|GiB)$', cell('victim')), cell('victim')
+assert '>reachable<' in row and 'Findings are counted by severity' in dom.stdout
+print('chromium: screenshot %dx%d (%d bytes), %s host rows shown by the page script; fleet-001: kernel %s, %s, cgroup %s'
+      % (width, height, len(png), counted.group(1), cell('kernel'), cell('memory'), cell('cgroup')))

@@ -38,6 +38,23 @@ assert all(len(found) == 1 for found in scores.values()), scores
 assert all(h['drift'] is not None and h['slab'] is not None and h['events'] is not None for h in audited)
 assert sum(summary['by_risk_level'].values()) == 100
 
+# Each host's basics are this machine's, read here independently of the collection.
+with open('/proc/meminfo') as handle:
+    meminfo = dict((line.split(':')[0], int(line.split()[1])) for line in handle if line.split()[1].isdigit())
+with open('/proc/mounts') as handle:
+    fstypes = set(line.split()[2] for line in handle)
+mode = {(True, True): 'hybrid', (False, True): 'v2', (True, False): 'v1'}.get(('cgroup' in fstypes, 'cgroup2' in fstypes), 'none')
+for host in audited:
+    basics = host['basics']
+    assert basics['kernel_release'] == os.uname().release, basics
+    assert basics['mem_total_kb'] == meminfo['MemTotal'] and basics['swap_total_kb'] == meminfo['SwapTotal'], basics
+    assert 0 < basics['mem_available_kb'] <= meminfo['MemTotal'], basics
+    assert basics['cgroup_mode'] == mode, (basics['cgroup_mode'], mode)
+    assert (basics['psi'] is not None) == os.path.exists('/proc/pressure/memory'), basics['psi']
+    victim = basics['next_victim']
+    assert victim['pid'] > 0 and victim['comm'] and victim['oom_score'] >= 0 and victim['rss_kb'] > 0, victim
+assert document['hosts'][-1]['basics'] is None
+
 textfiles = sorted(os.listdir(os.path.join(report, 'textfiles')))
 assert len(textfiles) == 101, textfiles
 up = {}
@@ -52,5 +69,6 @@ assert sum(up.values()) == 100 and up['refused-ssh'] == 0, up
 with open(os.path.join(report, 'oom-fleet-report.html')) as handle:
     page = handle.read()
 assert page.count('<tr data-level=') == 101 and 'refused-ssh' in page
-print('fleet report: %d hosts, %d textfiles, HTML %d bytes; %d distinct finding sets (settings: %s)'
-      % (summary['hosts'], len(textfiles), len(page), len(scores), ', '.join(sorted(settings.pop())) or 'none'))
+print('fleet report: %d hosts, %d textfiles, HTML %d bytes; %d distinct finding sets (settings: %s); kernel %s, cgroup %s'
+      % (summary['hosts'], len(textfiles), len(page), len(scores), ', '.join(sorted(settings.pop())) or 'none',
+         os.uname().release, mode))

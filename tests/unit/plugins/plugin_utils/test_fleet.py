@@ -8,13 +8,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import hashlib
 import json
 import os
 import re
 from html.parser import HTMLParser
+from unittest import mock
 
 import pytest
+from ansible.errors import AnsibleActionFail
 
+from ansible_collections.oomguard.linux.plugins.action import fleet_report
 from ansible_collections.oomguard.linux.plugins.plugin_utils import fleet, fleet_html
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'fleet')
@@ -54,7 +58,7 @@ def test_each_host_gets_its_status_and_the_reason(document):
 def test_the_summary_counts_what_the_hosts_say(document, results):
     summary = document['summary']
     assert summary['hosts'] == 4
-    assert summary['by_status'] == {'ok': 1, 'partial': 1, 'failed': 1, 'unreachable': 1, 'no_result': 0}
+    assert summary['by_status'] == {'ok': 1, 'partial': 1, 'broken': 0, 'failed': 1, 'unreachable': 1, 'no_result': 0}
     local = registered('localhost')
     assert summary['oom_kills'] == 2 * local['events']['summary']['events']
     assert summary['oom_kills_by_cause'] == dict((k, 2 * v) for k, v in local['events']['summary']['by_cause'].items())
@@ -122,7 +126,6 @@ def test_label_values_are_escaped():
     text = fleet.prometheus(host, 1)
     names = set(s.labels['host'] for f in prometheus_parser.text_string_to_metric_families(text) for s in f.samples)
     assert names == {'we"ird\\host\nname'}
-    assert fleet.textfile_name('we"ird/host') == 'oomguard-we_ird_host.prom'
 
 
 class _Page(HTMLParser):
@@ -168,3 +171,167 @@ def test_the_html_escapes_what_hosts_report(results):
     page = fleet_html.render(fleet.build([('<b>x</b>', hostile)], 'now'))
     assert '<script>alert(1)</script>' not in page and '&lt;script&gt;alert(1)&lt;/script&gt;' in page
     assert '<b><b>x</b></b>' not in page
+
+
+# -- what each host is: the basics from its posture ------------------------------------
+
+def test_the_json_carries_each_hosts_basics_from_its_posture(document):
+    posture = registered('localhost')['posture']
+    basics = dict((h['name'], h['basics']) for h in document['hosts'])
+    victim = posture['victims'][0]
+    assert basics['localhost'] == {
+        'kernel_release': posture['kernel']['release'], 'machine': posture['kernel']['machine'],
+        'mem_total_kb': posture['memory']['MemTotal'], 'mem_available_kb': posture['memory']['MemAvailable'],
+        'swap_total_kb': 0, 'swap_used_kb': 0, 'cgroup_mode': 'hybrid', 'memory_controller': 1,
+        'psi': {'some_avg10_percent': posture['pressure']['some']['avg10'], 'full_avg10_percent': posture['pressure']['full']['avg10']},
+        'next_victim': {'comm': victim['comm'], 'pid': victim['pid'], 'oom_score': victim['oom_score'], 'rss_kb': victim['rss_kb']}}
+    assert basics['unreachable-ssh'] is None and basics['no-python'] is None
+
+
+def _row_of(page, name):
+    row = re.search(r'<tr data-level="[^"]*" data-status="[^"]*"><td><b>%s</b>.*?</tr>' % re.escape(name), page, re.S)
+    return row.group(0)
+
+
+def _cell(row, key):
+    return re.sub(r'<[^>]+>', ' ', re.search(r'<td class="basic basic-%s"[^>]*>(.*?)</td>' % key, row).group(1)).split()
+
+
+def test_the_html_shows_each_hosts_basics_with_units(document):
+    page = fleet_html.render(document)
+    row = _row_of(page, 'localhost')
+    assert _cell(row, 'kernel') == ['6.18.44-fc-v657']
+    assert _cell(row, 'memory') == ['23.5', 'GiB', 'RAM', '19.5', 'GiB', 'available']
+    assert _cell(row, 'swap') == ['none']
+    assert _cell(row, 'cgroup') == ['hybrid', '(memory', 'v1)']
+    assert _cell(row, 'psi') == ['some', '0.00', '%', 'full', '0.00', '%', '(avg10)']
+    assert _cell(row, 'victim') == ['qemu-system-x86', '(pid', '29034)', 'oom_score', '716,', 'RSS', '1.8', 'GiB']
+    assert _cell(_row_of(page, 'unreachable-ssh'), 'kernel') == ['unknown']
+
+
+def test_the_html_says_reachable_and_names_each_severity_count(document):
+    page = fleet_html.render(document)
+    row = _row_of(page, 'localhost')
+    # Reachable is neutral; the medium risk is the risk column's, in its own colour.
+    assert '>reachable</span>' in row and '#2e7d32">reachable' not in row and '>ok<' not in row
+    assert 'background:%s">medium</span>' % fleet_html.LEVEL_COLOURS['medium'] in row
+    counts = re.sub(r'<[^>]+>', '', re.search(r'<span class="counts">(.*?)</span></td>', row).group(1))
+    assert counts == '2 medium &middot; 1 low &middot; 1 info'
+    assert 'Findings are counted by severity:' in page
+    assert re.sub(r'<[^>]+>', '', re.search(r'<span class="counts">(.*?)</span></td>', _row_of(page, 'no-python')).group(1)) \
+        == 'no findings'
+
+
+def test_a_posture_without_psi_swap_in_use_and_no_scan():
+    result = copy.deepcopy(registered('localhost'))
+    result['posture'].update(pressure=None, victims=[], cgroup_mode='v2', memory_controller=2)
+    result['posture']['memory'].update(SwapTotal=2097152, SwapFree=1572864)
+    del result['posture']['kernel']['release']
+    document = fleet.build([('old-kernel', result)], 'now')
+    basics = document['hosts'][0]['basics']
+    assert basics['psi'] is None and basics['next_victim'] is None and basics['swap_used_kb'] == 524288
+    row = _row_of(fleet_html.render(document), 'old-kernel')
+    assert _cell(row, 'psi') == ['not', 'available'] and _cell(row, 'victim') == ['unknown']
+    assert _cell(row, 'swap') == ['2.0', 'GiB', 'total', '512.0', 'MiB', 'used']
+    assert _cell(row, 'kernel') == ['unknown'] and _cell(row, 'cgroup') == ['v2', '(memory', 'v2)']
+
+
+# -- console lines ---------------------------------------------------------------------
+
+def test_the_summary_lines_are_written_for_people(document):
+    local = registered('localhost')
+    kills = 2 * local['events']['summary']['events']
+    assert fleet.summary_text(document) == [
+        '4 hosts: 1 reachable, 1 partly audited, 1 audit failed, 1 unreachable',
+        'OOM risk: 2 hosts at medium risk',
+        'Findings: 4 medium, 2 low, 2 info (8 findings)',
+        "Policy: 1 host drifts from the inventory's policy (localhost)",
+        'Slab: no host flagged',
+        'OOM kills in the logs read: %d (%d memcg_limit)' % (kills, kills),
+        'bad-inventory (partly audited): ' + local_errors(),
+        'no-python (audit failed): The module interpreter \'/nonexistent/python3\' was not found.',
+        'unreachable-ssh (unreachable): Task failed: Failed to connect to the host via ssh: ssh: connect to host 127.0.0.1 '
+        'port 1: Connection refused',
+    ]
+    assert fleet.drift_text(document) == "1 host drifts from the inventory's policy: localhost"
+
+
+def local_errors():
+    return registered('bad-inventory')['errors']['policy']
+
+
+def test_one_host_and_many_hosts_are_counted_in_words():
+    one = fleet.build([('a', registered('localhost'))], 'now')
+    assert fleet.summary_text(one)[0] == '1 host: 1 reachable'
+    many = fleet.build([('h%02d' % i, registered('unreachable-ssh')) for i in range(12)], 'now')
+    lines = fleet.summary_text(many)
+    assert lines[0] == '12 hosts: 12 unreachable' and lines[1] == 'OOM risk: no host has a posture in this report'
+    assert lines[-1] == '... and 2 more hosts not fully audited (see the report)'
+    assert 'h09 (unreachable)' in lines[-2]
+
+
+# -- textfile names ----------------------------------------------------------------------
+
+COLLIDING = ('web/1', 'web_1', 'web:1', 'web 1', 'WEB_1', 'Web_1', 'web_1~0', 'web/1/', '', '.', '..', 'w\u00e9b_1',
+             'a' * 300, 'a' * 301, 'db.example.com', 'db-example-com')
+
+
+def test_textfile_names_differ_for_every_host_name_and_never_change():
+    names = [fleet.textfile_name(host) for host in COLLIDING]
+    assert len(set(name.lower() for name in names)) == len(COLLIDING)     # also on a case-insensitive file system
+    assert names == [fleet.textfile_name(host) for host in COLLIDING]
+    assert all(re.match(r'^oomguard-[a-z0-9._~-]+\.prom$', name) and len(name) < 255 for name in names), names
+    kept = dict(zip(COLLIDING, names))
+    assert kept['web_1'] == 'oomguard-web_1.prom' and kept['db.example.com'] == 'oomguard-db.example.com.prom'
+    assert re.match(r'^oomguard-web_1~[0-9a-f]{16}\.prom$', kept['web/1'])
+    assert fleet.textfile_name('web/1') == 'oomguard-web_1~%s.prom' % hashlib.sha256(b'web/1').hexdigest()[:16]
+
+
+def _action(tmp_path, hosts, results, check_mode=False):
+    task = mock.MagicMock()
+    task.args = {'hosts': hosts, 'result_var': 'audit', 'dest': str(tmp_path), 'generated_at': '2026-12-07T04:00:00Z'}
+    task.check_mode = check_mode
+    task.async_val = 0
+    action = fleet_report.ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader=None, templar=None,
+                                       shared_loader_obj=None)
+    hostvars = dict((name, {'audit': result}) for name, result in zip(hosts, results))
+    return action.run(task_vars={'hostvars': hostvars})
+
+
+def test_the_action_writes_one_textfile_per_host_and_removes_nothing(tmp_path):
+    textfiles = tmp_path / 'textfiles'
+    textfiles.mkdir()
+    # Files the action did not write: another collector's, and one of an earlier run.
+    (textfiles / 'node.prom').write_text('node_custom 1\n')
+    (textfiles / 'oomguard-retired.prom').write_text('oomguard_audit_up{host="retired"} 1\n')
+    hosts = ['web/1', 'web_1', 'WEB_1']
+    result = _action(tmp_path, hosts, [registered('localhost'), registered('unreachable-ssh'), registered('localhost')])
+    assert len(result['textfiles']) == 3
+    up = {}
+    for path in result['textfiles']:
+        with open(path) as handle:
+            for family in prometheus_parser.text_string_to_metric_families(handle.read()):
+                up.update((s.labels['host'], s.value) for s in family.samples if s.name == 'oomguard_audit_up')
+    assert up == {'web/1': 1, 'web_1': 0, 'WEB_1': 1}
+    assert (textfiles / 'node.prom').read_text() == 'node_custom 1\n'
+    assert (textfiles / 'oomguard-retired.prom').read_text() == 'oomguard_audit_up{host="retired"} 1\n'
+    assert sorted(p.name for p in textfiles.iterdir()) == sorted(
+        ['node.prom', 'oomguard-retired.prom'] + [os.path.basename(p) for p in result['textfiles']])
+    summary = result['summary']
+    assert summary['by_status'] == {'ok': 2, 'partial': 0, 'broken': 0, 'failed': 0, 'unreachable': 1, 'no_result': 0}
+    assert summary['text'][0] == '3 hosts: 2 reachable, 1 unreachable'
+    assert summary['text'][-1] == 'Report: JSON %s/oom-fleet-report.json; HTML %s/oom-fleet-report.html; ' \
+        '3 Prometheus textfiles under %s/textfiles' % (tmp_path, tmp_path, tmp_path)
+    assert summary['drift_text'] == "2 hosts drift from the inventory's policy: WEB_1, web/1; see %s" % tmp_path
+    again = _action(tmp_path, hosts, [registered('localhost'), registered('unreachable-ssh'), registered('localhost')])
+    assert again['written'] == [] and again['textfiles'] == result['textfiles']     # the same names on every run
+
+
+def test_the_action_reports_a_broken_host_and_names_bad_arguments(tmp_path):
+    result = _action(tmp_path, ['good', 'bad'], [registered('localhost'), {'posture': 'high'}])
+    assert result['summary']['by_status']['broken'] == 1
+    assert 'bad (unreadable result): the audit result is not what oom_audit returns: posture = the text "high"; ' \
+        'expected: a mapping' in result['summary']['text']
+    with pytest.raises(AnsibleActionFail, match=r'^dest = the text "report"; allowed: an absolute directory'):
+        task = mock.MagicMock(check_mode=False, async_val=0, args={'hosts': [], 'result_var': 'a', 'dest': 'report'})
+        fleet_report.ActionModule(task, mock.MagicMock(), mock.MagicMock(), None, None, None).run(task_vars={})
