@@ -186,6 +186,8 @@ def _check_node(ledger_path, path, info, own_dir):
     """
     if info.st_uid not in trusted_uids():
         raise _refuse(ledger_path, 'owner of %s' % path, 'uid %d' % info.st_uid, OWNERS_TEXT)
+    if stat.S_ISLNK(info.st_mode):
+        return  # a link's mode means nothing; where it leads is checked as the resolved chain
     mode = stat.S_IMODE(info.st_mode)
     if not mode & 0o022:
         return
@@ -372,7 +374,7 @@ def parse(ledger_path, raw):
     try:
         data = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        reason = 'nested too deep' if isinstance(exc, RecursionError) else str(exc).split(':')[0]
+        reason = 'nested too deep' if isinstance(exc, RecursionError) else str(exc).split(':', maxsplit=1)[0]
         raise _refuse(ledger_path, 'content', 'text that is not valid JSON (%s)' % reason, allowed)
     if not isinstance(data, dict):
         raise _refuse(ledger_path, 'content', show(data), allowed)

@@ -196,6 +196,21 @@ def test_a_sticky_root_owned_directory_above_is_allowed_but_not_as_the_ledgers_o
         in str(raised.value)
 
 
+def test_a_symlinked_state_dir_is_checked_where_it_leads(tmp_path):
+    real = tmp_path / 'real'
+    real.mkdir(mode=0o700)
+    link = tmp_path / 'state'
+    os.symlink(str(real), str(link))
+    ledger = ledger_mod.Ledger(str(link))
+    ledger.record_value('vm.swappiness', 'sysctl', '/proc/sys/vm/swappiness', '60', 'kernel_tunables')
+    ledger.save()
+    assert ledger_mod.Ledger.load(str(link)).exists
+    os.chmod(str(real), 0o777)
+    with pytest.raises(ledger_mod.LedgerError) as raised:
+        ledger_mod.Ledger.load(str(link))
+    assert 'mode of %s = 0777' % real in str(raised.value)
+
+
 def test_no_ledger_is_nothing_to_restore(tree):
     result = tree.restore()
     assert result['changed'] is False and result['msg'] == 'nothing to restore: %s does not exist' % os.path.join(
