@@ -16,6 +16,21 @@ description:
     the live values are written back and read back.
   - The ledger is deleted afterwards, so the next hardening run records the originals afresh.
   - Without a ledger there is nothing to do and nothing changes.
+  - Only a ledger the collection wrote is used. The ledger and every directory above it up to C(/) must be owned by
+    root (or by the user running the module) and not group- or world-writable (a sticky root-owned directory like
+    C(/tmp) may be above O(state_dir)); the ledger must be a regular file (not a symlink, FIFO or device) of at
+    most 4 MiB holding the JSON the collection writes. Otherwise the module fails, naming the ledger, what is
+    wrong and what is allowed, and changes nothing.
+  - Every entry must name what the collection writes, or nothing is restored and all such entries are listed
+    together. Sysctls are those it manages (C(vm.*) but the triggers, C(kernel.panic), C(kernel.panic_on_oops);
+    never for example C(kernel.core_pattern)), the THP files, the cgroup files of the unit settings under
+    C(/sys/fs/cgroup) and C(/proc/<pid>/oom_score_adj); files are O(sysctl_file), O(compaction_file),
+    O(earlyoom_defaults), the collection's file in O(oomd_conf_dir) and, in O(systemd_dir), its drop-ins, units and
+    the early killers' unit links. Paths are absolute and normal (no C(..)).
+  - A process's oom_score_adj is put back only when the process is still the one recorded (its start time in
+    C(/proc/<pid>/stat) is the one in the ledger); a process that is gone, a PID that is another process now, and
+    an entry without a start time are skipped with a note (RV(skipped)), not an error.
+  - Give the path options the values the changing modules were given.
 author:
   - oomguard.linux maintainers (@oomguard)
 attributes:
@@ -29,6 +44,27 @@ attributes:
     platforms: posix
     support: full
     description: Linux only.
+options:
+  sysctl_file:
+    description: The sysctl.d file of scope V(sysctl) that M(oomguard.linux.kernel_tunables) was given.
+    type: path
+    default: /etc/sysctl.d/90-oomguard.conf
+  compaction_file:
+    description: The sysctl.d file of scope V(compaction) that M(oomguard.linux.kernel_tunables) was given.
+    type: path
+    default: /etc/sysctl.d/90-oomguard-compaction.conf
+  systemd_dir:
+    description: Where the changing modules put their units, drop-ins and unit links.
+    type: path
+    default: /etc/systemd/system
+  earlyoom_defaults:
+    description: earlyoom's environment file that M(oomguard.linux.early_oom) was given.
+    type: path
+    default: /etc/default/earlyoom
+  oomd_conf_dir:
+    description: systemd-oomd's drop-in directory that M(oomguard.linux.early_oom) was given.
+    type: path
+    default: /etc/systemd/oomd.conf.d
 extends_documentation_fragment:
   - oomguard.linux.change.ledger
   - oomguard.linux.labels.host
@@ -55,6 +91,14 @@ files:
   type: list
   elements: dict
   sample: [{path: /etc/sysctl.d/90-oomguard.conf, action: remove}]
+skipped:
+  description: Processes whose oom_score_adj was not put back, each with the reason (gone, another process now, or
+    no start time in the ledger to tell).
+  returned: when a ledger exists
+  type: list
+  elements: dict
+  sample: [{key: /proc/812/oom_score_adj, path: /proc/812/oom_score_adj,
+            note: process 812 is gone; its oom_score_adj 0 is not put back}]
 units_stopped:
   description: Units the collection had started and that were stopped.
   returned: when a ledger exists
@@ -70,9 +114,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import run_module
-from ansible_collections.oomguard.linux.plugins.module_utils._restore import restore
+from ansible_collections.oomguard.linux.plugins.module_utils._restore import TARGET_PATH_OPTIONS, restore
 
-PATH_OPTIONS = ('state_dir',)
+# state_dir: where the ledger is; the others: what its entries may name.
+PATH_OPTIONS = ('state_dir',) + TARGET_PATH_OPTIONS
 
 
 def argument_spec():
