@@ -125,6 +125,6 @@ class ActionModule(ActionBase):
             'summary': summary,
             'hosts_not_audited': [dict(name=h['name'], status=h['status'], message=h['message'])
                                   for h in document['hosts'] if h['status'] in fleet.NOT_AUDITED],
-            'drifting_hosts': [h['name'] for h in document['hosts'] if fleet.drifting(h)],
+            'drifting_hosts': [h['name'] for h in document['hosts'] if fleet.off_policy(h)],
         })
         return result

@@ -312,7 +312,8 @@ def execute(plan, state_dir, owner, systemd, labels, write, read):
     ledger = ledger_mod.Ledger.load(state_dir)
     tail = originals_tail(ledger.path)
     for change in plan.values + plan.originals:
-        ledger.record_value(plan.ledger_key(change), change['kind'], change['path'], change['before'], owner)
+        ledger.record_value(plan.ledger_key(change), change['kind'], change['path'], change['before'], owner,
+                            change.get('starttime'))
     changed = [c['path'] for c in plan.file_changes]
     for path in changed:
         ledger.record_file(path, owner)

@@ -41,7 +41,6 @@ KILLER_ALIASES = ('dbus-org.freedesktop.oom1.service',)
 UNITS = tuple(sorted(set(KILLER_UNITS) | set([tn.COMPACT_TIMER, tn.THP_UNIT])))
 DROPIN_NAMES = tuple(sorted([ua.DROPIN_NAME % scope for scope in ua.SCOPES] + [eo.DROPIN]))
 _UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]{1,255}$')
-_SYSCTL_RE = re.compile(r'^vm\.[a-z0-9_]+$')
 CGROUP_FILE_NAMES = tuple(sorted(set(n for v2, dummy, v1 in ua.CGROUP_FILES.values() for n in (v2, v1) if n)))
 _PROC_ADJ_RE = re.compile(r'^/proc/([1-9][0-9]{0,9})/oom_score_adj$')
 THP_BY_NAME = dict((knob.name, '/' + tn.THP_PATHS[key]) for key, knob in tn.THP_KNOBS.items())
@@ -49,14 +48,12 @@ THP_BY_NAME = dict((knob.name, '/' + tn.THP_PATHS[key]) for key, knob in tn.THP_
 
 # -- what a ledger may name ------------------------------------------------------------------
 
-SYSCTLS_ALLOWED = ('the sysctls the collection manages: vm.* but %s, and %s'
-                   % (', '.join(sorted(tn.WRITE_ONLY)),
-                      ', '.join(sorted(k for k in tn.SYSCTL_KNOBS if not k.startswith('vm.')))))
+SYSCTLS_ALLOWED = 'the sysctls the collection manages: ' + tn.managed_sysctls_text()
 
 
 def managed_sysctl(name):
-    """A sysctl the collection may have written: a known knob or a vm.* setting (never a trigger)."""
-    return name in tn.SYSCTL_KNOBS or bool(_SYSCTL_RE.match(name)) and name not in tn.WRITE_ONLY
+    """A sysctl the collection may have written (tunables.managed_sysctl: one rule for both sides)."""
+    return tn.managed_sysctl(name)
 
 
 def normal_path(path):

@@ -159,7 +159,10 @@ def run(params, host, labels, run_command=None, systemctl=None):
     return {
         'settings': rows,
         'summary': counts,
-        'drift': counts['drift'] + counts['missing'],
+        # Values that differ from the policy are drift; what the collection
+        # would write and is absent (never hardened, a file removed) is missing.
+        'drift': counts['drift'],
+        'missing': counts['missing'],
         'compliant': counts['drift'] + counts['missing'] == 0,
         'guards_fired': sorted(set(tunables_forced + units_forced + early_forced)),
         'profile': tunables_params['profile'],

@@ -328,6 +328,23 @@ def _unsupported(req, labels, scope, key, value, reason, skip):
         % (labels.var(scope, key), schema.show(value), reason)), key=key))
 
 
+_MANAGED_VM_RE = re.compile(r'^vm\.[a-z0-9_]+$')
+
+
+def managed_sysctl(name):
+    """A sysctl this collection sets (and so restore may put back): the catalogue's knobs and vm.*, never a trigger.
+
+    kernel.core_pattern, kernel.modprobe and their like are no OOM setting, and a
+    ledger that named one could run a program as root: they are outside.
+    """
+    return name not in WRITE_ONLY and (name in SYSCTL_KNOBS or bool(_MANAGED_VM_RE.match(name)))
+
+
+def managed_sysctls_text():
+    return 'vm.* (but %s) and %s' % (', '.join(sorted(WRITE_ONLY)),
+                                     ', '.join(sorted(k for k in SYSCTL_KNOBS if not k.startswith('vm.'))))
+
+
 def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
     for raw_name in sorted(values):
         value = values[raw_name]
@@ -341,6 +358,10 @@ def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
         if name in WRITE_ONLY:
             req.errors.append(Problem('write_only', labels.msg(
                 '%s: cannot be managed, %s' % (var, WRITE_ONLY[name])), key=name))
+            continue
+        if not managed_sysctl(name):
+            req.errors.append(Problem('invalid_name', labels.msg(
+                '%s: not an OOM sysctl; allowed: %s' % (var, managed_sysctls_text())), key=name))
             continue
         if name in req.sysctl:
             req.errors.append(Problem('duplicate_key', labels.msg(

@@ -89,6 +89,7 @@ class Live:
         self.usage_bytes = {}    # cgroup dir -> bytes
         self.node_usage_bytes = {}  # cgroup dir -> {node: bytes}
         self.oom_score_adj = {}  # pid -> int
+        self.starttime = {}      # pid -> field 22 of /proc/PID/stat (None when unreadable)
         self.cmdlines = {}       # pid -> text (pattern scan only)
         self.matches = {}        # process pattern -> sorted pids whose command line it searches
         self.slow_patterns = []  # process patterns that did not finish within their time budget
@@ -308,6 +309,8 @@ def _read_adj(host, live, pid):
     if pid not in live.oom_score_adj:
         text = host.read('proc/%d/oom_score_adj' % pid)
         live.oom_score_adj[pid] = int(text) if text and text.strip().lstrip('-').isdigit() else None
+        # Recorded with the original: restore tells the process from a later one with its PID.
+        live.starttime[pid] = ledger_mod.process_starttime(host.read('proc/%d/stat' % pid))
     return live.oom_score_adj[pid]
 
 
@@ -516,7 +519,8 @@ def _plan_adj(plan, live, key, pid, target):
     if before is None or before == target:
         return
     plan.values.append({'key': 'oom_score_adj %s' % key, 'kind': 'proc', 'path': '/proc/%d/oom_score_adj' % pid,
-                        'before': str(before), 'after': str(target), 'cause': 'requested'})
+                        'before': str(before), 'after': str(target), 'cause': 'requested',
+                        'starttime': live.starttime.get(pid)})
 
 
 def _plan_defaults(plan, live, raw_services, params):

@@ -116,7 +116,13 @@ summary:
       description: Hosts by OOM risk level.
       type: dict
     hosts_drifting:
-      description: How many hosts drift from the inventory's policy.
+      description: How many hosts have live values that differ from the inventory's policy.
+      type: int
+    hosts_incomplete:
+      description: How many hosts lack files or units of their policy (never hardened, or removed since).
+      type: int
+    hosts_no_policy:
+      description: How many audited hosts have no policy in the inventory, so nothing was compared.
       type: int
     text:
       description:
@@ -129,11 +135,14 @@ summary:
         - "OOM risk: 2 hosts at medium risk"
         - "Findings: 4 medium, 2 low, 2 info (8 findings)"
     drift_text:
-      description: One line naming the hosts that drift from the policy, and where the report is.
+      description: One line naming the hosts that are off their policy (values differ, or files or units absent), and
+        where the report is.
       type: str
-      sample: "1 host drifts from the inventory's policy: web1; see /srv/reports/oom"
+      sample: "1 host drifts from the inventory's policy (web1); see /srv/reports/oom"
 drifting_hosts:
-  description: Names of the hosts whose policy audit found drift or missing settings (the report's C(summary.hosts_drifting) of them).
+  description: >-
+    Names of the hosts that are off their policy - values that differ or files or units that are absent (the report's
+    C(summary.hosts_drifting) and C(summary.hosts_incomplete)); what the drift gate of C(playbooks/audit.yml) fails on.
   returned: always
   type: list
   elements: str

@@ -175,7 +175,13 @@ summary:
   sample: {ok: 7, drift: 1, missing: 0, unsupported: 0}
 drift:
   returned: when O(policy=true) and the inventory is valid
-  description: Rows that are C(drift) or C(missing).
+  description: Rows that are C(drift) - a live value that differs from the policy's.
+  type: int
+missing:
+  returned: when O(policy=true) and the inventory is valid
+  description: >-
+    Rows that are C(missing) - a file, drop-in or unit the collection would write and that is absent (a host never
+    hardened, or a file removed since).
   type: int
 compliant:
   returned: when O(policy=true) and the inventory is valid
@@ -245,6 +251,19 @@ def argument_spec():
     )
 
 
+def gate_message(result):
+    """Why fail_on_drift fails: the values that differ and the files that are absent, by name."""
+    rows = [r for r in result['settings'] if r['status'] in ('drift', 'missing')]
+    parts = []
+    if result['drift']:
+        parts.append('%d %s from the policy' % (result['drift'], 'value differs' if result['drift'] == 1 else 'values differ'))
+    if result['missing']:
+        parts.append('%d %s' % (result['missing'], 'file or unit of the policy is absent' if result['missing'] == 1
+                                else 'files or units of the policy are absent'))
+    names = ', '.join('%s %s (%s)' % (r['item'], r['setting'], r['status']) for r in rows[:20])
+    return '%s: %s%s' % ('; '.join(parts), names, ' and %d more' % (len(rows) - 20) if len(rows) > 20 else '')
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params, labels = _argspec.params_and_labels(module.params, PATH_OPTIONS)
@@ -259,9 +278,7 @@ def main():
     if errors and not params['keep_going']:
         module.fail_json(msg='\n'.join(errors[part] for part in audit.PARTS if part in errors), changed=False, **result)
     if params['fail_on_drift'] and result.get('compliant') is False:
-        drifting = ['%s %s' % (r['item'], r['setting']) for r in result['settings'] if r['status'] in ('drift', 'missing')]
-        module.fail_json(msg=labels.msg('%d setting(s) drift from the policy: %s' % (len(drifting), ', '.join(drifting[:20]))),
-                         changed=False, **result)
+        module.fail_json(msg=labels.msg(gate_message(result)), changed=False, **result)
     module.exit_json(changed=False, **result)
 
 

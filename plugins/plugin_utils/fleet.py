@@ -406,8 +406,18 @@ def _broken(entry):
 
 
 def drifting(host):
-    """Whether a report host's policy audit found drift or missing settings."""
-    return host['drift'] is not None and not host['drift']['compliant']
+    """Whether a report host's live values differ from its policy."""
+    return host['drift'] is not None and host['drift']['summary'].get('drift', 0) > 0
+
+
+def incomplete(host):
+    """Whether files or units the policy needs are absent on a host (never hardened, or removed since)."""
+    return host['drift'] is not None and host['drift']['summary'].get('missing', 0) > 0
+
+
+def off_policy(host):
+    """What the drift gate fails on: values that differ, or what the policy needs absent."""
+    return drifting(host) or incomplete(host)
 
 
 def build(results, generated_at, run_info=None):
@@ -418,7 +428,7 @@ def build(results, generated_at, run_info=None):
     by_severity = dict((s, 0) for s in SEVERITIES)
     finding_hosts = {}
     kills_by_cause = {}
-    drift_hosts = slab_flagged = kills = 0
+    drift_hosts = incomplete_hosts = slab_flagged = kills = 0
     for host in hosts:
         by_status[host['status']] += 1
         if host['risk_level'] in by_level:
@@ -429,6 +439,8 @@ def build(results, generated_at, run_info=None):
             finding_hosts[finding_id] = finding_hosts.get(finding_id, 0) + 1
         if drifting(host):
             drift_hosts += 1
+        if incomplete(host):
+            incomplete_hosts += 1
         if host['slab'] and host['slab']['flagged']:
             slab_flagged += 1
         if host['events']:
@@ -444,7 +456,9 @@ def build(results, generated_at, run_info=None):
             'hosts': len(hosts), 'by_status': by_status, 'by_risk_level': by_level,
             'findings_by_severity': by_severity,
             'hosts_by_finding': dict(sorted(finding_hosts.items(), key=lambda kv: (-kv[1], kv[0]))),
-            'hosts_drifting': drift_hosts, 'hosts_slab_flagged': slab_flagged,
+            'hosts_drifting': drift_hosts, 'hosts_incomplete': incomplete_hosts,
+            'hosts_no_policy': sum(1 for h in hosts if h['status'] == 'ok' and h['drift'] is None),
+            'hosts_slab_flagged': slab_flagged,
             'oom_kills': kills, 'oom_kills_by_cause': dict(sorted(kills_by_cause.items(), key=lambda kv: (-kv[1], kv[0]))),
         },
         'hosts': hosts,
@@ -474,10 +488,7 @@ def summary_text(document):
     by_severity = summary['findings_by_severity']
     severities = ', '.join('%d %s' % (by_severity[s], s) for s in SEVERITIES if by_severity[s])
     lines.append('Findings: %s' % ('%s (%s)' % (severities, plural(sum(by_severity.values()), 'finding')) if severities else 'none'))
-    drifting_hosts = [h for h in hosts if drifting(h)]
-    lines.append('Policy: %s' % ('%s %s from the inventory\'s policy (%s)' % (
-        plural(len(drifting_hosts), 'host'), 'drifts' if len(drifting_hosts) == 1 else 'drift', _names(drifting_hosts))
-        if drifting_hosts else 'no host drifts from the inventory\'s policy'))
+    lines.append('Policy: %s' % policy_text(hosts))
     flagged = [h for h in hosts if h['slab'] and h['slab']['flagged']]
     lines.append('Slab: %s' % ('%s flagged for unreclaimable slab (%s)' % (plural(len(flagged), 'host'), _names(flagged))
                                if flagged else 'no host flagged'))
@@ -492,11 +503,27 @@ def summary_text(document):
     return lines
 
 
+def policy_text(hosts):
+    """The policy audit in one line: values that differ, what is absent, hosts without a policy."""
+    parts = []
+    drifted = [h for h in hosts if drifting(h)]
+    absent = [h for h in hosts if incomplete(h)]
+    unset = [h for h in hosts if h['status'] == 'ok' and h['drift'] is None]
+    if drifted:
+        parts.append('%s %s from the inventory\'s policy (%s)' % (
+            plural(len(drifted), 'host'), 'drifts' if len(drifted) == 1 else 'drift', _names(drifted)))
+    if absent:
+        parts.append('%s %s files or units of the policy (never hardened, or removed since: %s)' % (
+            plural(len(absent), 'host'), 'lacks' if len(absent) == 1 else 'lack', _names(absent)))
+    if unset:
+        parts.append('%s without a policy in the inventory (not compared)' % plural(len(unset), 'host'))
+    return '; '.join(parts) if parts else 'every audited host is as its policy says'
+
+
 def drift_text(document):
     """One line for the drift gate."""
-    names = [h for h in document['hosts'] if drifting(h)]
-    return '%s %s from the inventory\'s policy: %s' % (plural(len(names), 'host'), 'drifts' if len(names) == 1 else 'drift',
-                                                       _names(names) or 'none')
+    hosts = [h for h in document['hosts'] if off_policy(h)]
+    return policy_text(hosts) if hosts else 'no host is off its policy'
 
 
 # -- Prometheus textfile ------------------------------------------------------------
@@ -506,7 +533,8 @@ METRICS = (
     ('oomguard_audit_timestamp_seconds', 'When the fleet audit report was made, Unix time.'),
     ('oomguard_risk_score', 'OOM risk score of the host from its posture (0 = no findings).'),
     ('oomguard_findings', 'Posture findings on the host, by severity.'),
-    ('oomguard_drift_settings', 'Settings that drift from or miss the inventory policy.'),
+    ('oomguard_drift_settings', 'Settings of the inventory policy by status: drift (the live value differs) or missing '
+                                '(a file or unit of the policy is absent).'),
     ('oomguard_slab_unreclaimable_percent', 'Unreclaimable slab (SUnreclaim) as a share of MemTotal.'),
     ('oomguard_slab_leak_flagged', 'Whether slab_leak flagged the host (1) or not (0).'),
     ('oomguard_oom_kills', 'Kernel OOM kills found in the host logs the audit read, by cause.'),
@@ -535,7 +563,8 @@ def prometheus(host, timestamp):
                                                  host['findings_by_severity'].get(severity, 0)))
     if host['drift'] is not None:
         summary = host['drift']['summary']
-        samples['oomguard_drift_settings'].append(('host="%s"' % name, summary.get('drift', 0) + summary.get('missing', 0)))
+        samples['oomguard_drift_settings'].append(('host="%s",status="drift"' % name, summary.get('drift', 0)))
+        samples['oomguard_drift_settings'].append(('host="%s",status="missing"' % name, summary.get('missing', 0)))
     if host['slab'] is not None:
         if host['slab']['sunreclaim_percent'] is not None:
             samples['oomguard_slab_unreclaimable_percent'].append(('host="%s"' % name, host['slab']['sunreclaim_percent']))

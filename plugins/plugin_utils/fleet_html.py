@@ -237,12 +237,17 @@ def _host_row(host):
     slab = host['slab']
     events = host['events']
     drift_count = (drift['summary'].get('drift', 0) + drift['summary'].get('missing', 0)) if drift else None
+    drift_parts = []
+    if drift and drift['summary'].get('drift', 0):
+        drift_parts.append(plural(drift['summary']['drift'], 'value') + ' differ' + ('s' if drift['summary']['drift'] == 1 else ''))
+    if drift and drift['summary'].get('missing', 0):
+        drift_parts.append(plural(drift['summary']['missing'], 'file') + ' absent')
     kills = events['total'] if events else None
     top = host['findings'][0]['title'] or host['findings'][0]['id'] if host['findings'] else ''
     if drift_count is None:
-        drift_text = '-'
+        drift_text = 'no policy' if host['status'] == 'ok' else '-'
     else:
-        drift_text = 'compliant' if drift_count == 0 else plural(drift_count, 'setting')
+        drift_text = 'compliant' if drift_count == 0 else ', '.join(drift_parts)
     if not slab:
         slab_text = '-'
     else:
@@ -291,8 +296,10 @@ def render(document):
         '<div class="card"><h2>Findings: hosts affected</h2>%s</div>' % bar_chart(
             'Findings by hosts affected', findings, lambda label: '#5c6bc0', 'no finding'),
         '<div class="card"><h2>At a glance</h2><p><span class="big">%d</span> %s from the policy</p>'
+        '<p><span class="big">%d</span> %s files or units of the policy</p>'
         '<p><span class="big">%d</span> %s for slab</p><p><span class="big">%d</span> %s in the logs read</p></div>' % (
             summary['hosts_drifting'], 'host drifts' if summary['hosts_drifting'] == 1 else 'hosts drift',
+            summary['hosts_incomplete'], 'host lacks' if summary['hosts_incomplete'] == 1 else 'hosts lack',
             summary['hosts_slab_flagged'], 'host flagged' if summary['hosts_slab_flagged'] == 1 else 'hosts flagged',
             summary['oom_kills'], 'OOM kill' if summary['oom_kills'] == 1 else 'OOM kills'),
         '</section>',

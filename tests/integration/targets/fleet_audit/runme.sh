@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fleet audit (playbooks/audit.yml) over 100 local-connection aliases of this
-# machine and one host whose SSH port refuses: one report with 100 hosts audited and
+# machine (50 without a policy, 50 with the default profile) and one host whose SSH port refuses: one report with 100 hosts audited and
 # the unreachable one listed; every textfile parses as Prometheus exposition format.
 # The HTML is opened in headless chromium (check_browser.py).
 # Read-only on this machine; the report goes to a temporary directory.
@@ -13,6 +13,9 @@ lines = ['all:', '  hosts:']
 for index in range(1, 101):
     lines += ['    fleet-%03d:' % index, '      ansible_connection: local',
               '      ansible_python_interpreter: "{{ ansible_playbook_python }}"']
+    # The second half has a policy (the default profile); the first half has none.
+    if index > 50:
+        lines += ['      oomguard_profile: default']
 lines += ['    refused-ssh:', '      ansible_host: 127.0.0.1', '      ansible_port: 1', '      ansible_connection: ssh']
 open(sys.argv[1], 'w').write('\n'.join(lines) + '\n')
 PY

@@ -145,7 +145,8 @@ def module_defaults(module):
     (oom_audit, tunables_apply.DEFAULT_PATHS),
     (oom_units, units_apply.DEFAULT_PATHS),
     (early_oom, dict((k, early_oom_concern.DEFAULT_PATHS[k]) for k in early_oom.PATH_OPTIONS)),
-    (restore, {'state_dir': '/var/lib/oomguard'}),
+    # restore takes every path the changing modules take: what a ledger's entries may name.
+    (restore, dict(_argspec.PATH_DEFAULTS)),
 ], ids=['kernel_tunables', 'oom_audit', 'oom_units', 'early_oom', 'restore'])
 def test_paths_of_a_task_that_sets_none(module, concern_paths):
     params, dummy = _argspec.params_and_labels(module_defaults(module), module.PATH_OPTIONS)

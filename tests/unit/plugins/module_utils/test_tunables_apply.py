@@ -636,7 +636,7 @@ def test_ledger_delete_keeps_a_state_dir_it_did_not_create(tmp_path):
 @pytest.mark.parametrize('text, match', [
     ('{not json', 'is not valid JSON'),
     ('{"version": 99, "values": {}}', 'unknown ledger version 99'),
-    ('[1, 2]', 'unknown ledger version None'),
+    ('[1, 2]', 'content = a list; allowed: the JSON the collection writes'),
 ])
 def test_ledger_load_refuses_what_it_cannot_trust(tmp_path, text, match):
     state_dir = str(tmp_path / 'state')

@@ -35,6 +35,7 @@ import yaml
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
+from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
@@ -452,13 +453,16 @@ def test_the_run_writes_drop_ins_values_and_the_ledger(numa2, kernel):
     for change in _dropins(numa2):
         assert stat.S_IMODE(os.stat(change['path']).st_mode) == 0o644
     ledger = numa2.ledger()
+    # Each process's start time (field 22 of the capture's /proc/PID/stat) is recorded with its original.
+    starts = dict((pid, ledger_mod.process_starttime(numa2.read('proc/%d/stat' % pid))) for pid in (203, 291, 296))
+    assert all(isinstance(start, int) for start in starts.values()), starts
     assert ledger['values'] == {
         '/proc/203/oom_score_adj': {'kind': 'proc', 'path': '/proc/203/oom_score_adj', 'original': '-250',
-                                    'owner': 'oom_units'},
+                                    'owner': 'oom_units', 'starttime': starts[203]},
         '/proc/291/oom_score_adj': {'kind': 'proc', 'path': '/proc/291/oom_score_adj', 'original': '0',
-                                    'owner': 'oom_units'},
+                                    'owner': 'oom_units', 'starttime': starts[291]},
         '/proc/296/oom_score_adj': {'kind': 'proc', 'path': '/proc/296/oom_score_adj', 'original': '0',
-                                    'owner': 'oom_units'},
+                                    'owner': 'oom_units', 'starttime': starts[296]},
         'system.slice/dbus.service memory.max': {'kind': 'cgroup',
                                                  'path': '/sys/fs/cgroup/system.slice/dbus.service/memory.max',
                                                  'original': 'max', 'owner': 'oom_units'},

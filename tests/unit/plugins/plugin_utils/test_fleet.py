@@ -62,7 +62,10 @@ def test_the_summary_counts_what_the_hosts_say(document, results):
     local = registered('localhost')
     assert summary['oom_kills'] == 2 * local['events']['summary']['events']
     assert summary['oom_kills_by_cause'] == dict((k, 2 * v) for k, v in local['events']['summary']['by_cause'].items())
-    assert summary['hosts_drifting'] == (0 if local['compliant'] else 1)
+    # The capture is of a host never hardened: its policy's values are as the kernel has them
+    # (no drift), the collection's files are absent (missing).
+    assert (local['summary']['drift'], local['summary']['missing']) == (0, 3)
+    assert summary['hosts_drifting'] == 0 and summary['hosts_incomplete'] == 1 and summary['hosts_no_policy'] == 0
     severities = [f['severity'] for f in local['posture']['findings']]
     assert summary['findings_by_severity'] == dict((s, 2 * severities.count(s)) for s in fleet.SEVERITIES)
     level = local['posture']['risk_level']
@@ -245,7 +248,7 @@ def test_the_summary_lines_are_written_for_people(document):
         '4 hosts: 1 reachable, 1 partly audited, 1 audit failed, 1 unreachable',
         'OOM risk: 2 hosts at medium risk',
         'Findings: 4 medium, 2 low, 2 info (8 findings)',
-        "Policy: 1 host drifts from the inventory's policy (localhost)",
+        'Policy: 1 host lacks files or units of the policy (never hardened, or removed since: localhost)',
         'Slab: no host flagged',
         'OOM kills in the logs read: %d (%d memcg_limit)' % (kills, kills),
         'bad-inventory (partly audited): ' + local_errors(),
@@ -253,7 +256,7 @@ def test_the_summary_lines_are_written_for_people(document):
         'unreachable-ssh (unreachable): Task failed: Failed to connect to the host via ssh: ssh: connect to host 127.0.0.1 '
         'port 1: Connection refused',
     ]
-    assert fleet.drift_text(document) == "1 host drifts from the inventory's policy: localhost"
+    assert fleet.drift_text(document) == '1 host lacks files or units of the policy (never hardened, or removed since: localhost)'
 
 
 def local_errors():
@@ -322,7 +325,8 @@ def test_the_action_writes_one_textfile_per_host_and_removes_nothing(tmp_path):
     assert summary['text'][0] == '3 hosts: 2 reachable, 1 unreachable'
     assert summary['text'][-1] == 'Report: JSON %s/oom-fleet-report.json; HTML %s/oom-fleet-report.html; ' \
         '3 Prometheus textfiles under %s/textfiles' % (tmp_path, tmp_path, tmp_path)
-    assert summary['drift_text'] == "2 hosts drift from the inventory's policy: WEB_1, web/1; see %s" % tmp_path
+    assert summary['drift_text'] == ('2 hosts lack files or units of the policy (never hardened, or removed since: '
+                                     'WEB_1, web/1); see %s' % tmp_path)
     again = _action(tmp_path, hosts, [registered('localhost'), registered('unreachable-ssh'), registered('localhost')])
     assert again['written'] == [] and again['textfiles'] == result['textfiles']     # the same names on every run
 
@@ -335,3 +339,33 @@ def test_the_action_reports_a_broken_host_and_names_bad_arguments(tmp_path):
     with pytest.raises(AnsibleActionFail, match=r'^dest = the text "report"; allowed: an absolute directory'):
         task = mock.MagicMock(check_mode=False, async_val=0, args={'hosts': [], 'result_var': 'a', 'dest': 'report'})
         fleet_report.ActionModule(task, mock.MagicMock(), mock.MagicMock(), None, None, None).run(task_vars={})
+
+
+def _without_policy(result):
+    """What oom_audit returns for a host whose inventory sets no policy: no policy part at all."""
+    return dict((k, v) for k, v in result.items()
+                if k not in ('settings', 'summary', 'drift', 'missing', 'compliant', 'guards_fired', 'profile', 'killer'))
+
+
+def test_a_host_without_a_policy_does_not_drift():
+    """A fresh host whose inventory sets no policy: nothing compared, drifting 0, said in words."""
+    document = fleet.build([('fresh', _without_policy(registered('localhost')))], '2026-12-07T04:00:00Z')
+    summary = document['summary']
+    assert summary['by_status']['ok'] == 1
+    assert (summary['hosts_drifting'], summary['hosts_incomplete'], summary['hosts_no_policy']) == (0, 0, 1)
+    assert fleet.drift_text(document) == 'no host is off its policy'
+    assert 'Policy: 1 host without a policy in the inventory (not compared)' in fleet.summary_text(document)
+    assert '<td data-sort="-1">no policy</td>' in fleet_html.render(document)
+
+
+def test_values_that_differ_and_files_that_are_absent_are_told_apart():
+    drifted = dict(registered('localhost'), summary={'drift': 2, 'missing': 0, 'ok': 7, 'unsupported': 0},
+                   drift=2, missing=0, compliant=False)
+    document = fleet.build([('drifted', drifted), ('fresh', registered('localhost'))], '2026-12-07T04:00:00Z')
+    summary = document['summary']
+    assert (summary['hosts_drifting'], summary['hosts_incomplete']) == (1, 1)
+    assert fleet.drift_text(document) == (
+        "1 host drifts from the inventory's policy (drifted); "
+        '1 host lacks files or units of the policy (never hardened, or removed since: fresh)')
+    html = fleet_html.render(document)
+    assert '2 values differ' in html and '3 files absent' in html
