@@ -160,10 +160,14 @@ def posture_report(posture, host=None, victims=5):
     top = read['victims'][:count]
     lines.append('Who dies next (highest oom_score first; %s listed):' % plural(len(top), 'process', 'processes'))
     lines.extend(_victim_lines(top))
-    if read['notes'] or read['not_evaluated']:
+    # The victims' own note (what the scan left out) goes with them.
+    about_victims = [n for n in read['notes'] if n.startswith('victims: ')]
+    lines.extend('  (%s)' % note[len('victims: '):] for note in about_victims)
+    notes = [n for n in read['notes'] if n not in about_victims]
+    if notes or read['not_evaluated']:
         lines.append('')
         lines.append('Not read or not checked:')
-        lines.extend('  - %s' % note for note in read['notes'])
+        lines.extend('  - %s' % note for note in notes)
         lines.extend('  - check %s' % item for item in read['not_evaluated'])
     return '\n'.join(lines)
 

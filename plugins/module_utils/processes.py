@@ -11,6 +11,7 @@ read them are counted and skipped.  Standard library only.
 
 
 import os
+import re
 import threading
 
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import (
@@ -168,6 +169,60 @@ def _victims(host, entries, page_kb, top_n, exclude_pids):
     return victims
 
 
+# The wrappers between a connection and the module it runs (a shell, sudo, su, timeout).
+_WRAPPERS = ('sh', 'bash', 'dash', 'zsh', 'sudo', 'su', 'doas', 'timeout', 'env')
+# Processes of Ansible itself (the controller and its forked workers, with the local
+# connection) name it on their command line.
+_ANSIBLE_RE = re.compile(r'(^|[/ ])ansible(-[a-z]+)?( |$)|ansible_collections|AnsiballZ_')
+
+
+def _program(host, pid, comm):
+    """The program's name: comm, or in full from the command line when the kernel cut comm at 15 characters."""
+    if len(comm) < 15:
+        return comm
+    for word in _cmdline(host, pid, 4096).split():
+        if os.path.basename(word).startswith(comm):
+            return os.path.basename(word)
+    return comm
+
+
+def own_tree(host, by_pid, own_pid):
+    """The pids of the process tree that runs this scan, and its root: (pids, root pid).
+
+    The root is the topmost ancestor that is Ansible itself (its command line
+    says so: the local connection runs the module under ansible-playbook, whose
+    other workers audit other hosts), else the topmost of the wrappers and
+    interpreters right above this process (an SSH session's shell, sudo).
+    """
+    chain = []
+    pid = own_pid
+    while pid in by_pid and pid > 1 and len(chain) < 64:
+        chain.append(pid)
+        pid = by_pid[pid][4]
+    if not chain:
+        return set([own_pid]), own_pid
+    ansible = [p for p in chain if _ANSIBLE_RE.search(_cmdline(host, p, 4096))]
+    if ansible:
+        root = ansible[-1]
+    else:
+        root = chain[0]
+        for pid in chain[1:]:
+            comm = by_pid[pid][3]
+            if comm not in _WRAPPERS and not comm.startswith(_INTERPRETERS):
+                break
+            root = pid
+    children = {}
+    for entry in by_pid.values():
+        children.setdefault(entry[4], []).append(entry[2])
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree, root
+
+
 def _forking(host, children, by_pid):
     """Parents with workers of their own name (a kill loop's shape)."""
     forking = []
@@ -184,7 +239,7 @@ def _forking(host, children, by_pid):
     return forking
 
 
-def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
+def scan_processes(host, page_kb=4, top_n=10, exclude_pids=(), own_pid=None):
     """Rank user processes by oom_score and collect what the posture needs.
 
     Returns a dict with 'victims' (top_n by oom_score, then rss), 'protected'
@@ -193,8 +248,10 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
     'vanished' (exited during the scan).
 
     Only stat and oom_score are read for every process; oom_score_adj, uid,
-    cmdline and cgroup only for the few that are reported.  exclude_pids (the
-    scanning process itself on a live host) are left out of victims.  An
+    cmdline and cgroup only for the few that are reported.  exclude_pids are
+    left out of victims, and with own_pid (the scanning process on a live
+    host) its whole tree (own_tree): the audit is not a victim anyone needs to
+    hear about; 'excluded' says how many and under which process.  An
     oom_score of 0 is how the kernel shows oom_score_adj -1000 (or no memory
     at all), so the protected ones are found without reading every
     oom_score_adj.
@@ -241,6 +298,13 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
         pid1 = {'comm': by_pid[1][3], 'rss_anon_kb': status.get('RssAnon'),
                 'rss_kb': status.get('VmRSS')}
 
+    excluded = None
+    if own_pid is not None:
+        tree, root = own_tree(host, by_pid, own_pid)
+        exclude_pids = set(exclude_pids) | tree
+        excluded = {'count': len(tree), 'root_pid': root,
+                    'root_comm': _program(host, root, by_pid[root][3]) if root in by_pid else None}
+
     for killer in killers:
         killer['oom_score_adj'] = _read_int(host, 'proc/%d/oom_score_adj' % killer['pid'])
         killer['cgroup'], killer['unit'] = cgroup_of(host, killer['pid'])
@@ -254,4 +318,5 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=()):
         'early_killers': killers,
         'forking': _forking(host, children, by_pid),
         'pid1': pid1,
+        'excluded': excluded,
     }

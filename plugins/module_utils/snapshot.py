@@ -92,10 +92,15 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
 
     snap['processes'] = None
     if 'processes' not in skip:
-        # The module's own python is briefly the biggest process; it is not a
-        # victim anyone needs to hear about.
-        own = (os.getpid(),) if host.live else ()
-        snap['processes'] = scan_processes(host, page_kb, victims_count, exclude_pids=own)
+        # The module's own python is briefly the biggest process, and with the
+        # local connection Ansible's own processes rank high: not victims anyone
+        # needs to hear about, so the audit's process tree is left out (and said).
+        snap['processes'] = scan_processes(host, page_kb, victims_count, own_pid=os.getpid() if host.live else None)
+        excluded = snap['processes'].get('excluded')
+        if excluded:
+            notes.add('victims', "left out: this audit's own %d process%s (the tree of pid %d, %s)" % (
+                excluded['count'], '' if excluded['count'] == 1 else 'es', excluded['root_pid'],
+                excluded['root_comm'] or 'gone'))
 
     snap['systemd'] = None
     if 'systemd' not in skip:
