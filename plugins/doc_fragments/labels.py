@@ -21,6 +21,15 @@ options:
         C(vm.swappiness) of the sysctls C(host_sysctl['vm.swappiness']). The options not mapped keep their default."
     type: dict
     default: {}
+  inventory_variables:
+    description:
+      - The names of the C(oomguard_*) variables the host's inventory defines (the roles pass
+        C(query('ansible.builtin.varnames', '^oomguard_'))). A name the collection does not know is refused with the
+        nearest known one, together with every other problem of the run, so that a typo such as C(oomguard_sysctll)
+        does not leave a policy silently unapplied.
+    type: list
+    elements: str
+    default: []
 '''
 
     # host_label alone: the modules without option labels.

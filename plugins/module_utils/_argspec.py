@@ -76,8 +76,9 @@ def host_label_spec():
 
 
 def labels_spec():
-    """How messages name the host and the options."""
-    return dict(host_label_spec(), variable_labels={'type': 'dict', 'default': {}})
+    """How messages name the host and the options, and the inventory's oomguard_* names to check."""
+    return dict(host_label_spec(), variable_labels={'type': 'dict', 'default': {}},
+                inventory_variables={'type': 'list', 'elements': 'str', 'default': []})
 
 
 def host_name(params):

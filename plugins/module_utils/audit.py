@@ -180,7 +180,7 @@ def run(params, host, labels, run_command=None, systemctl=None):
 PARTS = ('policy', 'posture', 'slab', 'events')
 # The fleet report lists fewer likely victims per host than oom_facts does.
 AUDIT_VICTIMS = 5
-EVENT_DEFAULTS = {'since': None, 'max_events': 20, 'min_loop_kills': 3}
+EVENT_DEFAULTS = {'since': None, 'max_events': 20, 'min_loop_kills': 3, 'max_read_bytes': None, 'timeout_s': None}
 
 
 def run_parts(params, host, labels, run_command=None, systemctl=None, journalctl=None, systemd_booted=False):
@@ -210,7 +210,12 @@ def run_parts(params, host, labels, run_command=None, systemctl=None, journalctl
             result['slab'] = slab_mod.run(host, params['slab'], labels.host)
         except (ValueError, IOError, OSError) as exc:
             errors['slab'] = str(exc)
-    if params.get('events') is not None:
+    unknown = sorted(set(params.get('events') or {}) - set(EVENT_DEFAULTS), key=str)
+    if unknown:
+        errors['events'] = labels.msg('%s; allowed: %s' % (
+            ', '.join("oomguard_audit_events['%s']: unknown option" % key for key in unknown),
+            ', '.join(sorted(EVENT_DEFAULTS))))
+    elif params.get('events') is not None:
         options = dict(EVENT_DEFAULTS, **dict((k, v) for k, v in params['events'].items() if v is not None))
         try:
             oom_events.parse_since(options['since'])

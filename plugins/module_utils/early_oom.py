@@ -415,12 +415,12 @@ def plan(params, host, labels, systemd, check_mode=False):
     params['check_mode'] = check_mode
     problems = schema.path_problems(params['paths'], labels)
     if problems:
-        schema.Checker(labels, problems).force(params.get('force'))
+        schema.Checker(labels, problems).shared(params)
         return engine.Plan(problems)
     live = read_request(host, read_live(host), params)
     config = plan_config(params, live, labels)
     judged = engine.Plan(config.problems)
-    schema.Checker(labels, judged.problems).force(params.get('force'))
+    schema.Checker(labels, judged.problems).shared(params)
     judged.files = config.files
     judged.file_changes = engine.plan_files(config.files)
     judged.prune_dirs = True

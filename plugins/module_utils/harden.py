@@ -32,9 +32,11 @@ def concern_params(params, audit=False):
     refusal; the early killer's plan without its package installed).
     """
     force = params.get('force') or []
+    names = params.get('inventory_variables') or []
     tunables = {
         'profile': params.get('profile') or 'none', 'sysctl': params.get('sysctl') or {},
         'thp': params.get('thp') or {}, 'compaction': {}, 'scopes': ['thp', 'compaction', 'sysctl'], 'force': force,
+        'inventory_variables': names,
         'unsupported': 'skip' if audit else params.get('unsupported') or 'fail', 'persist': True,
         'validate_only': params.get('validate_only', False), 'paths': _paths(params, ta.DEFAULT_PATHS),
     }
@@ -44,10 +46,11 @@ def concern_params(params, audit=False):
         'services': params.get('services') or {}, 'cgroups': params.get('cgroups') or {},
         'processes': params.get('processes') or [], 'protect_defaults': params.get('protect_defaults', True),
         'scopes': list(ua.SCOPES), 'force': force, 'validate_only': params.get('validate_only', False),
+        'inventory_variables': names,
         'paths': _paths(params, ua.DEFAULT_PATHS),
     }
     early = {
-        'early_oom': params.get('early_oom') or {}, 'force': force,
+        'early_oom': params.get('early_oom') or {}, 'force': force, 'inventory_variables': names,
         # validate_only: the plan, and package_missing instead of a refusal when the package is absent.
         'validate_only': True if audit else params.get('validate_only', False),
         'paths': _paths(params, eo.DEFAULT_PATHS),

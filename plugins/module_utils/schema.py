@@ -15,6 +15,7 @@ before it expands it (a node range, a size) so no value can make it hang.
 """
 
 
+import difflib
 import json
 import os
 import re
@@ -43,6 +44,27 @@ _PERCENT_RE = re.compile(r'^(\d{1,3}(?:\.\d{1,9})?)%$')
 _FACTORS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}
 _NODES_RE = re.compile(r'^\d{1,4}(-\d{1,4})?([ ,]+\d{1,4}(-\d{1,4})?)*$')
 _UNIT_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]{1,255}$')
+
+
+# Every oomguard_* variable the collection reads or sets: the roles' options
+# (meta/argument_specs.yml), the playbooks' variables and the results the
+# roles and playbooks register.  test_schema holds this list to the names
+# those files use.  An inventory variable outside it is a typo until the
+# collection learns it.
+KNOWN_VARIABLES = (
+    'oomguard_audit_events', 'oomguard_audit_fail_on_drift', 'oomguard_audit_hosts', 'oomguard_audit_policy',
+    'oomguard_audit_print', 'oomguard_audit_slab', 'oomguard_audit_victims', 'oomguard_become',
+    'oomguard_cgroup_limits_result', 'oomguard_cgroups', 'oomguard_cpuset_result', 'oomguard_diagnose_events',
+    'oomguard_diagnose_hosts', 'oomguard_diagnose_last', 'oomguard_diagnose_max_events',
+    'oomguard_diagnose_max_read_bytes', 'oomguard_diagnose_paths', 'oomguard_diagnose_since',
+    'oomguard_diagnose_sources', 'oomguard_diagnose_timeout_s', 'oomguard_early_oom', 'oomguard_early_oom_result',
+    'oomguard_fleet_report', 'oomguard_force', 'oomguard_harden', 'oomguard_harden_early_oom',
+    'oomguard_harden_hosts', 'oomguard_harden_tunables', 'oomguard_harden_units', 'oomguard_oom_protect_result',
+    'oomguard_posture', 'oomguard_processes', 'oomguard_profile', 'oomguard_protect_defaults',
+    'oomguard_report_dir', 'oomguard_report_formats', 'oomguard_restore_hosts', 'oomguard_services',
+    'oomguard_state_dir', 'oomguard_sysctl', 'oomguard_sysctl_file', 'oomguard_sysctl_result',
+    'oomguard_systemd_dir', 'oomguard_thp', 'oomguard_thp_compaction_file', 'oomguard_thp_result',
+    'oomguard_unsupported')
 
 
 class Invalid(Exception):
@@ -500,6 +522,23 @@ class Checker:
         if unknown:
             self.refuse('invalid_value', '%s names no guard: %s; allowed: the guard ids %s' % (
                 self.labels.var('force'), ', '.join(unknown), ', '.join(GUARD_IDS)), key='force')
+
+    def shared(self, params):
+        """The problems of what every concern of a run shares: oomguard_force and the inventory's variable names."""
+        self.force(params.get('force'))
+        self.variables(params.get('inventory_variables'))
+
+    def variables(self, names):
+        """Refuse oomguard_* variables the collection does not know, each with the nearest known name."""
+        for name in sorted(set(str(n) for n in names or []) - set(KNOWN_VARIABLES)):
+            if not name.startswith('oomguard_'):
+                continue
+            # Compared without the prefix every name shares, which would make any two look alike.
+            near = difflib.get_close_matches(name[len('oomguard_'):], [k[len('oomguard_'):] for k in KNOWN_VARIABLES],
+                                             1, 0.7)
+            self.refuse('unknown_variable', '%s is not a variable of oomguard.linux%s; allowed: the variables of '
+                        'the roles and playbooks (roles/*/README.md)' % (
+                            name, ' (did you mean oomguard_%s?)' % near[0] if near else ''), key=name)
 
     def known(self, where, entry, allowed):
         """(key, value, item) of an entry's settings that are set; unknown keys refused."""

@@ -62,11 +62,11 @@ def plan(params, host, labels, systemd, check_mode=False):
     # The paths first: nothing is read through a path that is not what it must be.
     problems = schema.path_problems(paths_of(params), labels, host, params.get('sysctl_dirs') or tn.SYSCTL_DIRS)
     if problems:
-        schema.Checker(labels, problems).force(params.get('force'))
+        schema.Checker(labels, problems).shared(params)
         return engine.Plan(problems)
     req, live, paths, files, problems = _judge(params, host, labels)
     checker = schema.Checker(labels, problems)
-    checker.force(params.get('force'))
+    checker.shared(params)
     if req is not None and req.timer_schedule:
         _check_calendar(checker, req.timer_schedule, systemd)
     judged = engine.Plan(problems)

@@ -664,11 +664,11 @@ def plan(params, host, labels, systemd, check_mode=False):
     params['paths'] = paths_of(params)
     problems = schema.path_problems(params['paths'], labels)
     if problems:
-        schema.Checker(labels, problems).force(params.get('force'))
+        schema.Checker(labels, problems).shared(params)
         return Plan.refused(problems)
     live = read_live(host, params, systemd)
     judged = judge(params, live, labels)
-    schema.Checker(labels, judged.problems).force(params.get('force'))
+    schema.Checker(labels, judged.problems).shared(params)
     judged.file_changes = engine.plan_files(judged.files)
     if not systemd.manages:
         judged.unit_values = []

@@ -99,7 +99,9 @@ options:
     description:
       - Also read the OOM events in RV(events), with these M(oomguard.linux.oom_events) options
         (O(oomguard.linux.oom_events#module:since), O(oomguard.linux.oom_events#module:max_events), default V(20)
-        here, O(oomguard.linux.oom_events#module:min_loop_kills)), from the automatic sources. Not done when null.
+        here, O(oomguard.linux.oom_events#module:min_loop_kills), O(oomguard.linux.oom_events#module:max_read_bytes),
+        O(oomguard.linux.oom_events#module:timeout_s)), from the automatic sources. Not done when null. Another key
+        fails the events part.
     type: dict
   keep_going:
     description:

@@ -292,11 +292,15 @@ def role_calls():
 
 
 def render(value, variables):
-    """A role option: a variable ('{{ name }}') or a literal; nothing else is expected."""
+    """A role option: a variable ('{{ name }}'), the names of the variables defined
+    (ansible.builtin.varnames with a pattern), or a literal; nothing else is expected."""
     if isinstance(value, str):
         match = re.match(r'^\{\{ (\w+) \}\}$', value)
         if match:
             return copy.deepcopy(variables[match.group(1)])
+        match = re.match(r"^\{\{ query\('ansible.builtin.varnames', '([^']+)'\) \}\}$", value)
+        if match:
+            return sorted(name for name in variables if re.search(match.group(1), name))
         assert '{{' not in value and '{%' not in value, 'an expression this test cannot render: %s' % value
     return value
 
@@ -368,7 +372,7 @@ def vm_corpus():
     stand-ins for the three ansible plugins it calls (query, zip, from_yaml)."""
     tasks = _load(os.path.join(SHARED, 'prepare.yml'))[0]['tasks']
     task = [t for t in tasks if t.get('ansible.builtin.include_tasks') == 'bad_inventory.yml'][0]
-    assert task['when'] == 'oomguard_test_corpus | default(false)'
+    assert task['when'] == 'test_oomguard_corpus | default(false)'
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
     environment.filters['zip'] = lambda *lists: list(zip(*lists))
     environment.filters['from_yaml'] = yaml.safe_load
@@ -396,6 +400,25 @@ def test_the_vm_defaults_cover_every_case_variable():
     # The path variables default to the role's own defaults.
     for name in ('oomguard_sysctl_file', 'oomguard_thp_compaction_file', 'oomguard_systemd_dir', 'oomguard_state_dir'):
         assert VM_DEFAULTS[name] == ROLE_DEFAULTS[name], name
+
+
+@pytest.mark.parametrize('typo, nearest', [
+    ('oomguard_sysctll', 'oomguard_sysctl'), ('oomguard_service', 'oomguard_services'),
+    ('oomguard_earlyoom', 'oomguard_early_oom'), ('oomguard_thp_compaction', 'oomguard_thp_compaction_file'),
+    ('oomguard_zzz', None)])
+def test_a_variable_the_roles_do_not_know_is_refused_with_the_nearest_name(typo, nearest, tmp_path, captured_tree):
+    """A typo would leave a policy silently unapplied: refused, with every other problem of the run."""
+    vm = VmHost(str(tmp_path / 'root'), captured_tree(TREE))
+    before = trees.tree_state(vm.root)
+    variables = role_variables({'vars': {'oomguard_sysctl': {'vm.swappiness': 500}}})
+    variables[typo] = {'vm.swappiness': 10}
+    step, message = vm.harden(variables)
+    assert step is not None
+    assert "oomguard_sysctl['vm.swappiness'] = 500; allowed: an integer 0..200" in message, message
+    expected = '%s is not a variable of oomguard.linux%s; allowed: the variables of the roles and playbooks' % (
+        typo, ' (did you mean %s?)' % nearest if nearest else '')
+    assert expected in message, message
+    assert trees.tree_state(vm.root) == before
 
 
 def test_the_default_inventory_is_accepted(tmp_path, captured_tree):

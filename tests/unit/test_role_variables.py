@@ -121,3 +121,49 @@ def test_the_audit_playbook_uses_the_harden_roles_defaults():
     assert harden, 'audit.yml passes the harden variables'
     for name, value in harden:
         assert yaml.safe_load(value) == defaults[name], name
+
+
+# -- the variables the collection knows -------------------------------------------------------
+
+VARNAMES = "{{ query('ansible.builtin.varnames', '^oomguard_') }}"
+
+
+def _yaml_files():
+    for top in ('roles', 'playbooks'):
+        for directory, dummy, files in os.walk(os.path.join(COLLECTION, top)):
+            for name in files:
+                if name.endswith('.yml'):
+                    yield os.path.join(directory, name)
+
+
+def test_the_known_variables_are_the_ones_the_roles_and_playbooks_use():
+    """schema.KNOWN_VARIABLES, which a typo is refused against, is every oomguard_* name the YAML uses."""
+    from ansible_collections.oomguard.linux.plugins.module_utils import schema
+    used = set()
+    for path in _yaml_files():
+        with open(path) as handle:
+            used.update(re.findall(r'\boomguard_[a-z0-9_]+\b', handle.read()))
+    assert set(schema.KNOWN_VARIABLES) == used
+    assert list(schema.KNOWN_VARIABLES) == sorted(schema.KNOWN_VARIABLES)
+
+
+def _module_tasks(tasks):
+    for task in tasks or []:
+        for key in ('block', 'rescue', 'always'):
+            for inner in _module_tasks(task.get(key)):
+                yield inner
+        for key, value in task.items():
+            if key.startswith('oomguard.linux.') and isinstance(value, dict):
+                yield key, value
+
+
+@pytest.mark.parametrize('path', sorted(p for p in _yaml_files() if os.sep + 'tasks' + os.sep in p)
+                         + [os.path.join(COLLECTION, 'playbooks', 'audit.yml')])
+def test_every_call_that_takes_the_policy_passes_the_inventorys_variable_names(path):
+    with open(path) as handle:
+        loaded = yaml.safe_load(handle) or []
+    tasks = [t for play in loaded for t in play.get('tasks', [])] if 'hosts' in loaded[0] else loaded
+    calls = [(k, v) for k, v in _module_tasks(tasks) if 'host_label' in v and k != 'oomguard.linux.restore']
+    assert calls, path
+    for module, options in calls:
+        assert options.get('inventory_variables') == VARNAMES, (path, module)

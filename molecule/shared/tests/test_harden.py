@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """After the converge's hardening and a real reboot: the persisted values.
 
-The expectations are the scenario's inventory (oomguard_test_* in its
+The expectations are the scenario's inventory (test_oomguard_* in its
 molecule.yml); the values are read with procps and coreutils, not with the
 collection's code.
 """
@@ -25,13 +25,13 @@ def live_value(host, key):
 
 
 def test_the_reboot_kept_every_value(host, inventory):
-    expected = inventory['oomguard_test_expect']
+    expected = inventory['test_oomguard_expect']
     live = dict((key, live_value(host, key)) for key in expected)
     assert live == expected
 
 
 def test_min_free_kbytes_auto_follows_the_documented_rule(host, inventory):
-    if not inventory.get('oomguard_test_min_free_auto'):
+    if not inventory.get('test_oomguard_min_free_auto'):
         pytest.skip('the scenario does not set vm.min_free_kbytes: auto')
     mem_total_kb = int(host.check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
     # Lowmem as nr_free_buffer_pages() counts it: managed pages above the high
@@ -57,7 +57,7 @@ def test_persistent_files_are_root_owned_and_not_world_writable(host, inventory)
     conf = host.file('/etc/sysctl.d/90-oomguard.conf')
     assert conf.exists
     assert (conf.user, conf.group, conf.mode) == ('root', 'root', 0o644)
-    for key, value in inventory['oomguard_test_expect'].items():
+    for key, value in inventory['test_oomguard_expect'].items():
         if not key.startswith(('transparent_hugepage.', 'vm.compaction_proactiveness')):
             assert '%s = %s\n' % (key, value) in conf.content_string
     unit = host.file('/etc/systemd/system/oomguard-thp.service')
@@ -80,7 +80,7 @@ def test_thp_unit_ran_at_boot_before_systemd_sysctl(host):
 
 
 def test_compaction_is_persisted_by_the_chosen_method(host, inventory):
-    method = inventory['oomguard_test_compaction']
+    method = inventory['test_oomguard_compaction']
     timer = host.file('/etc/systemd/system/oomguard-compact-memory.timer')
     conf = host.file('/etc/sysctl.d/90-oomguard-compaction.conf')
     if method == 'proactive':

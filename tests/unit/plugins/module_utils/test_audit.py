@@ -148,3 +148,17 @@ def test_a_bad_posture_option_fails_that_part_naming_host_and_variable():
         "host web1: oomguard_posture['thresholds'][no_such]: unknown setting; allowed: " + ', '.join(
             sorted(posture.DEFAULT_THRESHOLDS)),
     ]
+
+
+def test_an_events_option_the_audit_does_not_take_fails_the_events_part_only():
+    result, errors = audit.run_parts({'policy': False, 'posture': False, 'events': {'max_event': 3, 'since': '1d'}},
+                                     procfs.HostRoot('/'), engine.Labels('web1'))
+    assert 'events' not in result
+    assert errors == {'events': "host web1: oomguard_audit_events['max_event']: unknown option; allowed: max_events, "
+                                "max_read_bytes, min_loop_kills, since, timeout_s"}
+
+
+def test_the_events_read_limits_reach_oom_events():
+    result, errors = audit.run_parts({'policy': False, 'posture': False, 'events': {'max_read_bytes': 0}},
+                                     procfs.HostRoot('/'), engine.Labels('web1'))
+    assert 'max_read_bytes' in errors['events'] and 'allowed' in errors['events'], errors
