@@ -150,8 +150,7 @@ def test_the_known_variables_are_the_ones_the_roles_and_playbooks_use():
 def _module_tasks(tasks):
     for task in tasks or []:
         for key in ('block', 'rescue', 'always'):
-            for inner in _module_tasks(task.get(key)):
-                yield inner
+            yield from _module_tasks(task.get(key))
         for key, value in task.items():
             if key.startswith('oomguard.linux.') and isinstance(value, dict):
                 yield key, value
