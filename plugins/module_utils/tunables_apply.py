@@ -60,7 +60,9 @@ def _judge(params, host, labels):
 def plan(params, host, labels, systemd, check_mode=False):
     """The whole call judged into an engine Plan (problems as data, nothing raised)."""
     # The paths first: nothing is read through a path that is not what it must be.
-    problems = schema.path_problems(paths_of(params), labels, host, params.get('sysctl_dirs') or tn.SYSCTL_DIRS)
+    # Without persist no sysctl file is written, so where it would go does not matter.
+    sysctl_dirs = (params.get('sysctl_dirs') or tn.SYSCTL_DIRS) if params.get('persist', True) else ()
+    problems = schema.path_problems(paths_of(params), labels, host, sysctl_dirs)
     if problems:
         schema.Checker(labels, problems).shared(params)
         return engine.Plan(problems)

@@ -117,7 +117,8 @@ options:
     default: /etc/sysctl.d/90-oomguard-compaction.conf
   sysctl_dirs:
     description: The directories systemd-sysctl reads, in its order; used to find files that would
-      override the collection's at boot.
+      override the collection's at boot. With O(persist=true), O(sysctl_file) and O(compaction_file) must be
+      C(.conf) files in one of them, or the values would not persist.
     type: list
     elements: path
     default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]

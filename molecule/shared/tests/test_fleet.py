@@ -116,7 +116,8 @@ def test_the_textfiles_agree_with_the_report(fleet, vm_name):
     label = (('host', vm_name),)
     assert samples[('oomguard_audit_up', label)] == 1
     assert samples[('oomguard_risk_score', label)] == vm['risk_score']
-    assert samples[('oomguard_drift_settings', label)] == 0
+    assert samples[('oomguard_drift_settings', (('host', vm_name), ('status', 'drift')))] == 0
+    assert samples[('oomguard_drift_settings', (('host', vm_name), ('status', 'missing')))] == 0
     for cause, count in vm['events']['by_cause'].items():
         assert samples[('oomguard_oom_kills', (('cause', cause), ('host', vm_name)))] == count
     assert metrics(report, REFUSED)[('oomguard_audit_up', (('host', REFUSED),))] == 0
@@ -138,4 +139,5 @@ def test_a_value_changed_by_hand_is_the_one_drift_and_fails_the_gate(host, fleet
     rows = vm['drift']['rows']
     assert [(r['area'], r['item'], r['status']) for r in rows] == [('sysctl', DRIFT_KEY, 'drift')], rows
     assert str(rows[0]['desired']) == '1' and str(rows[0]['live']) == '0', rows
-    assert metrics(report, vm_name)[('oomguard_drift_settings', (('host', vm_name),))] == 1
+    assert metrics(report, vm_name)[('oomguard_drift_settings', (('host', vm_name), ('status', 'drift')))] == 1
+    assert metrics(report, vm_name)[('oomguard_drift_settings', (('host', vm_name), ('status', 'missing')))] == 0

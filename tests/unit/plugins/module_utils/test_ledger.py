@@ -227,3 +227,30 @@ def test_no_ledger_is_nothing_to_restore(tree):
 ])
 def test_process_starttime(text, starttime):
     assert ledger_mod.process_starttime(text) == starttime
+
+
+# -- what file_state reads of a file the collection would replace ------------------------------
+
+def test_file_state_never_opens_a_fifo_or_a_device(tmp_path):
+    fifo = str(tmp_path / 'fifo.conf')
+    os.mkfifo(fifo)
+    with pytest.raises(ledger_mod.LedgerError) as raised:
+        ledger_mod.file_state(fifo)  # would block forever if it were opened
+    assert str(raised.value) == ('%s is a FIFO, not a regular file; the collection writes only regular files there: '
+                                 'move it away' % fifo)
+    with pytest.raises(ledger_mod.LedgerError) as raised:
+        ledger_mod.file_state('/dev/zero')
+    assert 'is a character device' in str(raised.value)
+
+
+def test_file_state_reads_a_managed_file_whole_and_refuses_a_huge_one(tmp_path):
+    small = tmp_path / '90-oomguard.conf'
+    small.write_bytes(b'vm.swappiness = 10\n')
+    state = ledger_mod.file_state(str(small))
+    assert ledger_mod.content_of(state) == b'vm.swappiness = 10\n'
+    huge = tmp_path / 'huge.conf'
+    with open(str(huge), 'wb') as handle:
+        handle.truncate(ledger_mod.MANAGED_FILE_MAX_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ledger_mod.LedgerError) as raised:
+        ledger_mod.file_state(str(huge))
+    assert 'is 1048577 bytes; the files the collection writes are at most 1048576 bytes' in str(raised.value)
