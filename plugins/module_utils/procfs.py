@@ -13,6 +13,7 @@ only: this code runs on the managed host.
 
 import errno
 import os
+import stat
 
 
 class ReadError(Exception):
@@ -22,6 +23,11 @@ class ReadError(Exception):
         super(ReadError, self).__init__('%s: %s' % (path, reason))
         self.path = path
         self.reason = reason
+
+
+# The largest /proc or /sys file a captured tree holds is a few MiB (slabinfo,
+# a big host's smaps_rollup); anything far above is not a capture.
+CAPTURED_FILE_MAX_BYTES = 64 << 20
 
 
 class HostRoot:
@@ -38,9 +44,16 @@ class HostRoot:
         return os.path.exists(self.path(rel))
 
     def read(self, rel, missing_ok=True):
-        """Return the file's text, None when absent; ReadError when unreadable."""
+        """Return the file's text, None when absent; ReadError when unreadable.
+
+        A captured tree (any root but /) is read as files: a FIFO, device or
+        socket there is refused, never opened, and no file is read past
+        CAPTURED_FILE_MAX_BYTES.  The live /proc and /sys are read as they are.
+        """
         full = self.path(rel)
         try:
+            if not self.live:
+                return self._read_captured(full)
             with open(full, 'rb') as handle:
                 return handle.read().decode('utf-8', 'replace')
         except (IOError, OSError) as exc:
@@ -51,6 +64,18 @@ class HostRoot:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ESRCH):
                 raise ReadError(full, 'does not exist')
             raise ReadError(full, os.strerror(exc.errno or 0) or str(exc))
+
+    def _read_captured(self, full):
+        info = os.stat(full)
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadError(full, 'not a regular file; a captured tree holds files only')
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, 'rb') as handle:
+            data = handle.read(CAPTURED_FILE_MAX_BYTES + 1)
+        if len(data) > CAPTURED_FILE_MAX_BYTES:
+            raise ReadError(full, 'larger than %d MiB; no /proc or /sys file of a capture is' % (
+                CAPTURED_FILE_MAX_BYTES >> 20))
+        return data.decode('utf-8', 'replace')
 
     def listdir(self, rel):
         try:

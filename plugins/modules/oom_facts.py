@@ -64,6 +64,8 @@ options:
     description:
       - Root of the filesystem to read, for analysing a captured C(/proc) and C(/sys) tree. With
         anything but V(/) the systemd units are not read.
+      - An absolute path of a directory. A captured tree is read as files only - a FIFO, device or socket in it is
+        refused, and no file is read past 64 MiB.
     type: path
     default: /
 notes:
@@ -207,6 +209,7 @@ ansible_facts:
           returned: when O(include_snapshot=true)
 '''
 
+import os
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
@@ -236,7 +239,11 @@ def main():
     if problems:
         module.fail_json(msg='\n'.join(p.message for p in problems), problems=[p.as_dict() for p in problems])
 
-    host = HostRoot(params['root'])
+    root = params['root']
+    if not os.path.isabs(root) or not os.path.isdir(root):
+        module.fail_json(msg='root = %s; allowed: an absolute path of a directory holding a captured proc/ and sys/ '
+                             'tree, or / for this host' % root)
+    host = HostRoot(root)
     systemctl = None
     if host.live and 'systemd' not in params['skip']:
         systemctl = module.get_bin_path('systemctl')

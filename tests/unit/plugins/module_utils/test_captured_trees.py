@@ -192,3 +192,18 @@ def test_processes_vanishing_mid_scan(tmp_path, captured_tree):
     removed = (victims[-1], victims[-2], victim)
     expected = [pid for pid in victims if pid not in removed]
     assert [v['pid'] for v in after['victims']][:len(expected)] == expected
+
+
+def test_a_captured_tree_is_read_as_files_only(tmp_path):
+    """A FIFO or device in a tree given as root is refused, never opened; a file far too big is not read whole."""
+    os.makedirs(str(tmp_path / 'proc'))
+    os.mkfifo(str(tmp_path / 'proc' / 'meminfo'))
+    os.symlink('/dev/zero', str(tmp_path / 'proc' / 'vmstat'))
+    with open(str(tmp_path / 'proc' / 'slabinfo'), 'wb') as handle:
+        handle.truncate(procfs.CAPTURED_FILE_MAX_BYTES + 1)
+    host = procfs.HostRoot(str(tmp_path))
+    for name, why in (('meminfo', 'not a regular file'), ('vmstat', 'not a regular file'),
+                      ('slabinfo', 'larger than 64 MiB')):
+        with pytest.raises(procfs.ReadError) as raised:
+            host.read('proc/' + name)
+        assert raised.value.reason.startswith(why), raised.value.reason
