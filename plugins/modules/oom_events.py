@@ -94,6 +94,8 @@ options:
       - Link kill loops to this host's systemd units and their C(OOMPolicy). Default, only when a live
         source (V(dmesg), V(journal)) was read.
     type: bool
+extends_documentation_fragment:
+  - oomguard.linux.labels.host
 notes:
   - Task tables print memory in pages; C(rss_kb) assumes 4 KiB pages.
   - Times from C(dmesg -T) and syslog are local time as printed, without a zone.
@@ -265,7 +267,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oomguard.linux.plugins.module_utils import oom_events
+from ansible_collections.oomguard.linux.plugins.module_utils import _argspec, oom_events
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 
 
 def main():
@@ -280,18 +283,20 @@ def main():
             max_read_bytes=dict(type='int', default=oom_events.MAX_READ_BYTES_DEFAULT),
             timeout_s=dict(type='int', default=oom_events.TIMEOUT_S_DEFAULT),
             link_units=dict(type='bool'),
+            **_argspec.host_label_spec()
         ),
         supports_check_mode=True,
     )
     params = module.params
+    labels = Labels(_argspec.host_name(params))
     problems = oom_events.check_options(params)
     if problems:
-        module.fail_json(msg='; '.join(problems))
+        module.fail_json(msg='\n'.join(labels.msg(p) for p in problems))
     try:
         result = oom_events.run(params, module.run_command, module.get_bin_path('journalctl'),
                                 module.get_bin_path('systemctl'), os.path.isdir('/run/systemd/system'))
     except oom_events.SourceError as exc:
-        module.fail_json(msg=str(exc), notes=exc.notes)
+        module.fail_json(msg=labels.msg(str(exc)), notes=exc.notes)
     module.exit_json(changed=False, **result)
 
 

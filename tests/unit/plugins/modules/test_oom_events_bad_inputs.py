@@ -132,7 +132,7 @@ def test_the_suite_covers_what_issue_18_lists():
 def test_bad_input(case, tmp_path, ceiling_bytes):
     keep = setup(case.get('setup'), tmp_path)
     try:
-        result, err, peak = run_module(_fill(case['args'], tmp_path), tmp_path, ceiling_bytes)
+        result, err, peak = run_module(dict(_fill(case['args'], tmp_path), host_label='web1'), tmp_path, ceiling_bytes)
     finally:
         if keep is not None:
             keep.close()
@@ -141,6 +141,8 @@ def test_bad_input(case, tmp_path, ceiling_bytes):
         for text in _fill(case['msg'], tmp_path):
             assert text in result['msg'], result['msg']
         assert 'allowed: ' in result['msg']
+        # Every line names the host, as the roles and playbooks label it.
+        assert all(line.startswith('host web1: ') for line in result['msg'].splitlines()), result['msg']
         assert 'Traceback' not in result['msg'] and '{' not in result['msg'] and 'None' not in result['msg']
     else:
         notes = ' | '.join(result['notes'])
