@@ -39,22 +39,14 @@ MANAGED_FILE_MAX_BYTES = 1 << 20
 def _read_small_file(path, info):
     """The bytes of a regular file the collection may replace; never a FIFO, device or socket, never unbounded."""
     if not stat.S_ISREG(info.st_mode):
-        raise LedgerError('%s is a %s, not a regular file; the collection writes only regular files there: '
-                          'move it away' % (path, _kind(info.st_mode)))
+        raise LedgerError('%s is %s, not a regular file; the collection writes only regular files there: '
+                          'move it away' % (path, _kind_of(info.st_mode)))
     if info.st_size > MANAGED_FILE_MAX_BYTES:
         raise LedgerError('%s is %d bytes; the files the collection writes are at most %d bytes: move it away'
                           % (path, info.st_size, MANAGED_FILE_MAX_BYTES))
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOFOLLOW', 0))
     with os.fdopen(fd, 'rb') as handle:
         return handle.read(MANAGED_FILE_MAX_BYTES + 1)[:MANAGED_FILE_MAX_BYTES]
-
-
-def _kind(mode):
-    for test, name in ((stat.S_ISFIFO, 'FIFO'), (stat.S_ISSOCK, 'socket'), (stat.S_ISCHR, 'character device'),
-                       (stat.S_ISBLK, 'block device')):
-        if test(mode):
-            return name
-    return 'special file'
 
 
 def file_state(path):
