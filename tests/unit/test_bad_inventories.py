@@ -435,3 +435,27 @@ def test_the_role_calls_one_module_for_every_concern():
     assert [c[1] for c in calls] == [oom_harden_module, oom_harden_module]
     assert [c[2].get('validate_only') for c in calls] == [True, None]
     assert [bool(c[3]) for c in calls] == [True, False]
+
+
+def test_every_problem_of_a_run_is_reported_at_once(tmp_path, captured_tree):
+    """A bad sysctl, THP value, schedule, service size, process pattern, early-killer pattern and
+    variable name in one inventory: one run names them all, and nothing changes."""
+    vm = VmHost(str(tmp_path / 'root'), captured_tree(TREE))
+    before = trees.tree_state(vm.root)
+    variables = role_variables({'vars': {
+        'oomguard_sysctl': {'vm.swappiness': 500},
+        'oomguard_thp': {'enabled': 'sometimes', 'compaction_method': 'timer', 'compaction_schedule': '25:00'},
+        'oomguard_services': {'cron': {'memory_max': '2GB'}},
+        'oomguard_processes': [{'match': '(', 'oom_score_adj': 100}],
+        'oomguard_early_oom': {'killer': 'earlyoom', 'prefer': ['\\d+']},
+    }})
+    variables['oomguard_sysctll'] = {}
+    step, message = vm.harden(variables)
+    assert step is not None
+    for expected in ("oomguard_sysctl['vm.swappiness'] = 500", "oomguard_thp['enabled'] = 'sometimes'",
+                     "oomguard_thp['compaction_schedule'] = '25:00'", "oomguard_services['cron'][memory_max] = '2GB'",
+                     "oomguard_processes[0][match] = '('", "oomguard_early_oom['prefer'] = '\\d+'",
+                     'oomguard_sysctll is not a variable of oomguard.linux (did you mean oomguard_sysctl?)'):
+        assert expected in message, (expected, message)
+    assert all(line.startswith('host %s: ' % HOST) for line in message.splitlines()), message
+    assert trees.tree_state(vm.root) == before
