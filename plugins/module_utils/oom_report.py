@@ -238,12 +238,19 @@ _ZONE = re.compile(r'^(?:Node (?P<node>\d+) )?(?P<zone>DMA32|DMA|Normal|HighMem|
                    r'(?:boost:\d+kB )?min:(?P<min>\d+)kB low:(?P<low>\d+)kB high:(?P<high>\d+)kB')
 _BUDDY = re.compile(r'^(?:Node (?P<node>\d+) )?(?P<zone>DMA32|DMA|Normal|HighMem|Movable|Device): (?P<blocks>\d+\s*\*.*)$')
 _NODE_PREFIX = re.compile(r'^Node (\d+) ')
-_BUDDY_BLOCK = re.compile(r'(\d+)\s*\*\s*(\d+)kB')
+# "12*4kB (UME)": the count, the size, and (3.x+) the migrate types that have free blocks.
+_BUDDY_BLOCK = re.compile(r'(\d+)\s*\*\s*(\d+)kB(?:\s*\(([A-Z]*)\))?')
 _PANIC = re.compile(r'^Kernel panic - not syncing: (?P<reason>.*)')
 _HIGHMEM_PAGES = re.compile(r'^(?P<pages>\d+) pages HighMem')
 _TASK_HEADER = re.compile(r'^\[\s*pid\s*\]\s+(?P<columns>uid\s.*)$')
 _TASK_ROW = re.compile(r'^\[\s*(?P<pid>\d+)\]\s+(?P<rest>-?\d.*)$')
 _NO_KILLABLE = re.compile(r'^Out of memory and no killable processes')
+# memory.oom.group (4.19+, mm/memcontrol.c mem_cgroup_print_oom_group): printed
+# after the selected victim's kill line, then a kill line per other member.
+_OOM_GROUP = re.compile(r'^Tasks in (?P<cgroup>\S+) are going to be killed due to memory\.oom\.group set')
+# What authors put where they cut lines out of a pasted report.
+_ELIDED = re.compile(r'^(?:\[\s*(?:\.{3,}|\u2026|snip(?:ped)?)\s*\]|\(\s*\.*\s*snip(?:ped)?\s*\.*\s*\)|'
+                     r'<\s*snip(?:ped)?\s*>|\.{3,}|\u2026)$', re.I)
 
 # How the messages the patterns above anchor at the start begin, by first
 # character (task tables and "N pages HighMem" are tested apart).  A message
@@ -252,7 +259,7 @@ _NO_KILLABLE = re.compile(r'^Out of memory and no killable processes')
 # meminfo, per-cpu and memcg counters) match none.
 _ANCHORED_STARTS = {
     'M': ('Mem-Info:', 'Memory cgroup', 'Movable'), 'O': ('Out of memory',), 'o': ('oom_reaper: ', 'oom-kill:'),
-    'K': ('Kernel panic',), 'T': ('Task in ', 'Tasks state'), '/': ('/',), 'm': ('memory',), 's': ('swap',),
+    'K': ('Kernel panic',), 'T': ('Task in ', 'Tasks state', 'Tasks in '), '/': ('/',), 'm': ('memory',), 's': ('swap',),
     'k': ('kmem',), 'N': ('Node ', 'Normal'), 'C': ('CPU: ',), 'P': ('Pid: ',), 'D': ('DMA', 'Device'), 'H': ('HighMem',),
 }
 
@@ -267,6 +274,24 @@ def _int_or_none(text):
         return int(text)
     except (TypeError, ValueError):
         return None
+
+
+def _victim(match):
+    """The victim of a _KILLED match."""
+    uid = match.group('uid') or match.group('uid_old') or match.group('uid_mid')
+    return {
+        'pid': int(match.group('pid')), 'comm': match.group('comm'), 'uid': _int_or_none(uid),
+        'total_vm_kb': int(match.group('total_vm')), 'anon_rss_kb': int(match.group('anon')),
+        'file_rss_kb': int(match.group('file')), 'shmem_rss_kb': _int_or_none(match.group('shmem')),
+        'pgtables_kb': _int_or_none(match.group('pgtables')), 'oom_score_adj': _int_or_none(match.group('adj')),
+    }
+
+
+def _add_victim(event, victim):
+    """One more member of an oom.group kill; the kernel may print the selected victim twice."""
+    victims = event.setdefault('victims', [])
+    if len(victims) < 1000 and not any(other['pid'] == victim['pid'] for other in victims):
+        victims.append(victim)
 
 
 def _origin(prefix):
@@ -296,6 +321,8 @@ def matches_nothing(message):
             return False
     elif message.startswith(_ANCHORED_STARTS.get(first, ())):
         return False
+    if first in '[(<.\u2026' and _ELIDED.match(message):
+        return False
     return ' invoked oom' not in message and 'Killed process ' not in message and ' mems_allowed=' not in message
 
 
@@ -312,6 +339,7 @@ def _new_event(line):
         'limit_memcg': None, 'task_memcg': None, 'kernel': None,
         'memcg': None, 'zones': [], 'buddy': [], 'highmem_pages': None,
         'tasks': [], 'victim': None, 'selected': None, 'reaper': None, 'panic': None,
+        'victim_elided': False, 'oom_group': False,
         'complete': False, 'lines': 0,
     })
     event['_tasks_heap'] = []
@@ -328,6 +356,8 @@ class EventParser:
         # older ones go to emit(event), so memory does not grow with the log.
         self.events = []
         self.open = {}
+        # host -> the event whose memory.oom.group kill is still printing its members
+        self.groups = {}
         self.task_top = task_top
         self.emit = emit
         self.window = window
@@ -348,6 +378,10 @@ class EventParser:
             self._seal(event)
 
     def _seal(self, event):
+        if event['victim'] is None and event.pop('_elided', False):
+            # The author cut lines out and no kill line is left: the numbers
+            # still name a cause, but who died is not in the text.
+            event['victim_elided'] = True
         heap = event.pop('_tasks_heap', [])
         event.pop('_task_columns', None)
         event['tasks'] = [row for dummy, dummy2, row in sorted(heap, key=lambda item: (-item[0], item[1]))]
@@ -356,6 +390,7 @@ class EventParser:
         event = self.open.get(line.host)
         if start or event is None:
             self._finish(line.host)
+            self.groups.pop(line.host, None)
             event = _new_event(line)
             self.events.append(event)
             self.open[line.host] = event
@@ -371,6 +406,12 @@ class EventParser:
             event = self.open.get(line.host)
             if event is not None:
                 event['lines'] += 1
+            return
+        if message[0] in '[(<.\u2026' and _ELIDED.match(message):
+            event = self.open.get(line.host)
+            if event is not None:
+                event['lines'] += 1
+                event['_elided'] = True
             return
         # Every pattern below needs a plain substring; test that first.
         match = _INVOKED.match(message) if ' invoked oom' in message else None
@@ -395,6 +436,20 @@ class EventParser:
         if not self._kill_lines(line, message, event):
             self._context_lines(line, message, event)
 
+    def _oom_group(self, line, cgroup, event):
+        """Tasks in /x are going to be killed due to memory.oom.group set."""
+        if event is None:
+            # Normally the selected victim's kill line came first and closed the report.
+            recent = [e for e in self.events[-5:] if e['host'] == line.host]
+            event = recent[-1] if recent else self._current(line, start=True)
+        event['oom_group'] = True
+        event['group_cgroup'] = cgroup
+        event.setdefault('victims', [])
+        if event['victim'] is not None:
+            _add_victim(event, event['victim'])
+        event['lines'] += 1
+        self.groups[line.host] = event
+
     def _open_selection(self, pid):
         for candidate in self.open.values():
             if (candidate.get('selected') or {}).get('pid') == pid and candidate['victim'] is None:
@@ -403,8 +458,12 @@ class EventParser:
 
     # Lines that close (or, rate-limited, stand in for) a report.
     def _kill_lines(self, line, message, event):
-        if 'process' not in message and not message.startswith(('oom_reaper: ', 'Kernel panic')):
+        if 'process' not in message and not message.startswith(('oom_reaper: ', 'Kernel panic', 'Tasks in ')):
             return False
+        match = _OOM_GROUP.match(message) if message.startswith('Tasks in ') else None
+        if match:
+            self._oom_group(line, match.group('cgroup'), event)
+            return True
         match = _SELECT.match(message) if message.startswith(('Out of memory', 'Memory cgroup out')) else None
         if match:
             if event is None or event['victim'] is not None or event['selected'] is not None:
@@ -422,15 +481,17 @@ class EventParser:
                 # A host name on some lines only (seed 003): the selection
                 # line of the same pid, open under another host, is this report.
                 event = self._open_selection(int(match.group('pid')))
+            group = self.groups.get(line.host)
+            if event is None and group is not None:
+                # Another member of a memory.oom.group kill: the same invocation.
+                _add_victim(group, _victim(match))
+                group['lines'] += 1
+                return True
             if event is None or event['victim'] is not None:
                 event = self._current(line, start=True)
-            uid = match.group('uid') or match.group('uid_old') or match.group('uid_mid')
-            event['victim'] = {
-                'pid': int(match.group('pid')), 'comm': match.group('comm'), 'uid': _int_or_none(uid),
-                'total_vm_kb': int(match.group('total_vm')), 'anon_rss_kb': int(match.group('anon')),
-                'file_rss_kb': int(match.group('file')), 'shmem_rss_kb': _int_or_none(match.group('shmem')),
-                'pgtables_kb': _int_or_none(match.group('pgtables')), 'oom_score_adj': _int_or_none(match.group('adj')),
-            }
+            event['victim'] = _victim(match)
+            if event['oom_group']:
+                _add_victim(event, event['victim'])
             if match.group('origin'):
                 event['kill_origin'] = _origin(match.group('origin'))
             if event.get('kill_origin') == 'memcg' and event['constraint'] is None:
@@ -496,6 +557,9 @@ class EventParser:
             else:
                 return False
         event['lines'] += 1
+        if message.startswith('Memory cgroup stats for '):
+            event['_memcg_stats'] = True  # a memcg OOM, even with its other lines cut
+            return True
         if message.startswith('['):  # task tables
             match = _TASK_HEADER.match(message)
             if match:
@@ -624,11 +688,143 @@ def _zone_state(zone):
             'min_kb': zone['min_kb'], 'low_kb': zone['low_kb'], 'high_kb': zone['high_kb']}
 
 
+# Panics that are the OOM's own outcome (vm.panic_on_oom, nothing left to
+# kill); any other ("Attempted to kill init!" after an oom.group kill) is a
+# consequence of the kill, and the numbers still name the cause.
+_OOM_PANIC = re.compile(r'Out of memory|System is deadlocked on memory|panic_on_oom')
+# Migrate types an allocation can take free blocks of: HighAtomic blocks only
+# serve high-order atomic requests, CMA blocks only movable ones, isolated none.
+_USABLE_TYPES = frozenset('UMER')
+
+
+def _report_nodes(event):
+    return set(event.get('_nodes_seen') or ()) | set(z['node'] for z in event['zones'] if z['node'] is not None)
+
+
+def _usable_types(event):
+    flags = set(event.get('gfp_flags') or ())
+    usable = set(_USABLE_TYPES)
+    if flags & set(('__GFP_MOVABLE', 'GFP_HIGHUSER_MOVABLE', 'GFP_MOVABLE_MASK')):
+        usable.add('C')
+    if flags & set(('GFP_ATOMIC', '__GFP_HIGH', '__GFP_ATOMIC')):
+        usable.add('H')
+    return usable
+
+
+def _zone_label(zone):
+    return '%s%s' % ('' if zone['node'] is None else 'Node %d ' % zone['node'], zone['zone'])
+
+
+def _fragmentation(event, order):
+    """('fragmentation', evidence) / ('unknown', reason) / None for an order > 0 request."""
+    zones = event['zones']
+    if not zones:
+        return 'unknown', ('zone watermarks ("Normal free:... min:...") missing: needed to tell fragmentation '
+                           '(order=%d) from exhaustion' % order)
+    usable = _usable_types(event)
+    fragmented = []
+    missing = []
+    above = [z for z in zones if z['free_kb'] >= z['min_kb']]
+    for zone in above:
+        buddy = None
+        for candidate in event['buddy']:
+            if candidate['zone'] == zone['zone'] and candidate['node'] == zone['node']:
+                buddy = candidate
+        if buddy is None or len(buddy['free_blocks']) <= order:
+            missing.append(_zone_label(zone))
+            continue
+        higher = buddy['free_blocks'][order:]
+        if not any(higher):
+            fragmented.append(dict(_zone_state(zone), free_blocks=buddy['free_blocks']))
+            continue
+        types = buddy.get('free_types')
+        if not types:
+            continue  # blocks of that order were free, of types the report does not say
+        kinds = set()
+        for count, letters in zip(higher, types[order:]):
+            if count:
+                kinds.update(letters or '?')  # a count without its letters: assume usable
+        if '?' not in kinds and not kinds & usable:
+            fragmented.append(dict(_zone_state(zone), free_blocks=buddy['free_blocks'], free_types=types,
+                                   only_types_of_order=''.join(sorted(kinds))))
+    if fragmented:
+        return 'fragmentation', {'order': order, 'zones': fragmented}
+    if missing and len(above) == len(zones):
+        # Every zone is above its watermarks, so exhaustion does not explain
+        # the OOM either: without the free blocks per order nothing does.
+        return 'unknown', ('buddy list (free blocks per order) of %s missing: needed to tell fragmentation '
+                           '(order=%d) from exhaustion' % (', '.join(missing), order))
+    return None
+
+
+def _lowmem(event):
+    """('lowmem', evidence) / ('unknown', reason) / None; only for reports of a 32-bit kernel (HighMem)."""
+    zones = event['zones']
+    highmem = [z for z in zones if z['zone'] == 'HighMem']
+    high_buddy = [b for b in event['buddy'] if b['zone'] == 'HighMem']
+    if not (highmem or high_buddy or event.get('highmem_pages')):
+        return None
+    # The kernel's own memory: the Normal zone, or DMA where it spans all
+    # lowmem (32-bit arm: no Normal line of any kind in the report).
+    low = [z for z in zones if z['zone'] == 'Normal']
+    if not low and not any(b['zone'] == 'Normal' for b in event['buddy']):
+        low = [z for z in zones if z['zone'] == 'DMA']
+    if not low:
+        return 'unknown', ('lowmem zone watermarks ("Normal free:... min:... low:...") missing: needed to tell '
+                           'lowmem from host exhaustion on a 32-bit kernel')
+    starved = [z for z in low if z['free_kb'] <= z['low_kb']]
+    if not starved:
+        return None
+    if highmem:
+        high_free_kb = sum(z['free_kb'] for z in highmem)
+        plenty_kb = sum(z['high_kb'] for z in highmem)
+    elif high_buddy:
+        high_free_kb = sum(count * (2 ** order) * PAGE_KB for b in high_buddy
+                           for order, count in enumerate(b['free_blocks']))
+        plenty_kb = sum(z['high_kb'] for z in starved)  # no HighMem watermarks: what lowmem lacks
+    else:
+        return 'unknown', ('HighMem free ("HighMem free:" zone line or its buddy list) missing: needed to tell '
+                           'lowmem from host exhaustion on a 32-bit kernel')
+    if high_free_kb > plenty_kb:
+        return 'lowmem', {'normal_zones': [_zone_state(z) for z in starved], 'highmem_free_kb': high_free_kb,
+                          'highmem_pages': event.get('highmem_pages')}
+    return None
+
+
+def _mempolicy(event, cpuset_restricted):
+    """Before 4.19 no constraint is printed: a nodemask narrower than the
+    machine, no cpuset restriction, its nodes below min while others have
+    plenty.  ('mempolicy', evidence) / ('unknown', reason) / None."""
+    policy = _nodes(event.get('nodemask'))
+    nodes = _report_nodes(event) | _nodes(event.get('mems_allowed')) | set([0])
+    if not policy or not nodes - policy or cpuset_restricted:
+        return None
+    zones = [z for z in event['zones'] if z['node'] is not None]
+    seen = set(z['node'] for z in zones)
+    missing = sorted((policy | nodes) - seen)
+    if missing:
+        return 'unknown', ('zone watermarks of node %s ("Node N Normal free:... min:...") missing: needed to tell '
+                           'a memory policy (nodemask=%s) from exhaustion' % (
+                               ','.join(str(n) for n in missing), event.get('nodemask')))
+    inside = [_zone_state(z) for z in zones if z['node'] in policy]
+    outside = [_zone_state(z) for z in zones if z['node'] not in policy]
+    below = [z for z in inside if z['free_kb'] < z['min_kb']]
+    plenty = [z for z in outside if z['free_kb'] > z['high_kb']]
+    if below and plenty:
+        return 'mempolicy', {'constraint': None, 'nodemask': event.get('nodemask'),
+                             'policy_zones_below_min': below, 'other_zones_free': plenty}
+    return None
+
+
 def classify(event):
-    """(cause, evidence dict, reason) for one event; reason says why when unknown."""
+    """(cause, evidence dict, reason) for one event; reason says why when unknown.
+
+    A rule that needs a number the report lacks (cut, wrapped, elided) gives
+    unknown with the missing field named rather than a guess.
+    """
     evidence = {}
     constraint = event.get('constraint')
-    if event.get('panic'):
+    if event.get('panic') and _OOM_PANIC.search(event['panic']):
         return 'panic', {'panic': event['panic']}, None
     if event.get('order') == -1:
         return 'manual', {'order': -1, 'invoker': (event.get('invoker') or {}).get('comm')}, None
@@ -641,7 +837,11 @@ def classify(event):
             return 'parent_memcg_limit', evidence, None
         return 'memcg_limit', evidence, None
     if constraint == 'CONSTRAINT_MEMORY_POLICY':
-        return 'mempolicy', {'constraint': constraint, 'nodemask': event.get('nodemask')}, None
+        policy = _nodes(event.get('nodemask'))
+        zones = [z for z in event['zones'] if z['node'] is not None]
+        return 'mempolicy', {'constraint': constraint, 'nodemask': event.get('nodemask'),
+                             'policy_zones_below_min': [_zone_state(z) for z in zones if z['node'] in policy
+                                                        and z['free_kb'] < z['min_kb']]}, None
     allowed = _nodes(event.get('mems_allowed'))
     cpuset = event.get('cpuset')
     # Before 4.19 no constraint is printed: a cpuset squeeze shows as a
@@ -653,31 +853,22 @@ def classify(event):
         allowed_zones = [_zone_state(z) for z in event['zones'] if z['node'] in allowed]
         return 'numa_node', {'constraint': constraint, 'cpuset': cpuset, 'mems_allowed': event.get('mems_allowed'),
                              'allowed_zones_below_min': [z for z in allowed_zones if z['free_kb'] < z['min_kb']]}, None
-    zones = event['zones']
-    highmem = [z for z in zones if z['zone'] == 'HighMem']
-    normal = [z for z in zones if z['zone'] == 'Normal']
-    if (highmem or event.get('highmem_pages')) and normal:
-        starved = [z for z in normal if z['free_kb'] <= z['low_kb']]
-        high_free_kb = sum(z['free_kb'] for z in highmem) or sum(
-            count * (2 ** order) * PAGE_KB for b in event['buddy'] if b['zone'] == 'HighMem'
-            for order, count in enumerate(b['free_blocks']))
-        if starved and (not highmem or high_free_kb > sum(z['high_kb'] for z in highmem)):
-            return 'lowmem', {'normal_zones': [_zone_state(z) for z in starved], 'highmem_free_kb': high_free_kb,
-                              'highmem_pages': event.get('highmem_pages')}, None
-    order = event.get('order')
-    if order and order > 0 and zones:
-        fragmented = []
-        for zone in zones:
-            if zone['free_kb'] < zone['min_kb']:
-                continue
-            for buddy in event['buddy']:
-                if buddy['zone'] == zone['zone'] and buddy['node'] == zone['node']:
-                    if not any(buddy['free_blocks'][order:]):
-                        fragmented.append(dict(_zone_state(zone), free_blocks=buddy['free_blocks']))
-        if fragmented:
-            return 'fragmentation', {'order': order, 'zones': fragmented}, None
     kill_global = event.get('kill_origin') == 'global'
-    if constraint == 'CONSTRAINT_NONE' or event.get('limit_of_host') or (constraint is None and kill_global):
+    host_wide = constraint == 'CONSTRAINT_NONE' or event.get('limit_of_host') or (constraint is None and kill_global)
+    if constraint is None:
+        found = _mempolicy(event, restricted)
+        if found and (found[0] == 'mempolicy' or host_wide):
+            return (found[0], found[1], None) if found[0] == 'mempolicy' else ('unknown', {}, found[1])
+    found = _lowmem(event)
+    if found and (found[0] == 'lowmem' or host_wide):
+        return (found[0], found[1], None) if found[0] == 'lowmem' else ('unknown', {}, found[1])
+    order = event.get('order')
+    if order and order > 0:
+        found = _fragmentation(event, order)
+        if found and (found[0] == 'fragmentation' or host_wide):
+            return (found[0], found[1], None) if found[0] == 'fragmentation' else ('unknown', {}, found[1])
+    zones = event['zones']
+    if host_wide:
         below = [_zone_state(z) for z in zones if z['free_kb'] < z['min_kb']]
         evidence = {'constraint': constraint or ('limit of host' if event.get('limit_of_host') else None)}
         if below:
@@ -687,6 +878,14 @@ def classify(event):
             # (not "Memory cgroup out of memory") is a host-wide OOM.
             evidence['kill_line'] = 'Out of memory (not a memory cgroup)'
         return 'host', evidence, None
+    below = [_zone_state(z) for z in zones if z['free_kb'] < z['min_kb']]
+    if below and constraint is None and event['invoker'] is not None and not (
+            event.get('memcg') or task or event.get('_memcg_stats')):
+        # No kill line (elided, cut) and no constraint, but the numbers: a
+        # global show_mem with a zone below min, and the invoked line ruled
+        # out a cpuset or memory policy above (a memcg OOM prints no zones).
+        return 'host', {'constraint': None, 'zones_below_min': below,
+                        'kill_line': 'missing; read from the zone watermarks'}, None
     return 'unknown', {}, 'no constraint, memcg or kill line in the report'
 
 
@@ -860,8 +1059,12 @@ def _show_mem_line(event, message):
     match = _BUDDY.match(message) if '*' in message else None
     if match:
         blocks = _BUDDY_BLOCK.findall(match.group('blocks'))
-        event['buddy'].append({'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
-                               'free_blocks': [int(count) for count, dummy in blocks]})
+        buddy = {'node': _int_or_none(match.group('node')), 'zone': match.group('zone'),
+                 'free_blocks': [int(count) for count, dummy, dummy2 in blocks]}
+        if '(' in match.group('blocks'):
+            # Per order, the migrate types with free blocks (U, M, E, H HighAtomic, C CMA, I isolate).
+            buddy['free_types'] = [types for dummy, dummy2, types in blocks]
+        event['buddy'].append(buddy)
         return
     match = _HIGHMEM_PAGES.match(message) if ' pages HighMem' in message else None
     if match:

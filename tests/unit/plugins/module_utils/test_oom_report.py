@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import random
+import re
 import tracemalloc
 
 import pytest
@@ -335,3 +336,250 @@ def test_printk_caller_id_and_oom_kill_line_without_cpuset_fields():
     assert event['victim']['pid'] == 737 and event['victim']['pgtables_kb'] == 421888
     assert event['reaper']['reaped'] and event['reaper']['anon_rss_kb'] == 0
     assert event['cause'] == 'manual'
+
+
+# -- causes from partial numbers, elided kill lines, memory.oom.group -----------
+
+GROUP_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'oom_group')
+
+
+def _lines(rel):
+    with open(os.path.join(CORPUS, rel)) as handle:
+        return handle.read().splitlines()
+
+
+def _one(lines, year=2021):
+    events = oom_report.finish(oom_scan.parse_text('\n'.join(lines) + '\n', year=year))
+    assert len(events) == 1, [e['cause'] for e in events]
+    return events[0]
+
+
+def _report(rel, first, last):
+    """Lines of one report of a corpus file: from the line holding `first` to the one holding `last`."""
+    lines = _lines(rel)
+    start = next(i for i, line in enumerate(lines) if first in line)
+    end = next(i for i in range(start, len(lines)) if last in lines[i])
+    return lines[start:end + 1]
+
+
+def _feed(lines):
+    """The parser alone, line by line (what oom_scan hands it inside a report window)."""
+    parser = oom_report.EventParser()
+    for raw in lines:
+        line = oom_report.split_prefix(raw)
+        if line is not None:
+            parser.feed(line)
+    return oom_report.finish(parser.close())
+
+
+@pytest.mark.parametrize('marker', ['[...]', '...', '(snipped)', '(...snipped...)', '[ snip ]', '<snip>'])
+def test_elided_kill_lines_keep_the_cause_from_the_numbers(marker):
+    # seed 004 (32-bit lowmem) with the author's cut where its two kill lines were.
+    lines = []
+    for line in _lines('seeds/seed004-3.2.59-32bit-lowmem.txt'):
+        if 'Kill process' in line:
+            lines.append(marker)
+        elif 'Killed process' not in line:
+            lines.append(line)
+    event = _one(lines)
+    assert (event['cause'], event['victim'], event['victim_elided'], event['complete']) == ('lowmem', None, True, False)
+    assert event['evidence']['highmem_free_kb'] == 561924
+
+
+def test_elided_kill_and_constraint_lines_host_from_the_zones():
+    # The 6.1 host OOM of the generated cgroupv2 capture: its oom-kill and kill
+    # lines cut by the author, DMA32 free 44192 < min 44300 remains.
+    rel = 'generated/debian12-6.1-cgroupv2-mixed/dmesg.txt'
+    report = _report(rel, '292.463238', 'Killed process 516')
+    cut = [line for line in report if 'oom-kill:' not in line and 'Killed process' not in line] + ['[...]']
+    event = _one(cut)
+    assert (event['cause'], event['victim'], event['victim_elided']) == ('host', None, True)
+    assert event['evidence']['zones_below_min'][0]['zone'] == 'DMA32'
+    assert event['evidence']['zones_below_min'][0]['free_kb'] == 44192
+    # The same report whole: the victim is there and nothing is flagged.
+    whole = _one(report)
+    assert (whole['cause'], whole['victim']['pid'], whole['victim_elided']) == ('host', 516, False)
+
+
+def test_report_without_elision_marker_is_not_flagged():
+    event = _one(_lines('seeds/seed000-fragmentation-order3.txt'))
+    assert (event['cause'], event['victim'], event['victim_elided']) == ('fragmentation', None, False)
+
+
+def test_lowmem_needs_the_normal_zone_line():
+    lines = [line for line in _lines('seeds/seed004-3.2.59-32bit-lowmem.txt') if ' Normal free:' not in line]
+    event = _one(lines)
+    assert event['cause'] == 'unknown'
+    assert 'Normal free:' in event['unknown_reason'] and 'lowmem' in event['unknown_reason']
+
+
+def test_lowmem_needs_the_highmem_free():
+    # Only "8422402 pages HighMem" (a total, not what is free) is left.
+    lines = [line for line in _lines('seeds/seed004-3.2.59-32bit-lowmem.txt')
+             if ' HighMem free:' not in line and ' HighMem: ' not in line]
+    event = _one(lines)
+    assert event['highmem_pages'] == 8422402
+    assert event['cause'] == 'unknown'
+    assert 'HighMem free' in event['unknown_reason']
+
+
+def test_fragmentation_buddy_lists_read_the_migrate_types():
+    event = _one(_lines('seeds/seed000-fragmentation-order3.txt'))
+    assert event['buddy'][0]['free_types'][:4] == ['UME', 'UME', 'UME', 'M']
+    assert event['evidence']['zones'][0]['free_blocks'][3:] == [0] * 8
+
+
+def _order3_with_blocks(letters, gfp=None):
+    """Seed 000's order-3 report, with free order-3+ blocks of the given migrate types."""
+    lines = []
+    for line in _lines('seeds/seed000-fragmentation-order3.txt'):
+        if 'Normal: ' in line:
+            line = line.replace('0*32kB (M) 0*64kB', '4*32kB (%s) 2*64kB (%s)' % (letters, letters))
+        if gfp and 'invoked oom-killer' in line:
+            line = line.replace('(GFP_KERNEL)', '(%s)' % gfp)
+        lines.append(line)
+    return _one(lines)
+
+
+@pytest.mark.parametrize('letters, gfp, cause', [
+    ('C', None, 'fragmentation'),  # only CMA blocks: a kernel allocation cannot take them
+    ('H', None, 'fragmentation'),  # only HighAtomic reserve blocks
+    ('CH', None, 'fragmentation'),
+    ('C', 'GFP_HIGHUSER_MOVABLE', 'host'),  # a movable allocation may use CMA: not fragmentation
+    ('UM', None, 'host'),  # usable blocks of that order were free: the zones decide
+])
+def test_fragmentation_when_only_cma_or_highatomic_blocks_are_free(letters, gfp, cause):
+    event = _order3_with_blocks(letters, gfp)
+    assert event['cause'] == cause
+    if cause == 'fragmentation':
+        assert event['evidence']['zones'][0]['only_types_of_order'] == ''.join(sorted(letters))
+
+
+def test_fragmentation_needs_the_buddy_list():
+    # order=3, the Normal zone above its watermarks, its buddy list cut: no guess.
+    lines = [line for line in _lines('seeds/seed000-fragmentation-order3.txt') if 'Normal: ' not in line]
+    event = _one(lines)
+    assert event['cause'] == 'unknown'
+    assert 'buddy list' in event['unknown_reason'] and 'Node 0 Normal' in event['unknown_reason']
+    assert 'order=3' in event['unknown_reason']
+
+
+NUMA = 'generated/debian12-6.1-numa-mixed/dmesg.txt'
+
+
+def _pre_419_mempolicy(extra_zone=None):
+    """The numactl --membind=1 OOM of the generated NUMA capture as a 4.8-4.18
+    kernel prints it: nodemask in the invoked line, no oom-kill line."""
+    lines = []
+    for line in _report(NUMA, '351.351150', 'Killed process 648'):
+        if 'oom-kill:' in line:
+            continue
+        if 'invoked oom-killer' in line:
+            line = line.replace('), order=0', '), nodemask=1, order=0')
+        lines.append(line)
+        if extra_zone and ' Node 1 DMA32 free:' in line:
+            lines.append(extra_zone)
+    return _one(lines)
+
+
+def test_mempolicy_before_419_needs_the_other_nodes():
+    # show_mem printed node 1 only: whether node 0 had room is not in the report.
+    event = _pre_419_mempolicy()
+    assert (event['constraint'], event['nodemask']) == (None, '1')
+    assert event['cause'] == 'unknown'
+    assert 'node 0' in event['unknown_reason'] and 'nodemask=1' in event['unknown_reason']
+
+
+def test_mempolicy_before_419_from_the_per_node_free():
+    # Node 0's zone line of the same VM family (the cgroupv2 capture) added: plenty free.
+    node0 = next(line for line in _lines('generated/debian12-6.1-cgroupv2-mixed/dmesg.txt')
+                 if 'Node 0 DMA32 free:740312kB' in line)
+    event = _pre_419_mempolicy(node0)
+    assert event['cause'] == 'mempolicy'
+    assert [z['node'] for z in event['evidence']['policy_zones_below_min']] == [1]
+    assert event['evidence']['other_zones_free'][0]['free_kb'] == 740312
+
+
+def test_mempolicy_constraint_names_the_zones_below_min():
+    events = _parse(NUMA, 2021)
+    assert events[1]['cause'] == 'mempolicy'
+    assert events[1]['evidence']['policy_zones_below_min'][0]['free_kb'] == 31884
+
+
+GROUP_REPORT = '5.0-next-lkml-memcg-v2-oom-group-kills-init-panic.txt'
+
+
+def _group_lines():
+    with open(os.path.join(GROUP_DIR, GROUP_REPORT)) as handle:
+        return handle.read().splitlines()
+
+
+def test_oom_group_kill_is_one_event_with_all_victims():
+    events = _feed(_group_lines())
+    assert len(events) == 1
+    event = events[0]
+    assert (event['oom_group'], event['group_cgroup']) == (True, '/test1')
+    assert event['victim']['pid'] == 9188  # the selected one, killed first
+    pids = [v['pid'] for v in event['victims']]
+    assert pids == [9188, 1, 9182, 9183, 9184, 9185, 9186, 9187, 9189, 9190, 9191, 9192]
+    assert event['victims'][1]['comm'] == 'systemd'
+    assert event['reaper']['reaped'] is True
+    # The panic is init's death from the group kill, not vm.panic_on_oom: the
+    # cause stays the memcg limit (the 5.0-rc kernel printed CONSTRAINT_NONE
+    # with oom_memcg=/test1).
+    assert event['panic'].startswith('Attempted to kill init!')
+    assert event['cause'] == 'memcg_limit'
+    sink = oom_report.EventSink(min_kills=1)
+    sink.add(event)
+    assert sink.summary()['events'] == 1
+    assert oom_report.kill_loops(events, min_kills=1) == []
+
+
+def test_oom_group_counts_once_in_kill_loops():
+    # Three oom.group invocations of the report in a row (pids moved on): three
+    # kills of a.out for the loop detector, not 36.
+    lines = _group_lines()
+    report = lines[:lines.index(next(l for l in lines if 'abrt-hook-ccpp' in l))]
+    runs = []
+    for run in range(3):
+        # New pids each time (9188 -> 19188, 29188, ...), as a restarted service would have.
+        runs.extend(re.sub(r'(process |pid=)9(\d{3})\b', r'\g<1>%d9\2' % (run + 1), line) for line in report)
+    events = _feed(runs)
+    assert len(events) == 3
+    assert all(e['oom_group'] and len(e['victims']) == 12 for e in events)
+    assert [e['victim']['pid'] for e in events] == [19188, 29188, 39188]
+    loops = oom_report.kill_loops(events, min_kills=3)
+    assert [(loop['comm'], loop['kills'], loop['distinct_pids']) for loop in loops] == [('a.out', 3, 3)]
+    assert oom_report.summarize(events)['by_victim'] == {'a.out': 3}
+
+
+def test_oom_group_member_printed_twice_is_one_victim():
+    # The kernel's group scan may print the selected victim again (seen on
+    # AKS): one victim, and the following report is its own event.
+    lines = _group_lines()
+    at = lines.index(next(l for l in lines if 'Tasks in /test1' in l))
+    twice = lines[:at + 1] + [lines[at - 1]] + lines[at + 1:]
+    event = _feed(twice)[0]
+    assert [v['pid'] for v in event['victims']].count(9188) == 1
+    again = _feed(twice + lines[:at])
+    assert len(again) == 2 and again[1]['oom_group'] is False and 'victims' not in again[1]
+
+
+def test_oom_group_line_before_the_kills():
+    # Excerpts quoted in articles put the group line first; the first kill is the victim.
+    lines = _group_lines()
+    group = next(l for l in lines if 'Tasks in /test1' in l)
+    moved = [l for l in lines if l != group]
+    at = moved.index(next(l for l in moved if 'Killed process 9188' in l))
+    moved.insert(at, group)
+    event = _feed(moved)[0]
+    assert event['victim']['pid'] == 9188 and len(event['victims']) == 12
+
+
+def test_memcg_stats_line_keeps_a_cut_memcg_report_from_host():
+    # A memcg OOM has no zone lines; its "Memory cgroup stats" line alone is
+    # enough to never call a cut report host-wide.
+    lines = [l for l in _group_lines()
+             if 'oom-kill:' not in l and 'Killed process' not in l and 'Tasks in' not in l]
+    event = _feed(lines)[0]
+    assert event['cause'] != 'host'
