@@ -174,6 +174,13 @@ def _kill_line(event):
             size = ', anon-rss %s' % _size_kb(victim['anon_rss_kb'])
         who = '%s (pid %s%s) killed' % (_cut_middle(victim.get('comm') or 'unknown', 40),
                                         victim.get('pid', 'unknown'), size)
+        others = len(event.get('victims') or ()) - 1
+        if event.get('oom_group') and others > 0:
+            # One invocation killed the whole cgroup: say how many, not each.
+            who += ' with %s of %s (memory.oom.group)' % (
+                _plural(others, 'other task'), _path(event.get('group_cgroup') or 'its cgroup'))
+    elif event.get('victim_elided'):
+        who = 'victim not in the log (its kill lines were cut out)'
     else:
         who = 'no victim in the log'
     where = ''
