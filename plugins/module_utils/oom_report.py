@@ -484,6 +484,8 @@ class EventParser:
             group = self.groups.get(line.host)
             if event is None and group is not None:
                 # Another member of a memory.oom.group kill: the same invocation.
+                # (A next OOM, even rate-limited, prints its oom-kill: line
+                # first on 4.19+, where oom.group exists; that line ends the group.)
                 _add_victim(group, _victim(match))
                 group['lines'] += 1
                 return True

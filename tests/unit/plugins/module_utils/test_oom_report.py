@@ -583,3 +583,16 @@ def test_memcg_stats_line_keeps_a_cut_memcg_report_from_host():
              if 'oom-kill:' not in l and 'Killed process' not in l and 'Tasks in' not in l]
     event = _feed(lines)[0]
     assert event['cause'] != 'host'
+
+
+def test_oom_group_ends_at_the_next_invocations_oom_kill_line():
+    # A rate-limited next OOM prints no header, but 4.19+ always print its
+    # oom-kill line before the kill: that starts a new event, not a member.
+    lines = _group_lines()
+    oom_kill = next(l for l in lines if 'oom-kill:constraint' in l)
+    killed = next(l for l in lines if 'Killed process 9192' in l)
+    nxt = [oom_kill.replace('pid=9188', 'pid=9300'), killed.replace('9192', '9300')]
+    events = _feed(lines + nxt)
+    assert len(events) == 2
+    assert len(events[0]['victims']) == 12
+    assert (events[1]['victim']['pid'], events[1]['oom_group'], events[1]['cause']) == (9300, False, 'memcg_limit')
