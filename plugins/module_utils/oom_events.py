@@ -229,6 +229,10 @@ def _kmsg_batches(fd, path):
 def read_journal(scanner, journalctl, since_epoch=None, budget=None):
     """Kernel messages of every boot the journal keeps, streamed (within budget)."""
     budget = budget or ReadBudget()
+    # short-iso, not -o export/json: those keep _BOOT_ID and microseconds,
+    # but each entry must then be parsed in Python (~0.1 M entries/s, five
+    # times the bytes), where short-iso lines are only searched for markers
+    # (millions of lines/s); see docs/events.md "journald exports".
     argv = [journalctl, '_TRANSPORT=kernel', '-o', 'short-iso', '--no-pager', '-q']
     if since_epoch is not None:
         argv.append('--since=@%d' % int(since_epoch))
@@ -438,6 +442,9 @@ def read_file(scanner, path, sink=None, budget=None):
     is read by StreamScanner.scan_file, in parallel when large, and counted
     against the budget by its size; sink is the EventSink the scanner's
     parser emits to, if any.  A gzip file is counted by what it inflates to.
+    A journald export (json, export, verbose...: _journal_export.detect on
+    its first bytes, decompressed) is streamed through _journal_export,
+    which gives the scanner its kernel entries as short-iso lines.
     """
     budget = budget or ReadBudget()
     scanner.deadline = budget.deadline
