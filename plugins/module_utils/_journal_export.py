@@ -28,6 +28,7 @@ HEAD_BYTES = 16 << 10
 _HEAD_LINES = 16
 # journalctl's "-- Journal begins at ... --", "-- Boot <id> --", "-- No entries --".
 _MARKER = b'-- '
+_JOURNAL_KEY = re.compile(rb'"(?:__CURSOR|__REALTIME_TIMESTAMP|_TRANSPORT|_BOOT_ID|SYSLOG_IDENTIFIER|MESSAGE)" ?:')
 _FIELD_NAME = re.compile(rb'^[A-Z_][A-Z0-9_]*$')
 _EXPORT_TEXT = re.compile(rb'^[A-Z_][A-Z0-9_]*=')
 # verbose header: "Mon 2026-11-23 01:45:13.694039 UTC [s=...;i=...;b=...;m=...;t=...;x=...]"
@@ -51,15 +52,18 @@ def _head_lines(head):
 def detect(head):
     """The journalctl output format of a text starting with head (bytes), or
     None for a log oom_scan reads as it is (dmesg, kmsg, syslog, short-iso...)."""
+    # Other programs' JSON lines (a container runtime's, a log shipper's) are
+    # logs to read as they are: a journald entry names its own fields.
+    journald_json = _JOURNAL_KEY.search(head) is not None
     if head.startswith(b'\x1e'):
-        return 'json-seq'
+        return 'json-seq' if journald_json else None
     lines = _head_lines(head)
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:
         return None
     first = lines[0]
-    if first.startswith(b'{'):
+    if first.startswith(b'{') and journald_json:
         return 'json' if first.rstrip().endswith(b'}') else 'json-pretty'
     if _VERBOSE_HEAD.match(first):
         return 'verbose'

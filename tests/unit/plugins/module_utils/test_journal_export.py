@@ -81,6 +81,15 @@ def test_other_logs_are_not_taken_for_exports(name):
         assert _journal_export.detect(handle.read(_journal_export.HEAD_BYTES)) is None
 
 
+def test_json_lines_of_other_programs_are_read_as_logs(tmp_path):
+    # a container runtime's json-file log: no journald field, so not an export
+    with open(DMESG, encoding='utf-8') as handle:
+        rows = [json.dumps({'log': line, 'stream': 'stdout', 'time': '2026-11-23T01:46:01Z'}) for line in handle]
+    data = '\n'.join(rows).encode()
+    assert _journal_export.detect(data[:_journal_export.HEAD_BYTES]) is None
+    assert _journal_export.detect(b'\x1e' + data[:1000]) is None
+
+
 def test_a_gzip_export_is_detected_after_decompression(tmp_path):
     with open(export_path('export'), 'rb') as handle:
         (tmp_path / 'boot.export.gz').write_bytes(gzip.compress(handle.read()))
