@@ -12,7 +12,9 @@ description:
   - Reads kernel OOM-killer reports from the kernel ring buffer (C(dmesg), read from C(/dev/kmsg)),
     from the systemd journal (kernel messages of every boot it keeps), or from log files (plain or
     gzip-rotated; syslog RFC 3164 and RFC 5424, journald C(short), C(short-precise) and C(short-iso),
-    raw C(dmesg), C(dmesg -T), C(/dev/kmsg) records, rsyslog C(#012) escapes, several hosts in one file).
+    raw C(dmesg), C(dmesg -T), C(/dev/kmsg) records, rsyslog C(#012) escapes, several hosts in one file),
+    and journald exports (C(journalctl -o) C(json), C(json-seq), C(json-pretty), C(verbose), C(export),
+    C(short-monotonic), C(short-full), C(cat)).
   - Turns each report into an event (time, invoking task, gfp_mask, order, constraint, memory cgroups,
     victim, zones and buddy lists, the biggest tasks, oom_reaper outcome, panic) and names its cause -
     C(memcg_limit), C(parent_memcg_limit), C(host), C(numa_node), C(mempolicy), C(fragmentation),
@@ -47,6 +49,12 @@ options:
     description:
       - Log files to read, or glob patterns, as absolute paths (a relative one is refused, the module's working
         directory on the managed host is a temporary one). Gzip files are recognised by their content.
+      - A journald export (C(journalctl -o json), C(json-seq), C(json-pretty), C(verbose), C(export),
+        C(short-monotonic), C(short-full), C(cat)) is recognised by its first bytes, not its name, and read by field -
+        only kernel entries (C(_TRANSPORT=kernel), or C(SYSLOG_IDENTIFIER=kernel) in an export without
+        C(_TRANSPORT)), their C(MESSAGE) (also a binary one), time from C(__REALTIME_TIMESTAMP), host from
+        C(_HOSTNAME), seconds since boot from C(_SOURCE_MONOTONIC_TIMESTAMP). Entries longer than 64 KiB are
+        skipped with a note, like long lines.
       - Only regular files are read (a link to one is fine). A directory, device, FIFO or socket is refused before
         it is opened, also when a glob matches it; for the kernel ring buffer (C(/dev/kmsg)) use O(sources=[dmesg]).
       - A glob that matches nothing is refused.
@@ -111,6 +119,11 @@ notes:
   - Plain (not gzip) files of 16 MiB or more are searched and parsed by forked worker processes, one per CPU
     the module may use (at most 16); a worker that fails has its part redone by the module. Memory stays flat
     in the size of the logs read.
+  - A journald export is read sequentially (never by the workers) and parsed entry by entry, about 100000 entries
+    a second; its C(_BOOT_ID) is read but not yet part of an event.
+  - The V(journal) source reads C(journalctl -o short-iso), not an export; the kernel lines of every boot are
+    searched for markers at millions of lines a second, where reading an export field by field takes about 50
+    times longer, for five times the bytes.
 '''
 
 EXAMPLES = r'''
