@@ -26,6 +26,9 @@ with open(os.path.join(CORPUS, 'expected.yml')) as _handle:
     EXPECTED = yaml.safe_load(_handle)
 UNSUPPORTED = EXPECTED.pop('_unsupported', {})
 DIRECTORIES = EXPECTED.pop('_directories', {})
+# Files whose hand-read expectations wait for a parser feature still on another branch
+# (carrier, journal, causes, oom_group): skipped, naming the need, until it is merged.
+PENDING = EXPECTED.pop('_pending', {})
 
 
 def _corpus_files():
@@ -55,8 +58,14 @@ def _parse(rel, year=None):
     return oom_report.finish(scanner.parser.close())
 
 
-@pytest.mark.parametrize('rel', sorted(EXPECTED))
+def _skip_if_pending(rel):
+    if rel in PENDING:
+        pytest.skip('pending %s: %s' % (PENDING[rel]['needs'], PENDING[rel]['why']))
+
+
+@pytest.mark.parametrize('rel', sorted(EXPECTED) + sorted(PENDING))
 def test_expected_events(rel):
+    _skip_if_pending(rel)
     spec = EXPECTED[rel]
     events = _parse(rel, spec.get('year', 2021))
     assert len(events) == spec.get('count', len(spec['events'])), [e['cause'] for e in events]
@@ -71,6 +80,21 @@ def test_expected_events(rel):
     for loop, wanted in zip(loops, wanted_loops):
         for key, value in wanted.items():
             assert loop[key] == value
+
+
+PENDING_NEEDS = ('carrier', 'journal', 'causes', 'oom_group')
+
+
+@pytest.mark.parametrize('rel', sorted(PENDING))
+def test_pending_entries_are_complete(rel):
+    """A pending file exists, names what it waits for, and carries a whole hand-read entry."""
+    entry = PENDING[rel]
+    needs = entry['needs'] if isinstance(entry['needs'], list) else [entry['needs']]
+    assert needs and all(need in PENDING_NEEDS for need in needs), needs
+    assert entry['why'].strip()
+    assert entry['expected']['events'], rel
+    assert rel not in EXPECTED and rel not in UNSUPPORTED
+    assert os.path.isfile(os.path.join(CORPUS, rel))
 
 
 # Lines that only an OOM report prints: a file holding one must give an event.
@@ -91,6 +115,7 @@ def test_every_corpus_file_parses(rel):
     events = _parse(rel)
     if rel in UNSUPPORTED:
         pytest.skip('not supported: %s' % UNSUPPORTED[rel])
+    _skip_if_pending(rel)
     if any(marker in _raw_text(rel) for marker in REPORT_MARKERS):
         assert events, '%s holds OOM report lines but no event was found' % rel
     for event in events:
