@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The carrier layer: real reports re-rendered as mail, quotes, pagers and consoles give the same events."""
+
+import os
+import textwrap
+
+import pytest
+
+from ansible_collections.oomguard.linux.plugins.module_utils import _carrier, oom_report, oom_scan
+
+CORPUS = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'unit', 'fixtures', 'oom_reports')
+GENERATED = os.path.join(CORPUS, 'generated')
+CLEAN = sorted(os.path.join(GENERATED, name, kind) for name in os.listdir(GENERATED)
+               for kind in ('dmesg.txt', 'kern.log') if os.path.exists(os.path.join(GENERATED, name, kind)))
+
+
+def _text(path):
+    with open(path, encoding='utf-8') as handle:
+        return handle.read()
+
+
+def _events(text):
+    return oom_report.finish(oom_scan.parse_text(text, year=2024))
+
+
+def _shape(events):
+    return [(event['cause'], (event['victim'] or {}).get('pid'), (event['victim'] or {}).get('comm'))
+            for event in events]
+
+
+# -- carriers, rendered by the test from the clean captures -----------------------
+
+def _wrap(text, *widths):
+    """A mail client's hard wrap at each width in turn (at spaces; longer words cut)."""
+    for width in widths:
+        lines = []
+        for line in text.split('\n'):
+            lines.extend(textwrap.wrap(line, width, break_on_hyphens=False, drop_whitespace=True) or [''])
+        text = '\n'.join(lines)
+    return text
+
+
+def _quote(text, marker):
+    return '\n'.join(marker + line if line else marker.rstrip() for line in text.split('\n'))
+
+
+def _pager(text, width=80):
+    """less -S: a line longer than the screen is cut and ends in '>'."""
+    return '\n'.join(line[:width - 1] + '>' if len(line) > width else line for line in text.split('\n'))
+
+
+def _interleaved(text):
+    """A console: harness lines, trim markers and mkfs progress between the kernel's."""
+    noise = ['# ok 6 memcg_stress_test', '<trim>', 'Writing inode tables: done', '# not ok 7 skipped']
+    out = []
+    for number, line in enumerate(text.split('\n')):
+        out.append(line)
+        if number % 7 == 3:
+            out.append(noise[number % len(noise)])
+    return '\n'.join(out)
+
+
+CARRIERS = {
+    'wrapped-72': lambda text: _wrap(text, 72),
+    'wrapped-100-then-72': lambda text: _wrap(text, 100, 72),
+    'quoted-once': lambda text: _quote(text, '> '),
+    'quoted-twice': lambda text: _quote(text, '> > '),
+    'quoted-twice-tight': lambda text: _quote(text, '>> '),
+    'quoted-bare': lambda text: _quote(text, '>'),
+    'quoted-and-wrapped': lambda text: _quote(_wrap(text, 72), '> '),
+    'interleaved': _interleaved,
+}
+
+
+@pytest.mark.parametrize('carrier', sorted(CARRIERS))
+@pytest.mark.parametrize('path', CLEAN, ids=lambda path: os.path.relpath(path, GENERATED))
+def test_a_carrier_gives_the_same_causes_and_victims(path, carrier):
+    clean = _text(path)
+    expected = _events(clean)
+    assert expected and all(not event['carrier_repairs'] for event in expected)
+    events = _events(CARRIERS[carrier](clean))
+    assert _shape(events) == _shape(expected)
+    assert all(event['carrier_repairs'] for event in events)
+
+
+@pytest.mark.parametrize('path', CLEAN, ids=lambda path: os.path.relpath(path, GENERATED))
+def test_pager_cut_keeps_the_causes_and_names_what_was_lost(path):
+    expected = _events(_text(path))
+    events = _events(_pager(_text(path)))
+    assert len(events) == len(expected)
+    for event, clean in zip(events, expected):
+        notes = event['carrier_repairs']
+        assert any(note.startswith('pager cut: ') for note in notes), notes
+        if clean['cause'] == 'parent_memcg_limit':
+            # The parent's name (oom_memcg=) is past column 80: a memory cgroup, which one is lost.
+            assert event['cause'] == 'memcg_limit'
+            assert 'pager cut: oom-kill line after ' in ' '.join(notes)
+        else:
+            assert event['cause'] == clean['cause']
+        if event['victim'] is not None:
+            assert (event['victim']['pid'], event['victim']['comm']) == (clean['victim']['pid'], clean['victim']['comm'])
+        else:
+            assert any(note.startswith('pager cut: kill line after ') for note in notes), notes
+
+
+def test_pager_cut_dmesg_keeps_every_victim():
+    """At 80 columns a dmesg kill line keeps its pid and comm; the sizes are named as lost."""
+    path = os.path.join(GENERATED, 'debian12-6.1-cgroupv2-mixed', 'dmesg.txt')
+    events = _events(_pager(_text(path)))
+    assert all(event['victim'] for event in events if event['cause'] != 'manual')
+    assert any('pager cut: kill line after comm' in event['carrier_repairs'] for event in events)
+
+
+def test_quoted_dmesg_T_then_raw_dmesg_of_the_same_oom_is_one_event_per_report():
+    """A mail quoting `dmesg -T`, then the raw dmesg of the same OOMs: timestamps go back, nothing is doubled or lost."""
+    directory = os.path.join(GENERATED, 'debian12-6.1-memcg_v1')
+    raw = _text(os.path.join(directory, 'dmesg.txt'))
+    human = _text(os.path.join(directory, 'dmesg-T.txt'))
+    text = _quote(human, '> ') + '\nThe same OOM in the raw dmesg:\n\n' + raw
+    expected = _events(raw)
+    events = _events(text)
+    assert _shape(events) == _shape(expected)
+    for event in events:
+        assert 'duplicate copy' in event['carrier_repairs']
+        assert event['timestamp'] and event['uptime_s'] is not None  # one from each copy
+
+
+def test_two_real_kills_of_the_same_victim_stay_two_events():
+    """sysrq f twice, the same child killed: same pid and sizes, different times: not a copy."""
+    events = _events(_quote(_text(os.path.join(CORPUS, 'public',
+                                               '4.4-next-sysrq-f-order-minus1-same-child-kill-loop-lkml.txt')), '> '))
+    assert len(events) == 5
+    assert not any('duplicate copy' in event['carrier_repairs'] for event in events)
+
+
+# -- each rule on small real excerpts ------------------------------------------------
+
+# From generated/debian12-6.1-cgroupv2-mixed/dmesg.txt (lines 604-605).
+OOM_KILL = ('[   81.420460] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,'
+            'oom_memcg=/system.slice/oomgen-memcg-v2.service,task_memcg=/system.slice/oomgen-memcg-v2.service,'
+            'task=memhog,pid=369,uid=0')
+KILLED = ('[   81.427223] Memory cgroup out of memory: Killed process 369 (memhog) total-vm:79500kB, '
+          'anon-rss:65036kB, file-rss:2356kB, shmem-rss:0kB, UID:0 pgtables:192kB oom_score_adj:0')
+
+
+def test_unquote_keeps_the_rest_byte_exact():
+    lines, repairs = _carrier.repair('> > ' + KILLED + '\n>> ' + OOM_KILL + '\n>' + KILLED)
+    assert [line for line, cut in lines] == [KILLED, OOM_KILL, KILLED]
+    assert repairs == ['unquoted 2 levels']
+
+
+def test_kill_line_cut_mid_field_is_glued_without_a_space():
+    head, tail = OOM_KILL.split('pid=3', 1)
+    lines, repairs = _carrier.repair(head + 'pid=3\n' + '69,uid=0\n' + KILLED)
+    assert [line for line, cut in lines] == [OOM_KILL, KILLED]
+    assert repairs == ['rejoined 1 wrapped line'] and tail == '69,uid=0'
+
+
+def test_wrapped_kill_line_is_rejoined_with_its_space():
+    wrapped = textwrap.wrap(KILLED, 72)
+    assert len(wrapped) == 3
+    lines, repairs = _carrier.repair('\n'.join(wrapped))
+    assert [line for line, cut in lines] == [KILLED]
+    assert repairs == ['rejoined 2 wrapped lines']
+
+
+def test_unrelated_lines_are_not_glued():
+    """Prose after a quoted block, a harness line after a long kernel line, a blank line: never joined."""
+    text = '> ' + KILLED + '\nThis is where it died.\n' + KILLED + '\n# ok 6 oom01\n' + KILLED + '\n\nmemory: usage'
+    lines, repairs = _carrier.repair(text)
+    assert [line for line, cut in lines] == [KILLED, KILLED, KILLED]
+    assert 'dropped 3 interleaved lines' in repairs
+
+
+def test_glued_records_are_split():
+    lines, repairs = _carrier.repair(OOM_KILL + KILLED)
+    assert [line for line, cut in lines] == [OOM_KILL, KILLED]
+    assert repairs == ['split 1 glued record']
+
+
+def test_pager_cut_names_the_last_whole_field():
+    lines, repairs = _carrier.repair(KILLED[:79] + '>\n' + OOM_KILL[:79] + '>\n[   81.382304]  <TASK>')
+    assert [cut for line, cut in lines] == [True, True, False]
+    assert lines[0][0] == KILLED[:79] and lines[2][0].endswith('<TASK>')
+    assert repairs == ['pager cut: kill line after comm', 'pager cut: oom-kill line after cpuset']
+
+
+def test_dmesg_H_stamps_in_quoted_mail():
+    """dmesg -H: a minute header, then deltas; the messages are read, the stamps dropped."""
+    text = '\n'.join([
+        '> [Nov23 01:45] memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0',
+        '> [  +0.038156] ' + OOM_KILL.split('] ', 1)[1],
+        '> [  +0.006763] ' + KILLED.split('] ', 1)[1],
+    ])
+    events = _events(text)
+    assert _shape(events) == [('memcg_limit', 369, 'memhog')]
+    assert events[0]['carrier_repairs'] == ['unquoted 1 level', 'dropped 3 dmesg -H stamps']
+
+
+def test_a_clean_window_is_left_alone():
+    text = _text(os.path.join(GENERATED, 'debian12-6.1-memcg_v1', 'dmesg.txt'))
+    assert all(event['carrier_repairs'] == [] for event in _events(text))
+    assert _carrier.repair(OOM_KILL + '\n' + KILLED) == ([[OOM_KILL, False], [KILLED, False]], [])
