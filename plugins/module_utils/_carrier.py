@@ -24,6 +24,8 @@ events those lines go into).  The rules, in order, per line:
   cut mid-field), with one space otherwise (a wrap at a space);
 * in a text where no line has a record prefix (messages pasted bare) each
   line is a record, and so are the bare lines a window starts with;
+* an indented line is a multi-line record's own line (dmesg prints them so,
+  a mail client's wrap drops the indent): kept as it is;
 * any other line (harness ``# ok 6``, ``<trim>``, mkfs progress, prose
   between quoted blocks) is dropped; the report goes on.
 
@@ -62,7 +64,7 @@ _DENSE = re.compile(r'\w=[^\s,]*,\S')
 _VALUE_END = re.compile(r'\w=[^\s,]*$')
 # Stack markers ("<TASK>", "</IRQ>") end in ">" too; a pager's cut does not look like that.
 _ANGLE_END = re.compile(r'<\/?[A-Z][A-Z_]*>$')
-_COMPLETE_FIELD = re.compile(r'([A-Za-z_][\w-]*)[=:][^\s,]*[, ]')
+_COMPLETE_FIELD = re.compile(r'([A-Za-z_][\w-]*)[=:][^\s,]+[, ]')
 # Which of a window's lines may need this module at all (the rest are parsed as they are).
 _SUSPECT = re.compile(r'^(?:>|[^\[<A-Z0-9 \n\r]|\[\s*[+<]\s*\d|\[[A-Z][a-z]{2} ?\d{1,2} \d\d:\d\d\]|.{%d,}>$)'
                       % (MIN_PAGER_WIDTH - 1), re.M)
@@ -132,13 +134,22 @@ def _cut_note(message):
         kind = 'invoked line'
     else:
         kind = 'line'
-    fields = _COMPLETE_FIELD.findall(message + ('' if message.endswith((',', ' ')) else ''))
-    name = fields[-1] if fields else None
+    name = None
+    for anchor, start in (('oom-killer:', 'comm'), ('oom-kill:', 'its start')):
+        at = message.find(anchor)
+        if at >= 0:
+            fields = _COMPLETE_FIELD.findall(message[at + len(anchor):])
+            name = fields[-1] if fields else start
+            break
+    else:
+        fields = _COMPLETE_FIELD.findall(message)
+        name = fields[-1] if fields else None
     if kind == 'kill line':
         kill = re.search(r'Kill(?:ed)? process (\d+)[ ,]*(\(.*?\))?', message)
-        if kill and not fields:
-            name = 'comm' if kill.group(2) else 'pid'
-        elif not kill:
+        if kill:
+            fields = _COMPLETE_FIELD.findall(message[kill.end():])
+            name = fields[-1] if fields else ('comm' if kill.group(2) else 'pid')
+        else:
             name = 'origin'
     return 'pager cut: %s after %s' % (kind, name or 'its prefix')
 
@@ -175,8 +186,10 @@ def repair(text):
             human += 1
             line = line[stamp.end():]
         elif not bare and not _RECORD_START.match(line):
-            if not out:
-                out.append([line, cut])  # the window starts inside a record: take it as one
+            if not out or line[:1] in ' \t':
+                # The window starts inside a record, or a multi-line record's own
+                # indented line (dmesg, journalctl): taken as a line, as without this layer.
+                out.append([line, cut])
                 last_level = level
                 piece = line
                 continue
