@@ -66,13 +66,27 @@ _VALUE_END = re.compile(r'\w=[^\s,]*$')
 _ANGLE_END = re.compile(r'<\/?[A-Z][A-Z_]*>$')
 _COMPLETE_FIELD = re.compile(r'([A-Za-z_][\w-]*)[=:][^\s,]+[, ]')
 # Which of a window's lines may need this module at all (the rest are parsed as they are).
-_SUSPECT = re.compile(r'^(?:>|[^\[<A-Z0-9 \n\r]|\[\s*[+<]\s*\d|\[[A-Z][a-z]{2} ?\d{1,2} \d\d:\d\d\]|.{%d,}>$)'
-                      % (MIN_PAGER_WIDTH - 1), re.M)
+# Each alternative fails at a line's first character or two: cheap on a clean window.
+_SUSPECT = re.compile(r'^(?:>|[^\[<A-Z0-9 \n\r]|\[\s*[+<]\s*\d|\[[A-Z][a-z]{2} ?\d{1,2} \d\d:\d\d\])', re.M)
 
 
 def suspect(text):
     """True when some line of text is quoted, bare, dmesg -H stamped or pager-cut."""
-    return _SUSPECT.search(text) is not None
+    if _SUSPECT.search(text) is not None:
+        return True
+    # Pager cuts: only the few lines ending in ">" (most are "<TASK>" and the like) are looked at.
+    ends = []
+    end = text.find('>\n')
+    while end >= 0:
+        ends.append(end)
+        end = text.find('>\n', end + 1)
+    if text.endswith('>'):
+        ends.append(len(text) - 1)
+    for end in ends:
+        start = text.rfind('\n', 0, end) + 1
+        if end + 1 - start >= MIN_PAGER_WIDTH and not _ANGLE_END.search(text[start:end + 1]):
+            return True
+    return False
 
 
 def _unquote(line):

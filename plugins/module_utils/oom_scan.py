@@ -477,6 +477,8 @@ class StreamScanner:
         self.deadline = deadline
         # Lines longer than MAX_LINE_BYTES skipped.
         self.long_lines = 0
+        # Whether _carrier repaired any window yet (_merge_copies looks only then).
+        self.repaired = False
 
     def _without_long_lines(self, data):
         """data without its lines longer than MAX_LINE_BYTES (counted)."""
@@ -531,6 +533,21 @@ class StreamScanner:
         lines, repairs = _carrier.repair(text)
         if not repairs:
             return False
+        self.repaired = True
+        if len(lines) >= _BATCH_LINES and not any(cut for dummy, cut in lines):
+            # The repaired lines through the one-pass paths; the notes then go
+            # to the events those lines touched (new ones and the one open).
+            events = self.parser.events
+            known = set(id(event) for event in events)
+            touched = list(self.parser.open.values())
+            repaired = '\n'.join(line for line, dummy in lines) + '\n'
+            if '\r' not in repaired and '#0' not in repaired and (
+                    self._parse_dmesg(repaired) if repaired[:1] == '[' else self._parse_carried(repaired)):
+                touched.extend(event for event in events if id(event) not in known)
+                for event in touched:
+                    notes = event.setdefault('carrier_repairs', [])
+                    notes.extend(note for note in repairs if note not in notes)
+                return True
         feed = self.parser.feed
         for raw, cut in lines:
             line = split_prefix(raw, self.year)
@@ -725,8 +742,8 @@ class StreamScanner:
         when a carrier was repaired in either copy: a clean log never repeats a
         victim with the same pid and sizes."""
         events = self.parser.events
-        if len(events) < 2:
-            return
+        if not self.repaired or len(events) < 2:
+            return  # a clean log never pays for this
         last = events[-1]
         victim = last.get('victim')
         if not victim or any(event is last for event in self.parser.open.values()):
