@@ -16,7 +16,8 @@ events those lines go into).  The rules, in order, per line:
   is, without the ``>``, and the last complete field before the cut named;
 * two kernel records glued on one line are split at the second one's stamp;
 * a line without a kernel prefix joins the kernel line before it (same
-  quote level, nothing between) when it continues a field pattern
+  quote level, nothing between; or, unquoted, one word or a few fields, after
+  a quoted line at the wrap width: a reply's client re-wrapped it) when it continues a field pattern
   (``key=``, ``key:``, a digit, a bracket: what a kernel line continues
   with) or when that line was at a mail client's wrap width (the line and
   the continuation's first word would not fit in MIN_WRAP_WIDTH columns);
@@ -121,16 +122,41 @@ def _continues(piece, rest, before=''):
     return len(piece) + 1 + word > MIN_WRAP_WIDTH or (before and len(before) + len(piece) + 2 + word > MIN_WRAP_WIDTH)
 
 
+# A quoted line re-wrapped by the next mail client leaves its last word,
+# unquoted, on a line of its own (a few fields at most this long).
+MAX_REWRAP_REST = 24
+
+
+def _joins(level, last_level, piece, before, line, last_raw):
+    """The join rule (see the module's doc) for a line without a record prefix."""
+    if last_level is None:
+        return False
+    if level == last_level:
+        return _continues(piece, line, before)
+    # A reply's client re-wrapped a quoted line: its rest lost the quote marker.
+    return (level == 0 < last_level and not _NOISE.match(line)
+            and (' ' not in line.strip() or (len(line) <= MAX_REWRAP_REST and _FIELD_START.match(line)))
+            and len(last_raw) + 1 + len(line.split(' ', 1)[0]) > MIN_WRAP_WIDTH)
+
+
 def continues(previous, line):
     """Whether line (one physical line) is the wrapped rest of previous (the line before it).
 
     Used by oom_scan to take the rest of a window's last line into the window.
     """
     level, rest = _unquote(line)
-    before, piece = _unquote(previous)
-    if level != before or _RECORD_START.match(rest) or _HUMAN.match(rest):
+    last_level, piece = _unquote(previous)
+    if not rest.strip() or _RECORD_START.match(rest) or _HUMAN.match(rest):
         return False
-    return _continues(piece, rest)
+    return _joins(level, last_level, piece, '', rest, previous)
+
+
+def carried(previous, line):
+    """What stands for the line before the next one once line joined previous:
+    line, with previous's quote marker when a re-wrap had dropped it."""
+    if line[:1] != '>' and previous[:1] == '>':
+        return _QUOTE.match(previous).group(0) + line
+    return line
 
 
 def starts_record(line_bytes):
@@ -180,7 +206,7 @@ def repair(text):
     rejoined = glued = dropped = human = 0
     notes = []
     last_level = None  # quote level of the line out[-1] came from; None: no kernel line open
-    piece = before = ''
+    piece = before = last_raw = ''
     rows = text.split('\n')
     # Messages pasted without any prefix: each line is its own record.
     bare = not any(_RECORD_START.match(_unquote(row)[1]) or _HUMAN.match(_unquote(row)[1]) for row in rows)
@@ -205,13 +231,14 @@ def repair(text):
                 # indented line (dmesg, journalctl): taken as a line, as without this layer.
                 out.append([line, cut])
                 last_level = level
-                piece = line
+                before, piece, last_raw = '', line, raw
                 continue
-            if last_level == level and _continues(piece, line, before):
+            if _joins(level, last_level, piece, before, line, last_raw):
                 kept = out[-1][0].rstrip()
                 out[-1][0] = kept + _glue(kept, line) + line
                 out[-1][1] = out[-1][1] or cut
                 before, piece = piece, line
+                last_raw = raw
                 rejoined += 1
                 continue
             dropped += 1
@@ -223,7 +250,7 @@ def repair(text):
             out.append([part, False])
         out[-1][1] = cut
         last_level = level
-        before, piece = '', line
+        before, piece, last_raw = '', line, raw
     other_cuts = 0
     for entry in out:
         if entry[1]:

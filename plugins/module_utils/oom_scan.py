@@ -153,6 +153,7 @@ _MAX_CONTINUATIONS = 8
 def _continued(buf, end, size, final):
     """end, moved past the wrapped rest of the line before it (_carrier's rule);
     None when buf may not hold it all yet."""
+    previous = None
     for dummy in range(_MAX_CONTINUATIONS):
         if end >= size:
             return end if final else None
@@ -162,10 +163,12 @@ def _continued(buf, end, size, final):
         if newline < 0 and not final:
             return None
         stop = size if newline < 0 else newline + 1
-        previous = bytes(buf[_line_start(buf, end - 1):end]).decode('utf-8', 'replace').rstrip('\r\n')
+        if previous is None:
+            previous = bytes(buf[_line_start(buf, end - 1):end]).decode('utf-8', 'replace').rstrip('\r\n')
         line = bytes(buf[end:stop]).decode('utf-8', 'replace').rstrip('\r\n')
         if not _carrier.continues(previous, line):
             return end
+        previous = _carrier.carried(previous, line)
         end = stop
     return end
 

@@ -42,6 +42,21 @@ def _wrap(text, *widths):
     return text
 
 
+def _rewrap(text, width):
+    """A reply's client re-wrapping quoted lines longer than width: at the last
+    space that fits (not inside the quote marker); the rest, unquoted, on its own line."""
+    out = []
+    for line in text.split('\n'):
+        while len(line) > width:
+            space = line.rfind(' ', 3, width + 1)
+            if space < 0:
+                break  # one long word: left as it is
+            out.append(line[:space])
+            line = line[space + 1:]
+        out.append(line)
+    return '\n'.join(out)
+
+
 def _quote(text, marker):
     return '\n'.join(marker + line if line else marker.rstrip() for line in text.split('\n'))
 
@@ -70,6 +85,8 @@ CARRIERS = {
     'quoted-twice-tight': lambda text: _quote(text, '>> '),
     'quoted-bare': lambda text: _quote(text, '>'),
     'quoted-and-wrapped': lambda text: _quote(_wrap(text, 72), '> '),
+    'wrapped-72-then-100': lambda text: _wrap(text, 72, 100),
+    'wrapped-quoted-rewrapped': lambda text: _rewrap(_quote(_wrap(text, 72), '> '), 72),
     'interleaved': _interleaved,
 }
 
