@@ -232,3 +232,48 @@ def test_a_clean_window_is_left_alone():
     text = _text(os.path.join(GENERATED, 'debian12-6.1-memcg_v1', 'dmesg.txt'))
     assert all(event['carrier_repairs'] == [] for event in _events(text))
     assert _carrier.repair(OOM_KILL + '\n' + KILLED) == ([[OOM_KILL, False], [KILLED, False]], [])
+
+
+# -- the scanner around the layer: chunks, workers, markers the wrap cut -------------
+
+@pytest.mark.parametrize('chunk_bytes', [257, 4096, 65536])
+def test_wrapped_reports_cut_between_chunks_are_carried_over(chunk_bytes):
+    """A window whose wrapped kill line goes on in the next chunk waits for it."""
+    text = _quote(_wrap(_text(os.path.join(GENERATED, 'debian12-6.1-cgroupv2-mixed', 'kern.log')), 72), '> ')
+    data = text.encode()
+    scanner = oom_scan.StreamScanner(year=2024)
+    scanner.scan_chunks(data[at:at + chunk_bytes] for at in range(0, len(data), chunk_bytes))
+    assert _shape(oom_report.finish(scanner.parser.close())) == _shape(_events(text))
+
+
+def test_wrapped_log_in_forked_workers(tmp_path):
+    """A wrapped log large enough for the parallel path: the same events as read in one piece."""
+    text = _wrap(_text(os.path.join(GENERATED, 'debian12-6.1-cgroupv2-mixed', 'kern.log')), 72)
+    log = tmp_path / 'mail.txt'
+    log.write_text(text * 8)
+    scanner = oom_scan.StreamScanner(year=2024)
+    fd = os.open(str(log), os.O_RDONLY)
+    try:
+        scanner.scan_file(fd, workers=2, min_bytes=1)
+    finally:
+        os.close(fd)
+    assert _shape(oom_report.finish(scanner.parser.close())) == _shape(_events(text)) * 8
+
+
+def test_start_marker_split_by_the_wrap():
+    """'invoked' at the end of one line, 'oom-killer:' on the next: the report starts on the first."""
+    text = ('Nov 23 01:46:11 oomgen-vm kernel: [   91.737923] memhog invoked\n'
+            'oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n'
+            + _wrap('Nov 23 01:46:11 oomgen-vm kernel: ' + OOM_KILL, 72) + '\n'
+            + 'Nov 23 01:46:11 oomgen-vm kernel: [   91.755891] Memory cgroup out of\nmemory: Killed process 369\n'
+            '(memhog) total-vm:79500kB, anon-rss:65036kB, file-rss:2356kB,\nshmem-rss:0kB, UID:0 pgtables:192kB\n'
+            'oom_score_adj:0\n')
+    events = _events(text)
+    assert _shape(events) == [('memcg_limit', 369, 'memhog')]
+    assert events[0]['invoker']['comm'] == 'memhog' and events[0]['order'] == 0 and events[0]['complete']
+    assert events[0]['victim']['total_vm_kb'] == 79500 and events[0]['victim']['oom_score_adj'] == 0
+
+
+def test_oom_killer_in_another_programs_text_starts_nothing():
+    text = 'Nov 23 01:46:11 host earlyoom[321]: oom-killer: disabled, earlyoom acts first\n'
+    assert _events(text) == []
