@@ -22,7 +22,8 @@ events those lines go into).  The rules, in order, per line:
   with) or when that line was at a mail client's wrap width (the line and
   the continuation's first word would not fit in MIN_WRAP_WIDTH columns);
   it is glued without a space inside a comma list (``...,task=foo,pid=10``
-  cut mid-field), with one space otherwise (a wrap at a space);
+  cut mid-field) or when every wrapped line of the window has one length
+  (a cutter at a fixed column, not at spaces), with one space otherwise;
 * in a text where no line has a record prefix (messages pasted bare) each
   line is a record, and so are the bare lines a window starts with;
 * an indented line is a multi-line record's own line (dmesg prints them so,
@@ -194,6 +195,24 @@ def _cut_note(message):
     return 'pager cut: %s after %s' % (kind, name or 'its prefix')
 
 
+def _cut_width(rows):
+    """The width of a cutter that breaks lines at a fixed column whatever is
+    there (not at spaces): every line followed by a bare one is that long
+    (two at least).  None when the wraps fall at spaces."""
+    widths = set()
+    count = 0
+    for row, following in zip(rows, rows[1:]):
+        rest = _unquote(following)[1]
+        if (not rest.strip() or rest[:1] in ' \t' or _RECORD_START.match(rest) or _HUMAN.match(rest)
+                or _NOISE.match(rest)):
+            continue
+        widths.add(len(row.rstrip('\r')))
+        count += 1
+        if len(widths) > 1:
+            return None
+    return widths.pop() if count >= 2 and widths and min(widths) >= MIN_WRAP_WIDTH else None
+
+
 def repair(text):
     """(lines, repairs) for the text of one window.
 
@@ -210,6 +229,7 @@ def repair(text):
     rows = text.split('\n')
     # Messages pasted without any prefix: each line is its own record.
     bare = not any(_RECORD_START.match(_unquote(row)[1]) or _HUMAN.match(_unquote(row)[1]) for row in rows)
+    cut_width = _cut_width(rows)
     for raw in rows:
         raw = raw.rstrip('\r')
         level, line = _unquote(raw)
@@ -235,7 +255,8 @@ def repair(text):
                 continue
             if _joins(level, last_level, piece, before, line, last_raw):
                 kept = out[-1][0].rstrip()
-                out[-1][0] = kept + _glue(kept, line) + line
+                glue = '' if len(last_raw) == cut_width else _glue(kept, line)
+                out[-1][0] = (out[-1][0] if not glue else kept) + glue + line
                 out[-1][1] = out[-1][1] or cut
                 before, piece = piece, line
                 last_raw = raw

@@ -277,3 +277,12 @@ def test_start_marker_split_by_the_wrap():
 def test_oom_killer_in_another_programs_text_starts_nothing():
     text = 'Nov 23 01:46:11 host earlyoom[321]: oom-killer: disabled, earlyoom acts first\n'
     assert _events(text) == []
+
+
+def test_a_cut_at_a_fixed_column_is_glued_without_a_space():
+    """seeds/seed004: zone lines cut at column 199 mid-word ("isolate" + "d(file)")."""
+    lines, repairs = _carrier.repair(_text(os.path.join(CORPUS, 'seeds', 'seed004-3.2.59-32bit-lowmem.txt')))
+    zones = [line for line, cut in lines if ' free:' in line and ' min:' in line and 'present:' in line]
+    assert len(zones) == 2 and all('isolated(file):0kB present:' in line for line in zones)
+    assert all('writeback_tmp:0kB pages_scanned:' in line for line in zones)
+    assert 'rejoined 4 wrapped lines' in repairs
