@@ -286,3 +286,20 @@ def test_a_cut_at_a_fixed_column_is_glued_without_a_space():
     assert len(zones) == 2 and all('isolated(file):0kB present:' in line for line in zones)
     assert all('writeback_tmp:0kB pages_scanned:' in line for line in zones)
     assert 'rejoined 4 wrapped lines' in repairs
+
+
+CARRIER_FIXTURES = os.path.join(CORPUS, '..', 'carriers')
+
+
+@pytest.mark.parametrize('marker', ['', '> ', '> > '])
+def test_real_dmesg_H_capture_gives_the_events_of_the_raw_dmesg(marker):
+    """This host's own OOMs as `dmesg -H` (pasted as is, or quoted in mail) and as plain dmesg."""
+    raw = _events(_text(os.path.join(CARRIER_FIXTURES, 'host-6.18-fc-memcg-dmesg.txt')))
+    human = _events(_quote(_text(os.path.join(CARRIER_FIXTURES, 'host-6.18-fc-memcg-dmesg-H.txt')), marker)
+                    if marker else _text(os.path.join(CARRIER_FIXTURES, 'host-6.18-fc-memcg-dmesg-H.txt')))
+    assert _shape(raw) == [('memcg_limit', 24733, 'python'), ('memcg_limit', 28686, 'python')]
+    assert _shape(human) == _shape(raw)
+    for event, clean in zip(human, raw):
+        assert event['victim'] == clean['victim'] and event['memcg'] == clean['memcg']
+        assert event['time'] is None and any(note.startswith('dropped ') and 'dmesg -H' in note
+                                             for note in event['carrier_repairs'])
