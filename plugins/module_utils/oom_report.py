@@ -80,14 +80,18 @@ def _iso(year, month, day, clock, fraction=''):
 
 
 class Line:
-    __slots__ = ('host', 'time', 'timestamp', 'uptime_s', 'message')
+    __slots__ = ('host', 'time', 'timestamp', 'uptime_s', 'message', 'repairs', 'cut')
 
-    def __init__(self, host, time_text, timestamp, uptime_s, message):
+    def __init__(self, host, time_text, timestamp, uptime_s, message, repairs=None, cut=False):
         self.host = host
         self.time = time_text
         self.timestamp = timestamp
         self.uptime_s = uptime_s
         self.message = message
+        # What _carrier.repair did to the window this line came from, and
+        # whether a pager cut this line short (see _cut_line).
+        self.repairs = repairs
+        self.cut = cut
 
 
 def split_prefix(line, year=None):
@@ -251,6 +255,9 @@ _OOM_GROUP = re.compile(r'^Tasks in (?P<cgroup>\S+) are going to be killed due t
 # What authors put where they cut lines out of a pasted report.
 _ELIDED = re.compile(r'^(?:\[\s*(?:\.{3,}|\u2026|snip(?:ped)?)\s*\]|\(\s*\.*\s*snip(?:ped)?\s*\.*\s*\)|'
                      r'<\s*snip(?:ped)?\s*>|\.{3,}|\u2026)$', re.I)
+# Lines a pager cut short (_carrier): the fields that are whole (followed by a comma).
+_CUT_FIELD = re.compile(r'(\w+)=([^,]*),')
+_CUT_KILL = re.compile(r'Kill(?:ed)? process (?P<pid>\d+)[ ,]+(?:UID \d+, )?(?:\((?P<comm>[^)]*)\))?')
 
 # How the messages the patterns above anchor at the start begin, by first
 # character (task tables and "N pages HighMem" are tested apart).  A message
@@ -340,7 +347,7 @@ def _new_event(line):
         'memcg': None, 'zones': [], 'buddy': [], 'highmem_pages': None,
         'tasks': [], 'victim': None, 'selected': None, 'reaper': None, 'panic': None,
         'victim_elided': False, 'oom_group': False,
-        'complete': False, 'lines': 0,
+        'complete': False, 'lines': 0, 'carrier_repairs': [],
     })
     event['_tasks_heap'] = []
     event['_task_columns'] = None
@@ -399,6 +406,57 @@ class EventParser:
 
     def feed(self, line):
         """One kernel message (already split from its prefix)."""
+        if line.repairs is None:
+            self._feed(line)
+            return
+        message = line.message.strip()
+        if not (line.cut and not _KILLED.match(message) and not _OOM_KILL.match(message)
+                and self._cut_line(line, message)):
+            self._feed(line)
+        # The event the line went into: still open, or just closed by it.
+        event = self.open.get(line.host) or (self.events[-1] if self.events else None)
+        if event is not None:
+            notes = event.setdefault('carrier_repairs', [])
+            notes.extend(note for note in line.repairs if note not in notes)
+
+    def _cut_line(self, line, message):
+        """A kill or oom-kill line a pager cut short: what its complete fields say."""
+        event = self.open.get(line.host)
+        if message.startswith('oom-kill:constraint='):
+            if event is None or event['victim'] is not None:
+                event = self._current(line, start=True)
+            fields = dict(_CUT_FIELD.findall(message[9:]))
+            event['constraint'] = fields.get('constraint', event['constraint'])
+            for key, name in (('nodemask', 'nodemask'), ('cpuset', 'cpuset'), ('mems_allowed', 'mems_allowed'),
+                              ('oom_memcg', 'limit_memcg'), ('task_memcg', 'task_memcg')):
+                if key in fields:
+                    event[name] = fields[key]
+            event['lines'] += 1
+            return True
+        origin = 'memcg' if message.startswith('Memory cgroup out of memory') else (
+            'global' if message.startswith('Out of memory') else None)
+        kill = _CUT_KILL.search(message)
+        if origin is None and kill is None:
+            return False
+        if event is None or event['victim'] is not None:
+            event = self._current(line, start=True)
+        if origin:
+            event['kill_origin'] = origin
+            if origin == 'memcg' and event['constraint'] is None:
+                event['constraint'] = 'CONSTRAINT_MEMCG'
+        if kill and kill.group('comm') is not None:
+            event['victim'] = {'pid': int(kill.group('pid')), 'comm': kill.group('comm'), 'uid': None,
+                               'total_vm_kb': None, 'anon_rss_kb': None, 'file_rss_kb': None,
+                               'shmem_rss_kb': None, 'pgtables_kb': None, 'oom_score_adj': None}
+        event['complete'] = False
+        event['lines'] += 1
+        for host, candidate in list(self.open.items()):
+            if candidate is event:
+                self.open.pop(host)
+        self._seal(event)
+        return True
+
+    def _feed(self, line):
         message = line.message.strip()
         if not message:
             return
@@ -452,7 +510,9 @@ class EventParser:
 
     def _open_selection(self, pid):
         for candidate in self.open.values():
-            if (candidate.get('selected') or {}).get('pid') == pid and candidate['victim'] is None:
+            # The oom-kill line names the victim too (a rejoined mail, seed 003's hosts).
+            chosen = candidate.get('selected') or candidate.get('oom_kill_task') or {}
+            if chosen.get('pid') == pid and candidate['victim'] is None:
                 return candidate
         return None
 

@@ -28,6 +28,7 @@ import select
 import signal
 import time
 
+from ansible_collections.oomguard.linux.plugins.module_utils import _carrier
 from ansible_collections.oomguard.linux.plugins.module_utils.oom_report import (
     DMESG,
     DMESG_LINES,
@@ -55,7 +56,9 @@ from ansible_collections.oomguard.linux.plugins.module_utils.oom_report import (
 # away.  Only these two markers are searched for in the whole log;
 # everything else is looked for near them, so noise costs two substring
 # searches.
-START_MARKER = b'invoked oom-killer'
+# The start marker is "oom-killer:" without "invoked ": a mail client's wrap
+# at 72 columns often falls between the two (_report_begin finds the line).
+START_MARKER = b'oom-killer:'
 KILL_MARKER = b'ut of memory'
 # Lines that complete a kill line lacking them (the next line in every
 # capture: "Kill process ..." then "Killed process ...").
@@ -64,7 +67,8 @@ KILL_FOLLOW_BYTES = 4 << 10
 # Lines printed right after a kill that belong to it: the oom_reaper's
 # outcome (at most a few hundred bytes on in every capture) and a panic
 # ("Attempted to kill init!").
-_AFTER_KILL_MARKERS = (b'oom_reaper:', b'Kernel panic - not syncing')
+# memory.oom.group: the group's line and the other members' kill lines follow the selected victim's.
+_AFTER_KILL_MARKERS = (b'oom_reaper:', b'Kernel panic - not syncing', b'memory.oom.group set')
 AFTER_KILL_BYTES = 8 << 10
 # What ends a report that kills nothing.
 NO_KILL_MARKERS = (b'Kernel panic - not syncing', b'no killable processes')
@@ -126,6 +130,48 @@ def _line_end(buf, pos, end=None):
     end = len(buf) if end is None else end
     found = buf.find(b'\n', pos, end)
     return end if found < 0 else found + 1
+
+
+def _report_begin(buf, start):
+    """(line start, True) for a START_MARKER at start that is a report's
+    "invoked" line (or its wrapped rest: then the line before), else
+    (line start, False)."""
+    begin = _line_start(buf, start)
+    if b'invoked' in buf[begin:start]:
+        return begin, True
+    if begin:
+        before = _line_start(buf, begin - 1)
+        if b'invoked' in buf[before:begin] and buf[before:begin].rstrip().endswith(b'invoked'):
+            return before, True
+    return begin, False
+
+
+# A window's last line may go on in the lines after it (a mail client's wrap):
+# at most this many of them are taken into the window.
+_MAX_CONTINUATIONS = 8
+
+
+def _continued(buf, end, size, final):
+    """end, moved past the wrapped rest of the line before it (_carrier's rule);
+    None when buf may not hold it all yet."""
+    previous = None
+    for dummy in range(_MAX_CONTINUATIONS):
+        if end >= size:
+            return end if final else None
+        if _carrier.starts_record(buf[end:end + 40]):
+            return end  # the usual case: the next record
+        newline = buf.find(b'\n', end, size)
+        if newline < 0 and not final:
+            return None
+        stop = size if newline < 0 else newline + 1
+        if previous is None:
+            previous = bytes(buf[_line_start(buf, end - 1):end]).decode('utf-8', 'replace').rstrip('\r\n')
+        line = bytes(buf[end:stop]).decode('utf-8', 'replace').rstrip('\r\n')
+        if not _carrier.continues(previous, line):
+            return end
+        previous = _carrier.carried(previous, line)
+        end = stop
+    return end
 
 
 def _cut(buf, begin, bound):
@@ -435,6 +481,8 @@ class StreamScanner:
         self.deadline = deadline
         # Lines longer than MAX_LINE_BYTES skipped.
         self.long_lines = 0
+        # Whether _carrier repaired any window yet (_merge_copies looks only then).
+        self.repaired = False
 
     def _without_long_lines(self, data):
         """data without its lines longer than MAX_LINE_BYTES (counted)."""
@@ -459,10 +507,13 @@ class StreamScanner:
         text = data.decode('utf-8', 'replace')
         if '\x00' in text:
             text = text.replace('\x00', '')
+        suspect = _carrier.suspect(text)
         # Longer texts without rsyslog escapes: the line prefixes in one pass.
-        if text.count('\n') >= _BATCH_LINES and '\r' not in text and '#0' not in text:
+        if not suspect and text.count('\n') >= _BATCH_LINES and '\r' not in text and '#0' not in text:
             if self._parse_dmesg(text) if text[:1] == '[' else self._parse_carried(text):
                 return
+        if suspect and self._parse_repaired(text):
+            return
         feed = self.parser.feed
         year = self.year
         count = 0
@@ -480,6 +531,38 @@ class StreamScanner:
                 for message in split_flattened(line.message):
                     line.message = message
                     feed(line)
+
+    def _parse_repaired(self, text):
+        """Parse text through _carrier.repair; False (nothing done) when it repaired nothing."""
+        lines, repairs = _carrier.repair(text)
+        if not repairs:
+            return False
+        self.repaired = True
+        if len(lines) >= _BATCH_LINES and not any(cut for dummy, cut in lines):
+            # The repaired lines through the one-pass paths; the notes then go
+            # to the events those lines touched (new ones and the one open).
+            events = self.parser.events
+            known = set(id(event) for event in events)
+            touched = list(self.parser.open.values())
+            repaired = '\n'.join(line for line, dummy in lines) + '\n'
+            if '\r' not in repaired and '#0' not in repaired and (
+                    self._parse_dmesg(repaired) if repaired[:1] == '[' else self._parse_carried(repaired)):
+                touched.extend(event for event in events if id(event) not in known)
+                for event in touched:
+                    notes = event.setdefault('carrier_repairs', [])
+                    notes.extend(note for note in repairs if note not in notes)
+                return True
+        feed = self.parser.feed
+        for raw, cut in lines:
+            line = split_prefix(raw, self.year)
+            if line is None:
+                continue
+            line.repairs = repairs
+            line.cut = cut
+            for message in split_flattened(line.message):
+                line.message = message
+                feed(line)
+        return True
 
     def _parse_dmesg(self, text):
         """Parse text if each of its lines is a plain "[ 12.345678] message" one.
@@ -638,6 +721,64 @@ class StreamScanner:
             return None
         return begin, end, after
 
+    @staticmethod
+    def _with_continuations(buf, window, size, final):
+        """window with the wrapped rest of its last lines; None when buf may not hold it yet."""
+        begin, end, after = window
+        end = _continued(buf, end, size, final)
+        if end is None:
+            return None
+        pieces = []
+        for low, high in after:
+            high = _continued(buf, high, size, final)
+            if high is None:
+                return None
+            pieces.append((low, high))
+        return begin, end, pieces
+
+    # How many of the last events a new one is compared with (_merge_copies).
+    _COPIES_BACK = 8
+
+    def _merge_copies(self):
+        """One report seen twice in a pasted text (quoted dmesg -T, then the raw
+        dmesg of the same OOM) is one event: the later copy's fields fill what
+        the earlier one lacks, and the earlier says 'duplicate copy'.  Only
+        when a carrier was repaired in either copy: a clean log never repeats a
+        victim with the same pid and sizes."""
+        events = self.parser.events
+        if not self.repaired or len(events) < 2:
+            return  # a clean log never pays for this
+        last = events[-1]
+        victim = last.get('victim')
+        if not victim or any(event is last for event in self.parser.open.values()):
+            return
+        key = (victim['pid'], victim['comm'], victim.get('total_vm_kb'), victim.get('anon_rss_kb'))
+        for earlier in reversed(events[-1 - self._COPIES_BACK:-1]):
+            other = earlier.get('victim')
+            if not other or earlier.get('host') != last.get('host') or key != (
+                    other['pid'], other['comm'], other.get('total_vm_kb'), other.get('anon_rss_kb')):
+                continue
+            if not (earlier.get('carrier_repairs') or last.get('carrier_repairs')):
+                return
+            if any(earlier.get(name) is not None and last.get(name) is not None and earlier[name] != last[name]
+                   for name in ('uptime_s', 'timestamp', 'order', 'gfp_mask')):
+                continue  # two kills, not two copies of one (sysrq f again and again)
+            if (earlier.get('invoker') or {}).get('comm') != (last.get('invoker') or {}).get('comm'):
+                continue
+            events.pop()
+            for name, value in last.items():
+                if name == 'carrier_repairs':
+                    continue
+                if earlier.get(name) in (None, [], {}) and value not in (None, [], {}):
+                    earlier[name] = value
+            notes = earlier.setdefault('carrier_repairs', [])
+            for note in last.get('carrier_repairs') or []:
+                if note not in notes:
+                    notes.append(note)
+            if 'duplicate copy' not in notes:
+                notes.append('duplicate copy')
+            return
+
     def _no_kill_end(self, buf, start, bound, size):
         """End of a report that killed nothing: its panic line, or bound."""
         found = _first(buf, NO_KILL_MARKERS, start, bound)
@@ -680,18 +821,28 @@ class StreamScanner:
             frag = fragments[f] if f < len(fragments) and fragments[f] < size else -1
             following = kills[j + 1] if j + 1 < len(kills) else -1
             if start >= 0 and (kill < 0 or start < kill) and (frag < 0 or start < frag):
-                begin = _line_start(buf, start)
+                begin, report = _report_begin(buf, start)
+                if not report:
+                    pos = start + 1  # "oom-killer:" in another program's text
+                    continue
                 nxt = starts[i + 1] if i + 1 < len(starts) and starts[i + 1] < size else -1
-                limit = _line_start(buf, nxt) if nxt >= 0 else size
+                limit = _report_begin(buf, nxt)[0] if nxt >= 0 else size
                 if 0 <= kill < limit and kill - begin <= MAX_WINDOW_BYTES:
                     window = self._kill_window(buf, begin, kill, following, limit, size, final)
                 elif nxt < 0 and not final and size - begin < MAX_WINDOW_BYTES:
                     window = None  # the report goes on in what comes next
                 else:
-                    window = (begin, self._no_kill_end(buf, start, min(limit, begin + MAX_WINDOW_BYTES), size), ())
+                    # No kill marker: a wrap may have cut "out of / memory"; the
+                    # "Killed process" line then ends the report.
+                    bound = min(limit, begin + MAX_WINDOW_BYTES)
+                    killed = buf.find(_KILL_FOLLOWERS[0], start, bound)
+                    if killed >= 0:
+                        window = self._kill_window(buf, begin, killed, following, limit, size, final)
+                    else:
+                        window = (begin, self._no_kill_end(buf, start, bound, size), ())
             elif frag >= 0 and (kill < 0 or frag < kill):
                 begin = _line_start(buf, frag)
-                limit = _line_start(buf, start) if start >= 0 else size
+                limit = _report_begin(buf, start)[0] if start >= 0 else size
                 bound = min(limit, begin + FRAGMENT_WINDOW_BYTES)
                 if 0 <= kill < bound:
                     window = self._kill_window(buf, begin, kill, following, limit, size, final)
@@ -701,16 +852,19 @@ class StreamScanner:
                     window = (begin, _cut(buf, begin, bound), ())
             elif kill >= 0:
                 begin = self._headless_begin(buf, kill, pos)
-                limit = _line_start(buf, start) if start >= 0 else size
+                limit = _report_begin(buf, start)[0] if start >= 0 else size
                 window = self._kill_window(buf, begin, kill, following, limit, size, final)
             else:
                 break
+            if window is not None:
+                window = self._with_continuations(buf, window, size, final)
             if window is None:
                 return begin
             begin, pos, after = window
             self._parse_lines(buf[begin:pos])
             for begin, pos in after:
                 self._parse_lines(buf[begin:pos])
+            self._merge_copies()
             if progress is not None:
                 progress(pos)
         if final or not size:
