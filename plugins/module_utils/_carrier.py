@@ -37,6 +37,8 @@ Standard library only.
 
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils.oom_report import ELIDED
+
 # Narrowest wrap width mail clients use (72 is usual, 76 and 78 are seen).
 MIN_WRAP_WIDTH = 64
 # A pager cuts lines at the terminal's width; narrower than this it is not a pager.
@@ -245,6 +247,12 @@ def repair(text):
         if stamp:
             human += 1
             line = line[stamp.end():]
+        elif ELIDED.match(line.strip()):
+            # The author's own cut ("[...]", "(snipped)"): the parser reads it (the
+            # victim was cut out, not lost), so it is kept as a line of its own.
+            out.append([line.strip(), False])
+            last_level = None
+            continue
         elif not bare and not _RECORD_START.match(line):
             if not out or line[:1] in ' \t':
                 # The window starts inside a record, or a multi-line record's own

@@ -253,7 +253,7 @@ _NO_KILLABLE = re.compile(r'^Out of memory and no killable processes')
 # after the selected victim's kill line, then a kill line per other member.
 _OOM_GROUP = re.compile(r'^Tasks in (?P<cgroup>\S+) are going to be killed due to memory\.oom\.group set')
 # What authors put where they cut lines out of a pasted report.
-_ELIDED = re.compile(r'^(?:\[\s*(?:\.{3,}|\u2026|snip(?:ped)?)\s*\]|\(\s*\.*\s*snip(?:ped)?\s*\.*\s*\)|'
+ELIDED = re.compile(r'^(?:\[\s*(?:\.{3,}|\u2026|snip(?:ped)?)\s*\]|\(\s*\.*\s*snip(?:ped)?\s*\.*\s*\)|'
                      r'<\s*snip(?:ped)?\s*>|\.{3,}|\u2026)$', re.I)
 # Lines a pager cut short (_carrier): the fields that are whole (followed by a comma).
 _CUT_FIELD = re.compile(r'(\w+)=([^,]*),')
@@ -328,7 +328,7 @@ def matches_nothing(message):
             return False
     elif message.startswith(_ANCHORED_STARTS.get(first, ())):
         return False
-    if first in '[(<.\u2026' and _ELIDED.match(message):
+    if first in '[(<.\u2026' and ELIDED.match(message):
         return False
     return ' invoked oom' not in message and 'Killed process ' not in message and ' mems_allowed=' not in message
 
@@ -465,7 +465,7 @@ class EventParser:
             if event is not None:
                 event['lines'] += 1
             return
-        if message[0] in '[(<.\u2026' and _ELIDED.match(message):
+        if message[0] in '[(<.\u2026' and ELIDED.match(message):
             event = self.open.get(line.host)
             if event is not None:
                 event['lines'] += 1
