@@ -254,7 +254,7 @@ _NO_KILLABLE = re.compile(r'^Out of memory and no killable processes')
 _OOM_GROUP = re.compile(r'^Tasks in (?P<cgroup>\S+) are going to be killed due to memory\.oom\.group set')
 # What authors put where they cut lines out of a pasted report.
 ELIDED = re.compile(r'^(?:\[\s*(?:\.{3,}|\u2026|snip(?:ped)?)\s*\]|\(\s*\.*\s*snip(?:ped)?\s*\.*\s*\)|'
-                     r'<\s*snip(?:ped)?\s*>|\.{3,}|\u2026)$', re.I)
+                    r'<\s*snip(?:ped)?\s*>|\.{3,}|\u2026)$', re.I)
 # Lines a pager cut short (_carrier): the fields that are whole (followed by a comma).
 _CUT_FIELD = re.compile(r'(\w+)=([^,]*),')
 _CUT_KILL = re.compile(r'Kill(?:ed)? process (?P<pid>\d+)[ ,]+(?:UID \d+, )?(?:\((?P<comm>[^)]*)\))?')

@@ -188,6 +188,26 @@ events:
     victim:
       description: The killed process - pid, comm, uid, total_vm_kb, anon_rss_kb, file_rss_kb, shmem_rss_kb, oom_score_adj.
       type: dict
+    victim_elided:
+      description: The author cut the kill lines out of the text (C([...]), C((snipped))); the cause is read from the
+        numbers and there is no victim.
+      type: bool
+    oom_group:
+      description: A memory.oom.group kill - one invocation that killed every task of RV(events[].group_cgroup).
+      type: bool
+    group_cgroup:
+      description: The cgroup a memory.oom.group kill emptied (oom.group events only).
+      type: str
+    victims:
+      description: Every task a memory.oom.group kill killed, the selected one first (oom.group events only).
+      type: list
+      elements: dict
+    carrier_repairs:
+      description: >-
+        What was undone of the way the report was carried (mail quoting and wrapping, a pager's cut, interleaved
+        console lines, glued records), in words, so a person sees what was guessed; empty when nothing was.
+      type: list
+      elements: str
     memcg:
       description: Memory cgroup usage, limit (kB) and failcnt, per counter.
       type: dict
@@ -210,7 +230,7 @@ events:
       description: The panic message, when the OOM panicked the kernel.
       type: str
     complete:
-      description: Whether the report was whole, from its "invoked oom-killer" line to the kill.
+      description: Whether the report was whole, from its "invoked oom-killer:" line to the kill.
       type: bool
     cause:
       description: The cause.
