@@ -168,7 +168,9 @@ def main():
             print('  grep -c            %7.2f s  %7.0f MiB/s  CPU %5.2f s  peak RSS %6.1f MiB  (runs: %s)'
                   % (grep_s, mib / max(grep_s, 0.01), statistics.median(r[3] for r in grep_runs),
                      max(r[1] for r in grep_runs) / 1024.0, _common.runs(r[0] for r in grep_runs)))
-            print('  module throughput / grep throughput: %.2f  (goal >= 0.50)' % (max(grep_s, 0.01) / mod_s))
+            # A mail-wrapped log is repaired window by window: its goal is lower (issue 19).
+            print('  module throughput / grep throughput: %.2f  (goal >= %s)'
+                  % (max(grep_s, 0.01) / mod_s, '0.30' if args.wrap else '0.50'))
             os.remove(path)
         sizes = sorted(peaks)
         if len(sizes) >= 2:
