@@ -34,6 +34,20 @@ import time
 
 _MONTHS = dict((name, number) for number, name in enumerate(
     ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'), 1))
+# journalctl and syslog daemons print the month with the locale's %b: glibc's
+# abbreviations of the locales operators paste from most (lower case, no dot).
+# Where two locales share an abbreviation it names the same month.
+_LOCALE_MONTHS = {}
+for _names in ('янв фев мар апр мая июн июл авг сен окт ноя дек',   # ru_RU
+               'jan feb mär apr mai jun jul aug sep okt nov dez',   # de_DE
+               'ene feb mar abr may jun jul ago sep oct nov dic',   # es_ES
+               'gen feb mar apr mag giu lug ago set ott nov dic',   # it_IT
+               'jan fev mar abr mai jun jul ago set out nov dez',   # pt_BR
+               'sty lut mar kwi maj cze lip sie wrz paź lis gru',   # pl_PL
+               'jan feb mrt apr mei jun jul aug sep okt nov dec',   # nl_NL
+               'janv févr mars avr mai juin juil août sept oct nov déc'):  # fr_FR
+    for _number, _name in enumerate(_names.split(), 1):
+        _LOCALE_MONTHS.setdefault(_name, _number)
 
 # /dev/kmsg: "6,1234,5678901,-;message" (continuation lines start with a space).
 _KMSG = re.compile(r'^(\d+),(\d+),(\d+),[^;]*;(.*)$')
@@ -47,10 +61,10 @@ _SYSLOG_PREFIXES = (
     re.compile(r'^(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) '
                r'(?P<tag>[^:\s\[]+)(?:\[\d+\])?: (?P<msg>.*)$'),
     # RFC 3164 / journald short and short-precise: the host may be missing (seed 003).
-    re.compile(r'^(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d)(?P<fraction>\.\d+)?'
+    re.compile(r'^(?P<month>[A-Z][a-z]{2}|[^\W\d_]{3,5}\.?) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d)(?P<fraction>\.\d+)?'
                r'(?: (?P<host>\S+))? (?P<tag>[^:\s\[]+)(?:\[\d+\])?: (?P<msg>.*)$'),
     # metalog: "Sep 23 02:04:16 [kernel] message" (seed 004).
-    re.compile(r'^(?P<month>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d) \[(?P<tag>\S+)\] (?P<msg>.*)$'),
+    re.compile(r'^(?P<month>[A-Z][a-z]{2}|[^\W\d_]{3,5}\.?) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d) \[(?P<tag>\S+)\] (?P<msg>.*)$'),
 )
 # Public (no leading underscore): DMESG, DMESG_T, LINE_NUMBER and the *_LINES
 # patterns below are used by oom_scan's one-pass prefix parsing too.
@@ -71,6 +85,9 @@ LINE_NUMBER = re.compile(r'^\d+ (?=\[)')
 def _month(text):
     if text in _MONTHS:
         return _MONTHS[text]
+    local = _LOCALE_MONTHS.get(text.rstrip('.').lower())
+    if local:
+        return local
     digits = re.match(r'(\d{1,2})', text)  # "9月" and the like
     return int(digits.group(1)) if digits and 1 <= int(digits.group(1)) <= 12 else None
 
@@ -120,7 +137,8 @@ def split_prefix(line, year=None):
         carriers = _SYSLOG_PREFIXES[:1]
     elif digit:
         carriers = _SYSLOG_PREFIXES[1:2]
-    elif 'A' <= first <= 'Z':
+    elif 'A' <= first <= 'Z' or first > '\x7f' or 'a' <= first <= 'z':
+        # (a lower-case or non-ASCII first letter: a localised month, "апр 28 ...")
         carriers = _SYSLOG_PREFIXES[2:]
     else:
         carriers = ()
@@ -135,7 +153,7 @@ def split_prefix(line, year=None):
                 time_text = timestamp = fields['iso']
             else:
                 time_text = '%s %s %s%s' % (fields['month'], fields['day'], fields['clock'], fields.get('fraction') or '')
-                month = _MONTHS.get(fields['month'])
+                month = _month(fields['month'])
                 if month and year:
                     timestamp = _iso(year, month, int(fields['day']), fields['clock'], fields.get('fraction'))
             break

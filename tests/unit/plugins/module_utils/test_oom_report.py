@@ -621,3 +621,16 @@ def test_oom_group_ends_at_the_next_invocations_oom_kill_line():
     assert len(events) == 2
     assert len(events[0]['victims']) == 12
     assert (events[1]['victim']['pid'], events[1]['oom_group'], events[1]['cause']) == (9300, False, 'memcg_limit')
+
+
+@pytest.mark.parametrize('month, number', [('апр', 4), ('Mär', 3), ('mai', 5), ('dic', 12), ('déc.', 12), ('Apr', 4)])
+def test_a_localised_month_of_journalctl_short_is_read(month, number):
+    """journalctl prints %b in the locale: the time is still absolute."""
+    line = oom_report.split_prefix('%s 28 01:23:30 PC kernel: Killed process 1 (x)' % month, 2019)
+    assert (line.host, line.message) == ('PC', 'Killed process 1 (x)')
+    assert line.timestamp == '2019-%02d-28T01:23:30' % number
+
+
+def test_an_unknown_month_word_keeps_the_line_without_an_absolute_time():
+    line = oom_report.split_prefix('Xyz 28 01:23:30 PC kernel: Killed process 1 (x)', 2019)
+    assert (line.host, line.time, line.timestamp) == ('PC', 'Xyz 28 01:23:30', None)
