@@ -273,6 +273,14 @@ def repair(text):
             dropped += 1
             last_level = None
             continue
+        if (bare and out and level == last_level and last_raw.endswith(' ') and line[:1] != ' '
+                and _FIELD_START.match(line)):
+            # A bare paste wrapped by a mail client that kept the soft break's
+            # trailing space (format=flowed): the next field goes on the same line.
+            out[-1][0] = out[-1][0].rstrip() + ' ' + line
+            before, piece, last_raw = piece, line, raw
+            rejoined += 1
+            continue
         parts = _GLUED.split(line) if len(line) > 40 else [line]
         glued += len(parts) - 1
         for part in parts:

@@ -195,6 +195,22 @@ def test_wrapped_kill_line_is_rejoined_with_its_space():
     assert repairs == ['rejoined 2 wrapped lines']
 
 
+def test_a_bare_paste_wrapped_with_format_flowed_spaces_is_rejoined():
+    """A kill line pasted without its prefix, wrapped by a mail client that kept the soft breaks'
+    trailing spaces (RFC 3676 format=flowed): the fields are one line again; a line with no
+    trailing space before it is left alone (public/5.6-rc5-memcg-soft-lockup-repro-*)."""
+    text = ('> Memory cgroup out of memory: Killed process 808 (repro) total-vm:41944kB, \n'
+            '> anon-rss:35344kB, file-rss:504kB, shmem-rss:0kB, UID:0 pgtables:108kB \n'
+            '> oom_score_adj:0\n'
+            '> watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [repro:806]')
+    lines, repairs = _carrier.repair(text)
+    assert [line for line, cut in lines] == [
+        'Memory cgroup out of memory: Killed process 808 (repro) total-vm:41944kB, anon-rss:35344kB, '
+        'file-rss:504kB, shmem-rss:0kB, UID:0 pgtables:108kB oom_score_adj:0',
+        'watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [repro:806]']
+    assert repairs == ['unquoted 1 level', 'rejoined 2 wrapped lines']
+
+
 def test_unrelated_lines_are_not_glued():
     """Prose after a quoted block, a harness line after a long kernel line, a blank line: never joined."""
     text = '> ' + KILLED + '\nThis is where it died.\n' + KILLED + '\n# ok 6 oom01\n' + KILLED + '\n\nmemory: usage'
