@@ -229,3 +229,32 @@ def test_a_truncated_export_keeps_what_was_read(tmp_path):
 def test_an_unknown_format_name_is_refused():
     with pytest.raises(ValueError, match='format = short-x; allowed: json, json-seq'):
         _journal_export.Reader('short-x')
+
+
+# -- real journalctl output of a VM (journal-exports/vm-debian12-6.1-cgroupv2-memcg-and-sysrq) ----
+
+VM_EXPORTS = os.path.join(EXPORTS, 'vm-debian12-6.1-cgroupv2-memcg-and-sysrq')
+
+
+def _vm_events(name):
+    events = oom_events.collect(paths=[os.path.join(VM_EXPORTS, name)], year=2026)[0]
+    return [(e['cause'], e['victim']['pid'], e['victim']['comm'], e['uptime_s'], e['host'], e['timestamp'])
+            for e in events]
+
+
+@pytest.mark.parametrize('name, realtime', [
+    ('journal-json.txt.gz', True), ('journal-json-seq.txt.gz', True), ('journal-json-pretty.txt.gz', True),
+    ('journal-verbose.txt.gz', True), ('journal-export.txt.gz', True), ('journal-short-monotonic.txt.gz', False),
+    ('journal-short-full.txt.gz', False), ('journal-cat.txt.gz', False), ('journal-short-iso.txt.gz', False)])
+def test_real_journalctl_output_of_every_format_gives_the_events_of_dmesg(name, realtime):
+    """journalctl -b -o FORMAT on a VM after a real memcg OOM and a SysRq OOM: the whole boot,
+    user-space entries and all, gives dmesg's two events."""
+    dmesg = _vm_events('dmesg.txt')
+    assert [e[:3] for e in dmesg] == [('memcg_limit', 331, 'python3'), ('manual', 341, 'sshd')]
+    found = _vm_events(name)
+    assert [e[:3] for e in found] == [e[:3] for e in dmesg]
+    if realtime:
+        # __REALTIME_TIMESTAMP to the microsecond, the kernel's own stamp, journald's host name.
+        assert [e[3:] for e in found] == [
+            (26.481066, 'oomguard-vm', '2026-12-07T05:22:47.322237+00:00'),
+            (32.071892, 'oomguard-vm', '2026-12-07T05:22:52.920437+00:00')]
