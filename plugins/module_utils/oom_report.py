@@ -436,6 +436,9 @@ class EventParser:
         if event is not None:
             notes = event.setdefault('carrier_repairs', [])
             notes.extend(note for note in line.repairs if note not in notes)
+            if line.cut and ' invoked oom' in message:
+                # What the cause needs from this line may be past the cut (classify).
+                event['_cut_invoked'] = True
 
     def _cut_line(self, line, message):
         """A kill or oom-kill line a pager cut short: what its complete fields say."""
@@ -444,6 +447,7 @@ class EventParser:
             if event is None or event['victim'] is not None:
                 event = self._current(line, start=True)
             fields = dict(_CUT_FIELD.findall(message[9:]))
+            event['_cut_oom_kill'] = set(fields)
             event['constraint'] = fields.get('constraint', event['constraint'])
             for key, name in (('nodemask', 'nodemask'), ('cpuset', 'cpuset'), ('mems_allowed', 'mems_allowed'),
                               ('oom_memcg', 'limit_memcg'), ('task_memcg', 'task_memcg')):
@@ -896,6 +900,28 @@ def _mempolicy(event, cpuset_restricted):
     return None
 
 
+def _lost_to_a_cut(event):
+    """The field a pager's cut took that the cause depends on, said as the reason; None when none.
+
+    A cut oom-kill: line decides the cause by its constraint, and a memory
+    cgroup's by oom_memcg (whose limit: the task's own or a parent's); a
+    cut invoked line by its order (-1: a manual OOM).  Guessing past a cut
+    would turn a parent's limit into the task's own, a cpuset squeeze into
+    a host OOM.
+    """
+    whole = event.get('_cut_oom_kill')
+    if whole is not None:
+        if 'constraint' not in whole:
+            return 'a pager cut the oom-kill: line before its constraint (memory cgroup, cpuset, policy or none)'
+        if event.get('constraint') == 'CONSTRAINT_MEMCG' and 'oom_memcg' not in whole:
+            return ('a memory cgroup limit (CONSTRAINT_MEMCG), but a pager cut the oom-kill: line before oom_memcg: '
+                    "whose limit it was (the task's own cgroup or a parent) is lost")
+    if event.get('_cut_invoked') and event.get('order') is None and event.get('constraint') in (None, 'CONSTRAINT_NONE'):
+        # Only a global OOM can be a manual one (order -1).
+        return 'a pager cut the invoked line before its order (-1 would be a manual OOM)'
+    return None
+
+
 def classify(event):
     """(cause, evidence dict, reason) for one event; reason says why when unknown.
 
@@ -904,6 +930,9 @@ def classify(event):
     """
     evidence = {}
     constraint = event.get('constraint')
+    lost = _lost_to_a_cut(event)
+    if lost:
+        return 'unknown', {'constraint': constraint, 'kill_origin': event.get('kill_origin')}, lost
     if event.get('panic') and _OOM_PANIC.search(event['panic']):
         return 'panic', {'panic': event['panic']}, None
     if event.get('order') == -1:
