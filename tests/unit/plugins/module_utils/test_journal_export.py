@@ -31,7 +31,7 @@ WITH_REALTIME = ('json', 'json-seq', 'json-pretty', 'verbose', 'export')
 
 
 def export_path(fmt):
-    return os.path.join(EXPORTS, 'derived-from-%s.%s.txt' % (BOOT, fmt))
+    return os.path.join(EXPORTS, 'derived-from-%s.%s.txt.gz' % (BOOT, fmt))
 
 
 def _victims(events):
@@ -63,7 +63,7 @@ def test_each_format_gives_the_events_of_the_clean_dmesg(fmt, clean):
 
 @pytest.mark.parametrize('fmt', _journal_export.FORMATS)
 def test_the_format_is_detected_from_the_first_bytes(fmt, tmp_path):
-    with open(export_path(fmt), 'rb') as handle:
+    with gzip.open(export_path(fmt), 'rb') as handle:
         head = handle.read(_journal_export.HEAD_BYTES)
     assert _journal_export.detect(head) == fmt
     # not from the name: the same bytes under a log's name
@@ -91,7 +91,7 @@ def test_json_lines_of_other_programs_are_read_as_logs(tmp_path):
 
 
 def test_a_gzip_export_is_detected_after_decompression(tmp_path):
-    with open(export_path('export'), 'rb') as handle:
+    with gzip.open(export_path('export'), 'rb') as handle:
         (tmp_path / 'boot.export.gz').write_bytes(gzip.compress(handle.read()))
     dummy, dummy2, summary, notes = oom_events.collect(paths=[str(tmp_path / 'boot.export.gz')])
     assert summary['by_cause'] == BY_CAUSE and notes == []
@@ -197,7 +197,7 @@ def test_a_huge_json_line_is_skipped_with_a_note(tmp_path):
 
 
 def test_a_huge_json_pretty_entry_is_skipped_with_a_note(tmp_path):
-    with open(export_path('json-pretty'), 'rb') as handle:
+    with gzip.open(export_path('json-pretty'), 'rb') as handle:
         data = handle.read()
     huge = b'{\n\t"_TRANSPORT" : "kernel",\n' + b'\t"X" : "%s",\n' % (b'A' * 1000) * 100 + b'\t"MESSAGE" : "m"\n}\n'
     path = tmp_path / 'huge.json'
@@ -207,17 +207,20 @@ def test_a_huge_json_pretty_entry_is_skipped_with_a_note(tmp_path):
 
 
 def test_the_byte_budget_counts_the_export(tmp_path):
-    size = os.path.getsize(export_path('json'))
+    path = str(tmp_path / 'journal.json')
+    with gzip.open(export_path('json'), 'rb') as handle, open(path, 'wb') as out:
+        out.write(handle.read())
+    size = os.path.getsize(path)
     budget = oom_events.ReadBudget(max_bytes=size // 2)
-    events = oom_events.collect(paths=[export_path('json')], budget=budget)[0]
+    events = oom_events.collect(paths=[path], budget=budget)[0]
     assert 0 < len(events) < 14 and budget.left_bytes == 0
     assert budget.notes == ['%s: read only its first %d bytes: max_read_bytes = %d reached (the budget of all '
                             'inputs of this run); raise max_read_bytes to read more'
-                            % (export_path('json'), size // 2, size // 2)]
+                            % (path, size // 2, size // 2)]
 
 
 def test_a_truncated_export_keeps_what_was_read(tmp_path):
-    with open(export_path('export'), 'rb') as handle:
+    with gzip.open(export_path('export'), 'rb') as handle:
         data = handle.read()
     cut = data.index(b'\nMESSAGE\n', len(data) // 2) + 12  # inside a binary field's size
     path = tmp_path / 'cut.export'
