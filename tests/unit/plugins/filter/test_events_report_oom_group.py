@@ -10,7 +10,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import oom_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.abspath(os.path.join(HERE, '..', '..', 'fixtures'))
-GROUP = os.path.join(FIXTURES, 'oom_group', '5.0-next-lkml-memcg-v2-oom-group-kills-init-panic.txt')
+GROUP = os.path.join(FIXTURES, 'oom_reports', 'public', '5.0-next-memcg-oom-group-kills-init-panic-printk-caller-lkml.txt')
 LOWMEM = os.path.join(FIXTURES, 'oom_reports', 'seeds', 'seed004-3.2.59-32bit-lowmem.txt')
 REPRS = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'|\['|'\]|'\}|\[\]|\{\}")
 

@@ -366,7 +366,6 @@ def test_printk_caller_id_and_oom_kill_line_without_cpuset_fields():
 
 # -- causes from partial numbers, elided kill lines, memory.oom.group -----------
 
-GROUP_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'oom_group')
 
 
 def _lines(rel):
@@ -532,11 +531,12 @@ def test_mempolicy_constraint_names_the_zones_below_min():
     assert events[1]['evidence']['policy_zones_below_min'][0]['free_kb'] == 31884
 
 
-GROUP_REPORT = '5.0-next-lkml-memcg-v2-oom-group-kills-init-panic.txt'
+# The corpus's real memory.oom.group report (public/SOURCES.md).
+GROUP_REPORT = 'public/5.0-next-memcg-oom-group-kills-init-panic-printk-caller-lkml.txt'
 
 
 def _group_lines():
-    with open(os.path.join(GROUP_DIR, GROUP_REPORT)) as handle:
+    with open(os.path.join(CORPUS, GROUP_REPORT)) as handle:
         return handle.read().splitlines()
 
 
