@@ -367,7 +367,6 @@ def test_printk_caller_id_and_oom_kill_line_without_cpuset_fields():
 # -- causes from partial numbers, elided kill lines, memory.oom.group -----------
 
 
-
 def _lines(rel):
     with open(os.path.join(CORPUS, rel)) as handle:
         return handle.read().splitlines()
