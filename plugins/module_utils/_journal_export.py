@@ -348,16 +348,7 @@ class Reader:
                 produced = self._verbose(lines)
             else:
                 produced = self._short(lines)
-        out, size = [], 0
-        for data in produced:
-            if data:
-                out.append(data)
-                size += len(data)
-                if size >= oom_scan.CHUNK_BYTES:
-                    yield b''.join(out)
-                    out, size = [], 0
-        if out:
-            yield b''.join(out)
+        return oom_scan.batched(produced)
 
 
 def _int(value):

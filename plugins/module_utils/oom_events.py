@@ -204,8 +204,10 @@ def read_kmsg(scanner, path='/dev/kmsg', budget=None):
 
 def _kmsg_batches(fd, path):
     """Records (one per read) joined into chunks of about CHUNK_BYTES."""
-    records = []
-    size = 0
+    return oom_scan.batched(_kmsg_records(fd, path))
+
+
+def _kmsg_records(fd, path):
     while True:
         try:
             record = os.read(fd, 8192)
@@ -217,13 +219,7 @@ def _kmsg_batches(fd, path):
             raise SourceError('dmesg: reading %s: %s' % (path, os.strerror(exc.errno)))
         if not record:
             break
-        records.append(record if record.endswith(b'\n') else record + b'\n')
-        size += len(record)
-        if size >= oom_scan.CHUNK_BYTES:
-            yield b''.join(records)
-            records, size = [], 0
-    if records:
-        yield b''.join(records)
+        yield record if record.endswith(b'\n') else record + b'\n'
 
 
 def read_journal(scanner, journalctl, since_epoch=None, budget=None):
@@ -258,10 +254,12 @@ def read_journal(scanner, journalctl, since_epoch=None, budget=None):
 
 def _pipe_chunks(fd, deadline):
     """What a pipe gives, in chunks of about CHUNK_BYTES, until its end or deadline."""
+    return oom_scan.batched(_pipe_reads(fd, deadline))
+
+
+def _pipe_reads(fd, deadline):
     poller = select.poll()
     poller.register(fd)
-    parts = []
-    size = 0
     while True:
         left_s = deadline - time.monotonic()
         if left_s <= 0 or not poller.poll(left_s * 1000):
@@ -269,13 +267,7 @@ def _pipe_chunks(fd, deadline):
         data = os.read(fd, 1 << 20)
         if not data:
             break
-        parts.append(data)
-        size += len(data)
-        if size >= oom_scan.CHUNK_BYTES:
-            yield b''.join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b''.join(parts)
+        yield data
 
 
 # -- kills by the userspace early OOM killers ------------------------------------

@@ -402,6 +402,13 @@ class EventParser:
         if event is not None:
             self._seal(event)
 
+    def _close(self, event):
+        """A report's kill line was read: it is no longer open under any host, and is sealed."""
+        for host, candidate in list(self.open.items()):
+            if candidate is event:
+                self.open.pop(host)
+        self._seal(event)
+
     def _seal(self, event):
         if event['victim'] is None and event.pop('_elided', False):
             # The author cut lines out and no kill line is left: the numbers
@@ -472,10 +479,7 @@ class EventParser:
                                'shmem_rss_kb': None, 'pgtables_kb': None, 'oom_score_adj': None}
         event['complete'] = False
         event['lines'] += 1
-        for host, candidate in list(self.open.items()):
-            if candidate is event:
-                self.open.pop(host)
-        self._seal(event)
+        self._close(event)
         return True
 
     def _feed(self, line):
@@ -585,10 +589,7 @@ class EventParser:
             event['complete'] = event['invoker'] is not None
             event['lines'] += 1
             # The report is over; oom_reaper and panic lines find it by pid / host.
-            for host, candidate in list(self.open.items()):
-                if candidate is event:
-                    self.open.pop(host)
-            self._seal(event)
+            self._close(event)
             return True
         match = (_REAPED.match(message) or _UNREAPED.match(message)) if message.startswith('oom_reaper: ') else None
         if match:

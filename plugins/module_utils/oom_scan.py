@@ -393,6 +393,20 @@ def _reaped(pid):
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
 
 
+def batched(pieces, chunk_bytes=CHUNK_BYTES):
+    """bytes pieces (records, reads, lines) joined into chunks of about chunk_bytes; empty pieces dropped."""
+    out, size = [], 0
+    for piece in pieces:
+        if piece:
+            out.append(piece)
+            size += len(piece)
+            if size >= chunk_bytes:
+                yield b''.join(out)
+                out, size = [], 0
+    if out:
+        yield b''.join(out)
+
+
 def _pread_chunks(fd, low, high=None, chunk_bytes=CHUNK_BYTES):
     """The bytes of fd from low to high (None: to its end), in chunks."""
     pos = low
