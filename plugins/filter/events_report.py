@@ -46,23 +46,12 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.oomguard.linux.plugins.module_utils.oom_report import epoch
+from ansible_collections.oomguard.linux.plugins.plugin_utils import report_text as rt
 
 LAST_MAX = 100000
 # Cgroup paths and other long values are cut to this many characters, in their middle.
 PATH_CHARS = 60
 VALUE_CHARS = 120
-
-
-def _plural(count, noun):
-    return '%d %s%s' % (count, noun, '' if count == 1 else 's')
-
-
-def _cut_middle(text, limit=VALUE_CHARS):
-    text = to_text(text)
-    if len(text) <= limit:
-        return text
-    half = (limit - 1) // 2
-    return text[:half] + '\u2026' + text[-(limit - 1 - half):]
 
 
 def _path(path, limit=PATH_CHARS):
@@ -81,15 +70,7 @@ def _path(path, limit=PATH_CHARS):
         shortened = head + '/\u2026/' + tail
         if len(shortened) <= limit:
             return shortened
-    return _cut_middle(path, limit)
-
-
-def _size_kb(value):
-    """kB -> a short human size (GiB/MiB/KiB)."""
-    for unit, factor in (('GiB', 1024 * 1024), ('MiB', 1024)):
-        if abs(value) >= factor:
-            return '%.1f %s' % (value / float(factor), unit)
-    return '%d KiB' % value
+    return rt.cut_middle(path, limit, path=False)
 
 
 def _seconds(value):
@@ -103,7 +84,7 @@ def _value(key, value):
     if isinstance(value, bool):
         return 'yes' if value else 'no'
     if isinstance(value, (int, float)) and key.endswith('_kb'):
-        return _size_kb(value)
+        return rt.size_kb(value)
     if isinstance(value, (int, float)) and key.endswith('_s'):
         return _seconds(value)
     if isinstance(value, float):
@@ -115,7 +96,7 @@ def _value(key, value):
         return shown + ('; and %d more' % (len(value) - 3) if len(value) > 3 else '')
     if key.endswith('memcg') or key == 'cgroup':
         return _path(value)
-    return _cut_middle(value)
+    return rt.cut_middle(value, VALUE_CHARS, path=False)
 
 
 def _name(key):
@@ -171,14 +152,14 @@ def _kill_line(event):
     if victim:
         size = ''
         if victim.get('anon_rss_kb') is not None:
-            size = ', anon-rss %s' % _size_kb(victim['anon_rss_kb'])
-        who = '%s (pid %s%s) killed' % (_cut_middle(victim.get('comm') or 'unknown', 40),
+            size = ', anon-rss %s' % rt.size_kb(victim['anon_rss_kb'])
+        who = '%s (pid %s%s) killed' % (rt.cut_middle(victim.get('comm') or 'unknown', 40, path=False),
                                         victim.get('pid', 'unknown'), size)
         others = len(event.get('victims') or ()) - 1
         if event.get('oom_group') and others > 0:
             # One invocation killed the whole cgroup: say how many, not each.
             who += ' with %s of %s (memory.oom.group)' % (
-                _plural(others, 'other task'), _path(event.get('group_cgroup') or 'its cgroup'))
+                rt.plural(others, 'other task'), _path(event.get('group_cgroup') or 'its cgroup'))
     elif event.get('victim_elided'):
         who = 'victim not in the log (its kill lines were cut out)'
     else:
@@ -187,7 +168,7 @@ def _kill_line(event):
     if event.get('task_memcg'):
         where = ' in %s' % _path(event['task_memcg'])
     if event.get('host'):
-        where += ' on %s' % _cut_middle(event['host'], 64)
+        where += ' on %s' % rt.cut_middle(event['host'], 64, path=False)
     return '%s  %s%s' % (_when(event), who, where)
 
 
@@ -204,7 +185,7 @@ def events_report(result, host=None, last=10):
     summary = result['summary']
     total = summary.get('events', 0)
     lines = []
-    heading = '%s%s' % (_plural(total, 'OOM event'), ' on %s' % host if host else '')
+    heading = '%s%s' % (rt.plural(total, 'OOM event'), ' on %s' % host if host else '')
     causes = ', '.join('%s %d' % (cause, count) for cause, count in sorted(summary.get('by_cause', {}).items()))
     if causes:
         heading += ' (%s)' % causes
@@ -221,13 +202,13 @@ def events_report(result, host=None, last=10):
         groups.setdefault(key, []).append(event)
     for (cause, advice), members in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
         lines.append('')
-        lines.append('%s: %s' % (cause, _plural(len(members), 'event')))
+        lines.append('%s: %s' % (cause, rt.plural(len(members), 'event')))
         if advice:
             lines.append('  change: %s' % advice)
         for event in members:
             lines.append('  - %s' % _kill_line(event))
             if event.get('unknown_reason'):
-                lines.append('      why unknown: %s' % _cut_middle(event['unknown_reason'], 400))
+                lines.append('      why unknown: %s' % rt.cut_middle(event['unknown_reason'], 400, path=False))
             evidence = _evidence(event.get('evidence'))
             if evidence:
                 lines.append('      evidence: %s' % evidence)
@@ -241,17 +222,18 @@ def events_report(result, host=None, last=10):
             if loop.get('unit'):
                 unit = ', unit %s (OOMPolicy %s)' % (loop['unit'], loop.get('oom_policy') or 'unknown')
             lines.append('  %s%s: %s, %s, %s .. %s%s' % (
-                _cut_middle(loop['comm'], 40), where, _plural(loop['kills'], 'kill'), _plural(loop['distinct_pids'], 'PID'),
+                rt.cut_middle(loop['comm'], 40, path=False), where, rt.plural(loop['kills'], 'kill'),
+                rt.plural(loop['distinct_pids'], 'PID'),
                 _loop_time(loop.get('first')), _loop_time(loop.get('last')), unit))
             if loop.get('advice'):
                 lines.append('    change: %s' % loop['advice'])
     early = result.get('early_kills') or []
     if early and last:
         lines.append('')
-        lines.append('Kills by the early OOM killer (before the kernel had to act): %s' % _plural(len(early), 'kill'))
+        lines.append('Kills by the early OOM killer (before the kernel had to act): %s' % rt.plural(len(early), 'kill'))
         for kill in early[-last:]:
             if kill.get('killer') == 'earlyoom':
-                what = '%s (pid %s) %s' % (_cut_middle(kill.get('comm') or 'unknown', 40), kill.get('pid', 'unknown'),
+                what = '%s (pid %s) %s' % (rt.cut_middle(kill.get('comm') or 'unknown', 40, path=False), kill.get('pid', 'unknown'),
                                            kill.get('signal') or '')
                 if kill.get('rss_mib') is not None:
                     what += ', rss %d MiB' % kill['rss_mib']
@@ -263,7 +245,7 @@ def events_report(result, host=None, last=10):
     if notes:
         lines.append('')
         lines.append('Notes:')
-        lines.extend('  %s' % _cut_middle(note, 600) for note in notes)
+        lines.extend('  %s' % rt.cut_middle(note, 600, path=False) for note in notes)
     if not events:
         lines.append('')
         lines.append('No OOM kill in the logs read.' if not total else 'No event shown (last = 0).')

@@ -23,6 +23,8 @@ import re
 import stat
 import tempfile
 
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+
 LEDGER_NAME = 'ledger.json'
 VERSION = 1
 
@@ -40,7 +42,7 @@ def _read_small_file(path, info):
     """The bytes of a regular file the collection may replace; never a FIFO, device or socket, never unbounded."""
     if not stat.S_ISREG(info.st_mode):
         raise LedgerError('%s is %s, not a regular file; the collection writes only regular files there: '
-                          'move it away' % (path, _kind_of(info.st_mode)))
+                          'move it away' % (path, procfs.file_kind(info.st_mode)))
     if info.st_size > MANAGED_FILE_MAX_BYTES:
         raise LedgerError('%s is %d bytes; the files the collection writes are at most %d bytes: move it away'
                           % (path, info.st_size, MANAGED_FILE_MAX_BYTES))
@@ -235,14 +237,6 @@ def _check_directories(ledger_path):
             current = parent
 
 
-def _kind_of(mode):
-    for test, name in ((stat.S_ISLNK, 'a symlink'), (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISCHR, 'a character device'),
-                       (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISDIR, 'a directory')):
-        if test(mode):
-            return name
-    return 'not a regular file'
-
-
 def read_trusted(ledger_path):
     """The ledger's bytes, None when there is none; LedgerError when it is not to be trusted."""
     try:
@@ -256,7 +250,7 @@ def read_trusted(ledger_path):
         OWNERS_TEXT, MAX_LEDGER_BYTES)
     # lstat first: opening a FIFO blocks and opening a device may act on it.
     if not stat.S_ISREG(info.st_mode):
-        raise _refuse(ledger_path, 'file type', _kind_of(info.st_mode), allowed_file)
+        raise _refuse(ledger_path, 'file type', procfs.file_kind(info.st_mode), allowed_file)
     try:
         handle = os.open(ledger_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:

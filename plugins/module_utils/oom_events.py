@@ -26,7 +26,7 @@ import tempfile
 import time
 import zlib
 
-from ansible_collections.oomguard.linux.plugins.module_utils import _journal_export, oom_report, oom_scan
+from ansible_collections.oomguard.linux.plugins.module_utils import _journal_export, oom_report, oom_scan, procfs
 from ansible_collections.oomguard.linux.plugins.module_utils.schema import Invalid, integer
 
 # Bounds of the options (the module's documentation says the same).
@@ -107,8 +107,7 @@ def parse_since(text, now=None):
 
 def _shown(text, limit=200):
     """text for a message, cut in its middle when long (a hostile value stays readable)."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit // 2] + '...' + text[-limit // 2:]
+    return _cut_middle(str(text), limit)
 
 
 # -- budgets ---------------------------------------------------------------------
@@ -351,17 +350,8 @@ def expand_paths(patterns):
     return paths
 
 
-_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
-          (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'))
 # Ring buffers: /dev/kmsg (char 1:11) and /proc/kmsg, which blocks and consumes what it gives.
 _KMSG_RDEV = os.makedev(1, 11)
-
-
-def _kind(info):
-    for test, name in _KINDS:
-        if test(info.st_mode):
-            return name
-    return 'not a regular file'
 
 
 def _refuse(path, what, hint=''):
@@ -389,7 +379,7 @@ def open_log(path):
         if not stat.S_ISCHR(info.st_mode):
             _refuse(path, 'the kernel ring buffer', hint)
     if not stat.S_ISREG(info.st_mode):
-        _refuse(path, _kind(info), hint)
+        _refuse(path, procfs.file_kind(info.st_mode), hint)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:

@@ -25,6 +25,19 @@ class ReadError(Exception):
         self.reason = reason
 
 
+_FILE_KINDS = ((stat.S_ISREG, 'a regular file'), (stat.S_ISDIR, 'a directory'), (stat.S_ISLNK, 'a symlink'),
+               (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISCHR, 'a character device'),
+               (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
+
+
+def file_kind(mode):
+    """What an st_mode is, in words ('a FIFO (named pipe)'), for messages about a path given as an option."""
+    for test, name in _FILE_KINDS:
+        if test(mode):
+            return name
+    return 'a special file'
+
+
 # The largest /proc or /sys file a captured tree holds is a few MiB (slabinfo,
 # a big host's smaps_rollup); anything far above is not a capture.
 CAPTURED_FILE_MAX_BYTES = 64 << 20

@@ -21,6 +21,7 @@ import os
 import re
 import stat
 
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Problem
 
 INT_MIN = -2 ** 31
@@ -384,16 +385,16 @@ LEDGER_NAME = 'ledger.json'
 
 
 def _what_is(path):
-    """'absent', 'file', 'directory', or what else the path is (never opened: a FIFO would block)."""
+    """'absent', 'file', 'directory', or what else the path is in words (never opened: a FIFO would block)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return 'absent'
-    for test, name in ((stat.S_ISREG, 'file'), (stat.S_ISDIR, 'directory'), (stat.S_ISFIFO, 'FIFO'),
-                       (stat.S_ISSOCK, 'socket'), (stat.S_ISCHR, 'character device'), (stat.S_ISBLK, 'block device')):
-        if test(mode):
-            return name
-    return 'special file'
+    if stat.S_ISREG(mode):
+        return 'file'
+    if stat.S_ISDIR(mode):
+        return 'directory'
+    return procfs.file_kind(mode)
 
 
 def path_problems(paths, labels, host=None, sysctl_dirs=()):
@@ -425,7 +426,8 @@ def path_problems(paths, labels, host=None, sysctl_dirs=()):
             continue
         found = _what_is(value)
         if found not in ('absent', kind):
-            checker.invalid(where, value, 'the path of a %s; %s is a %s' % (kind, value, found))
+            checker.invalid(where, value, 'the path of a %s; %s is %s' % (
+                kind, value, 'a ' + found if found in ('file', 'directory') else found))
             continue
         if name in SYSCTL_FILE_OPTIONS and host is not None and sysctl_dirs:
             dirs = [host.path(d).rstrip('/') for d in sysctl_dirs]

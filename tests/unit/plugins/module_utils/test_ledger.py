@@ -236,7 +236,7 @@ def test_file_state_never_opens_a_fifo_or_a_device(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ledger_mod.LedgerError) as raised:
         ledger_mod.file_state(fifo)  # would block forever if it were opened
-    assert str(raised.value) == ('%s is a FIFO, not a regular file; the collection writes only regular files there: '
+    assert str(raised.value) == ('%s is a FIFO (named pipe), not a regular file; the collection writes only regular files there: '
                                  'move it away' % fifo)
     with pytest.raises(ledger_mod.LedgerError) as raised:
         ledger_mod.file_state('/dev/zero')
