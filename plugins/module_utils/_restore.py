@@ -51,11 +51,6 @@ THP_BY_NAME = dict((knob.name, '/' + tn.THP_PATHS[key]) for key, knob in tn.THP_
 SYSCTLS_ALLOWED = 'the sysctls the collection manages: ' + tn.managed_sysctls_text()
 
 
-def managed_sysctl(name):
-    """A sysctl the collection may have written (tunables.managed_sysctl: one rule for both sides)."""
-    return tn.managed_sysctl(name)
-
-
 def normal_path(path):
     """An absolute path in its one normal form: no '..', '.', '//' or trailing '/'."""
     return (isinstance(path, str) and path.startswith('/') and not path.startswith('//') and '\0' not in path
@@ -107,7 +102,7 @@ def _value_problem(key, entry):
     kind, path = entry['kind'], entry['path']
     where = 'values[%s]' % ledger_mod.show(key)
     if kind == 'sysctl':
-        if not managed_sysctl(key):
+        if not tn.managed_sysctl(key):  # one rule for harden and restore
             return where, key, SYSCTLS_ALLOWED
         expected = '/' + procfs.sysctl_path(key)
     elif kind == 'thp':

@@ -68,6 +68,10 @@ KNOWN_VARIABLES = (
     'oomguard_unsupported')
 
 
+# Longer than any known variable by far: compared with none.
+VARIABLE_MAX_CHARS = 64
+
+
 class Invalid(Exception):
     """A value that is not what is allowed; str() says what is."""
 
@@ -535,12 +539,14 @@ class Checker:
         for name in sorted(set(str(n) for n in names or []) - set(KNOWN_VARIABLES)):
             if not name.startswith('oomguard_'):
                 continue
-            # Compared without the prefix every name shares, which would make any two look alike.
+            # Compared without the prefix every name shares, which would make any two look alike;
+            # a name far longer than any known one is no typo of one (and difflib's cost grows with it).
             near = difflib.get_close_matches(name[len('oomguard_'):], [k[len('oomguard_'):] for k in KNOWN_VARIABLES],
-                                             1, 0.7)
+                                             1, 0.7) if len(name) <= VARIABLE_MAX_CHARS else []
             self.refuse('unknown_variable', '%s is not a variable of oomguard.linux%s; allowed: the variables of '
                         'the roles and playbooks (roles/*/README.md)' % (
-                            name, ' (did you mean oomguard_%s?)' % near[0] if near else ''), key=name)
+                            cut_middle(name), ' (did you mean oomguard_%s?)' % near[0] if near else ''),
+                        key=cut_middle(name))
 
     def known(self, where, entry, allowed):
         """(key, value, item) of an entry's settings that are set; unknown keys refused."""

@@ -167,3 +167,13 @@ def test_force_names_only_guards_the_collection_has():
     assert [(p.id, p.message) for p in checker.problems] == [
         ('invalid_value', 'host web1: oomguard_force names no guard: min_free_abvoe_5_percent; allowed: the guard ids '
                           + ', '.join(schema.GUARD_IDS))]
+
+
+def test_a_huge_unknown_variable_name_is_refused_quickly_and_shown_cut():
+    checker = schema.Checker(Labels('web1'))
+    checker.variables(['oomguard_' + 'x' * 1000000, 'oomguard_sysctll', 'other_var'])
+    messages = [p.message for p in checker.problems]
+    assert len(messages) == 2
+    assert messages[0].startswith('host web1: oomguard_sysctll is not a variable of oomguard.linux (did you mean '
+                                  'oomguard_sysctl?)')
+    assert len(messages[1]) < 400 and '\u2026' in messages[1] and 'did you mean' not in messages[1]
