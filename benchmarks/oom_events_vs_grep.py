@@ -171,7 +171,8 @@ def main():
             # A mail-wrapped log is repaired window by window: its goal is lower (issue 19).
             print('  module throughput / grep throughput: %.2f  (goal >= %s)'
                   % (max(grep_s, 0.01) / mod_s, '0.30' if args.wrap else '0.50'))
-            os.remove(path)
+            if not args.keep:
+                os.remove(path)  # one large file on disk at a time
         sizes = sorted(peaks)
         if len(sizes) >= 2:
             print('peak RSS of the module: %s  (flat: the largest file costs %.2fx the smallest)'

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Small Debian VMs with their own kernel, for the Molecule scenarios.
 
-    vm.py image                       build the base image if its recipe changed; print where it is
+    vm.py image [--suite S]           build the base image of a Debian suite if its recipe changed;
+                                      print where it is
     vm.py up   --run-root DIR --spec JSON
                                       boot one VM per platform (copy-on-write overlays of the
                                       read-only base), wait for SSH, print Molecule's instance config
@@ -14,12 +15,13 @@
                                       holding a file there, delete DIR (after a run, on interruption)
     vm.py accel                       print the accelerator QEMU will use (kvm or tcg)
 
-A platform (from molecule.yml) is {name, memory_mib, cpus, numa_nodes,
-kernel_args, tcg_cpu (the -cpu model under TCG, default max)}.  The image
-recipe is molecule/shared/image/; the image is cached under
-OOMGUARD_VM_CACHE (default /var/cache/oomguard/vm as root,
-~/.cache/oomguard/vm otherwise) in a directory named by a hash of that
-recipe, so a warm run reuses it and a changed recipe rebuilds it.
+A platform (from molecule.yml) is {name, suite (the Debian release:
+bullseye, bookworm or trixie, default bookworm), memory_mib, cpus,
+numa_nodes, kernel_args, tcg_cpu (the -cpu model under TCG, default max)}.
+The image recipe is molecule/shared/image/; each suite's image is cached
+under OOMGUARD_VM_CACHE (default /var/cache/oomguard/vm as root,
+~/.cache/oomguard/vm otherwise) in a directory named by the suite and a
+hash of that recipe, so a warm run reuses it and a changed recipe rebuilds it.
 
 Environment: OOMGUARD_VM_ACCEL (auto|kvm|tcg, default auto: KVM when a
 test kernel boots under it, else TCG), OOMGUARD_VM_BOOT_TIMEOUT (seconds
@@ -51,6 +53,10 @@ SSH_OPTIONS = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'U
 # each byte written to an emulated UART costs, and an OOM report is long) and a
 # ring buffer large enough for several OOM reports.
 BASE_KERNEL_ARGS = 'root=/dev/vda rw console=ttyS0 quiet log_buf_len=4M'
+# The Debian releases an image can be built from (all on the package mirror):
+# 11 (kernel 5.10, systemd 247), 12 (6.1, 252), 13 (6.12, 257).
+SUITES = ('bullseye', 'bookworm', 'trixie')
+DEFAULT_SUITE = 'bookworm'
 
 
 class VMError(Exception):
@@ -69,9 +75,9 @@ def cache_root():
     return os.environ.get('OOMGUARD_VM_CACHE') or default
 
 
-def recipe_hash():
-    """sha256 over the recipe directory: every file's path and content."""
-    digest = hashlib.sha256()
+def recipe_hash(suite=DEFAULT_SUITE):
+    """sha256 over the suite and the recipe directory: every file's path and content."""
+    digest = hashlib.sha256(suite.encode() + b'\0')
     for top, dirs, files in os.walk(RECIPE):
         dirs.sort()
         for name in sorted(files):
@@ -88,11 +94,13 @@ def image_paths(directory):
         ('key', 'id_ed25519'), ('ready', 'READY')))
 
 
-def ensure_image():
-    """The cached image for the current recipe, built (once, under a lock) when missing."""
+def ensure_image(suite=DEFAULT_SUITE):
+    """The cached image of a suite for the current recipe, built (once, under a lock) when missing."""
+    if suite not in SUITES:
+        raise VMError('suite %r: use one of %s' % (suite, ', '.join(SUITES)))
     root = cache_root()
     os.makedirs(root, exist_ok=True)
-    key = recipe_hash()[:16]
+    key = '%s-%s' % (suite, recipe_hash(suite)[:16])
     paths = image_paths(os.path.join(root, key))
     if os.path.exists(paths['ready']):
         return paths
@@ -114,7 +122,7 @@ def ensure_image():
                             '-f', os.path.join(work, 'id_ed25519')], check=True)
             with open(log_path, 'wb') as log:
                 result = subprocess.run(['bash', os.path.join(RECIPE, 'build-image.sh'), work,
-                                         os.path.join(work, 'id_ed25519.pub')],
+                                         os.path.join(work, 'id_ed25519.pub'), suite],
                                         stdout=log, stderr=subprocess.STDOUT, check=False)
             if result.returncode != 0:
                 with open(log_path, 'rb') as log:
@@ -122,7 +130,7 @@ def ensure_image():
                 raise VMError('image build failed (exit %d); end of %s:\n%s' % (result.returncode, log_path, tail))
             os.chmod(os.path.join(work, 'base.raw'), 0o444)  # overlays only, never written
             with open(os.path.join(work, 'RECIPE_SHA256'), 'w') as handle:
-                handle.write(recipe_hash() + '\n')
+                handle.write(recipe_hash(suite) + '\n')
             os.rename(work, paths['dir'])
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -130,8 +138,9 @@ def ensure_image():
         with open(paths['ready'], 'w') as handle:
             handle.write('built in %.0f s\n' % (time.time() - started))
         say('image %s built in %.0f s' % (key, time.time() - started))
-        for name in os.listdir(root):  # older recipes' images
-            if name != key and not name.startswith('.') and os.path.isdir(os.path.join(root, name)):
+        for name in os.listdir(root):  # this suite's images of older recipes (and unnamed ones)
+            if name != key and not name.startswith('.') and os.path.isdir(os.path.join(root, name)) \
+                    and (name.startswith(suite + '-') or '-' not in name):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     return paths
 
@@ -201,7 +210,10 @@ def platform_spec(raw):
         raise VMError('platform name %r: use letters, digits, - _ .' % (name,))
     spec = {'name': name, 'memory_mib': int(raw.get('memory_mib', 1024)), 'cpus': int(raw.get('cpus', 1)),
             'numa_nodes': int(raw.get('numa_nodes', 0)), 'kernel_args': str(raw.get('kernel_args', '') or ''),
-            'tcg_cpu': str(raw.get('tcg_cpu', 'max') or 'max')}
+            'tcg_cpu': str(raw.get('tcg_cpu', 'max') or 'max'),
+            'suite': str(raw.get('suite', DEFAULT_SUITE) or DEFAULT_SUITE)}
+    if spec['suite'] not in SUITES:
+        raise VMError('platform %s: suite %r: use one of %s' % (name, spec['suite'], ', '.join(SUITES)))
     if not all(c.isalnum() or c in ',=_-' for c in spec['tcg_cpu']):
         raise VMError('platform %s: tcg_cpu %r: a QEMU CPU model with features, e.g. max,erms=off' % (name, spec['tcg_cpu']))
     if spec['numa_nodes'] > 1 and (spec['cpus'] % spec['numa_nodes'] or spec['memory_mib'] % spec['numa_nodes']):
@@ -340,13 +352,13 @@ def kill_leftovers_and_remove(path):
 
 
 def up(specs, run_root):
-    image = ensure_image()
-    accel_name = accel(image)
+    images = dict((suite, ensure_image(suite)) for suite in sorted(set(spec['suite'] for spec in specs)))
+    accel_name = accel(images[specs[0]['suite']]) if specs else 'tcg'
     os.makedirs(run_root, exist_ok=True)
     configs = []
     try:
         for spec in specs:
-            config = start(spec, image, run_root, accel_name)
+            config = start(spec, images[spec['suite']], run_root, accel_name)
             config['started'] = time.time()
             configs.append(config)
         wait_ssh(configs, int(os.environ.get('OOMGUARD_VM_BOOT_TIMEOUT', '600')))
@@ -386,7 +398,8 @@ def reap(run_root):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
-    sub.add_parser('image')
+    image_parser = sub.add_parser('image')
+    image_parser.add_argument('--suite', default=DEFAULT_SUITE, choices=SUITES)
     sub.add_parser('accel')
     up_parser = sub.add_parser('up')
     up_parser.add_argument('--run-root', required=True)
@@ -399,7 +412,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == 'image':
-            print(json.dumps(ensure_image(), indent=2))
+            print(json.dumps(ensure_image(args.suite), indent=2))
         elif args.command == 'accel':
             print(accel(ensure_image()))
         elif args.command == 'up':

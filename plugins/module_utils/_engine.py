@@ -18,6 +18,7 @@ Restore is the same pipeline run backwards from the ledger (``_restore``).
 
 import errno
 
+from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 
@@ -230,11 +231,27 @@ class Systemd:
     """
 
     def __init__(self, host, run_command=None, systemctl=None, systemd_dir=None, default_dir='/etc/systemd/system'):
+        self.host = host
         self.booted = host.exists('run/systemd/system')
         self.run_command = run_command
         self.systemctl = systemctl
         self.can_run = bool(self.booted and run_command and systemctl)
         self.manages = self.can_run and (systemd_dir is None or systemd_dir == default_dir)
+        self._version = False  # not read yet
+
+    @property
+    def version(self):
+        """The systemd release (252), read once per run: the running manager's, else
+        the installed one's (its library's name); None without systemd."""
+        if self._version is False:
+            version = None
+            if self.can_run:
+                rc, out, dummy = self.run_command([self.systemctl, '--version'])
+                version = capabilities.systemd_version(out) if rc == 0 else None
+            if version is None:
+                version = capabilities.installed_systemd_version(self.host.root)
+            self._version = version
+        return self._version
 
     def run(self, *args):
         """systemctl args; ApplyError when it fails."""

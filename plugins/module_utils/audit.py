@@ -37,7 +37,7 @@ STATUSES = ('ok', 'drift', 'missing', 'unsupported')
 # Refusals that say the host cannot have the setting at all: reported as
 # rows ('unsupported', or 'missing' for what the host lacks but could get).
 HOST_LACKS = {'no_systemd': 'unsupported', 'oomd_unsupported': 'unsupported', 'unsupported_cgroup_v1': 'unsupported',
-              'controller_missing': 'unsupported', 'cgroup_missing': 'missing'}
+              'controller_missing': 'unsupported', 'cgroup_missing': 'missing', 'unsupported_systemd': 'unsupported'}
 
 
 def read_plan(judged, force):
@@ -97,12 +97,16 @@ def units_rows(result, files_by_path):
     rows = []
     live_changes = dict((c['key'], c) for c in result['changes'])
     dropin_files = dict((c['path'], c) for c in result['files'])
+    unsupported = dict(((u['unit'], u['property']), 'needs systemd %d; this host has %d' % (u['needs'], u['has']))
+                       for u in result.get('unsupported') or [])
     for unit in sorted(result['dropins']):
         for scope in sorted(result['dropins'][unit]):
             path = files_by_path(unit, scope)
             file_change = dropin_files.get(path)
             for prop, desired in sorted(result['dropins'][unit][scope].items()):
-                if file_change is None:
+                if (unit, prop) in unsupported:
+                    status, live, note = 'unsupported', None, unsupported[(unit, prop)]
+                elif file_change is None:
                     status, live, note = 'ok', desired, None
                 elif file_change['action'] == 'create':
                     status, live, note = 'missing', None, 'no drop-in %s' % path

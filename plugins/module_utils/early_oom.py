@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
+from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
@@ -57,6 +58,17 @@ _UNSAFE_RE = re.compile(r'''[\s'"`]|\\["$`\\]''')
 # A $ anywhere but before the end, ) or | could start a shell expansion.
 _SHELL_DOLLAR_RE = re.compile(r'\$(?![)|]|$)')
 UNIT_SUFFIXES = ('.service', '.slice', '.scope')
+# The packages that hold each killer, by distribution family (Ansible's
+# os_family), and the repository each needs (docs/platforms.md).  Debian is
+# tested; the others are supported by construction.
+PACKAGES = {
+    'Debian': {'earlyoom': ['earlyoom'], 'systemd-oomd': ['systemd-oomd']},
+    # earlyoom from EPEL; the systemd-oomd daemon is in the systemd-udev subpackage.
+    'RedHat': {'earlyoom': ['earlyoom'], 'systemd-oomd': ['systemd-udev']},
+    # systemd-oomd is in openSUSE's systemd-experimental subpackage.
+    'Suse': {'earlyoom': ['earlyoom'], 'systemd-oomd': ['systemd-experimental']},
+}
+PACKAGE_REPOS = {('RedHat', 'earlyoom'): 'EPEL (epel-release)'}
 
 
 class Config:
@@ -68,6 +80,7 @@ class Config:
         self.problems = []
         self.started_before = []
         self.package_missing = False
+        self.packages = None      # the chosen killer's package names on this host's family
 
 
 def _problem(config, pid, message, forcible=False, key=None):
@@ -158,9 +171,17 @@ def _refuse(value, allowed):
     raise schema.Invalid(allowed)
 
 
+def packages_for(family, killer):
+    """The package names of a killer on a distribution family, or None when not known."""
+    return list((PACKAGES.get(family) or {}).get(killer) or []) or None
+
+
 def read_live(host):
     layout = cg.read_layout(host)
+    os_release = capabilities.parse_os_release(host.read('etc/os-release') or host.read('usr/lib/os-release') or '')
     return {
+        'os_family': capabilities.os_family(os_release),
+        'package_manager': capabilities.package_manager(host.exists),
         'cgroup_mode': layout['mode'],
         'memory_v2': bool(layout.get('memory_controller') and layout['memory_controller']['version'] == 2),
         'psi': host.exists('proc/pressure/memory') and _psi_readable(host),
@@ -192,14 +213,23 @@ def _psi_readable(host):
 
 
 def resolve_killer(config, live, labels, var):
-    """auto -> systemd-oomd on cgroup v2 with PSI, earlyoom elsewhere."""
+    """auto -> systemd-oomd on cgroup v2 with PSI and systemd >= 248, earlyoom elsewhere."""
     killer = config.values.get('killer') or 'none'
     oomd_ok = live['memory_v2'] and live['psi']
+    version = live.get('systemd_version')
+    oomd_too_old = version is not None and version < capabilities.OOMD_SINCE
     if killer == 'auto':
         # prefer lists are earlyoom's: systemd-oomd has no way to prefer a victim.
         # prefer lists, and avoid lists of process names, are earlyoom's.
         names = [a for a in config.values.get('avoid') or [] if not _is_unit(a)]
-        killer = 'systemd-oomd' if oomd_ok and not config.values.get('prefer') and not names else 'earlyoom'
+        killer = 'systemd-oomd' if oomd_ok and not oomd_too_old and not config.values.get('prefer') and not names \
+            else 'earlyoom'
+    if killer == 'systemd-oomd' and oomd_too_old:
+        # Not forcible: systemd before 248 has no ManagedOOMPreference= for the
+        # avoid list nor the oomd.conf keys written here (Debian 11 ships no systemd-oomd).
+        _problem(config, 'unsupported_systemd', labels.msg(
+            "%s['killer'] = systemd-oomd needs systemd %d (ManagedOOMPreference=, DefaultMemoryPressureDurationSec=); "
+            "this host has systemd %d. Use killer: earlyoom or auto" % (var, capabilities.OOMD_SINCE, version)))
     if killer == 'systemd-oomd' and not oomd_ok:
         _problem(config, 'oomd_unsupported', labels.msg(
             "%s['killer'] = systemd-oomd needs cgroup v2 with the memory controller and PSI; this host has "
@@ -343,14 +373,22 @@ def plan_config(params, live, labels):
     if killer != 'none':
         config.unit = UNITS[killer]
         links = live['links'][config.unit]
+        config.packages = packages_for(live['os_family'], killer)
         if links is None and (params.get('validate_only') or params.get('check_mode')):
-            # The role installs the package after its preflight; in check mode
-            # the package task only said it would.
+            # The role installs the package after its preflight (and refuses a
+            # family it knows no package for); in check mode the package task only said it would.
             config.package_missing = True
+        elif links is None and config.packages is None:
+            _problem(config, 'package_missing', labels.msg(
+                "%s['killer'] = %s: %s is not installed, and the collection knows no package of it for this "
+                "distribution (family %s; known: %s); install it, then run again"
+                % (var, killer, config.unit, live['os_family'] or 'unknown', ', '.join(sorted(PACKAGES)))))
+            return config
         elif links is None:
             _problem(config, 'package_missing', labels.msg(
-                "%s['killer'] = %s: %s is not installed (the role installs Debian's %s package first)"
-                % (var, killer, config.unit, killer)))
+                "%s['killer'] = %s: %s is not installed (the role installs %s from %s first)"
+                % (var, killer, config.unit, ', '.join(config.packages),
+                   PACKAGE_REPOS.get((live['os_family'], killer), 'the distribution'))))
             return config
         for path, target in (links or {}).items():
             files[path] = {'type': 'link', 'target': target}
@@ -418,6 +456,7 @@ def plan(params, host, labels, systemd, check_mode=False):
         schema.Checker(labels, problems).shared(params)
         return engine.Plan(problems)
     live = read_request(host, read_live(host), params)
+    live['systemd_version'] = systemd.version
     config = plan_config(params, live, labels)
     judged = engine.Plan(config.problems)
     schema.Checker(labels, judged.problems).shared(params)
@@ -438,6 +477,11 @@ def plan(params, host, labels, systemd, check_mode=False):
         'cgroup_mode': live['cgroup_mode'],
         'psi': live['psi'],
         'package': config.killer if config.killer in UNITS else None,
+        'packages': config.packages,
+        'package_repo': PACKAGE_REPOS.get((live['os_family'], config.killer)),
+        'package_manager': live['package_manager'],
+        'os_family': live['os_family'],
+        'systemd_version': live['systemd_version'],
         'package_missing': config.package_missing,
         'ledger': ledger,
         'diff': engine.build_diff([], judged.file_changes),

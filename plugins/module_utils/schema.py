@@ -33,7 +33,7 @@ MAX_NUMA_NODE = 1023
 # and the unit settings' guards; test_schema holds this list to the guards they fire).
 GUARD_IDS = ('panic_without_reboot', 'panic_on_cgroup_oom', 'overcommit_below_committed', 'min_free_above_5_percent',
              'min_free_below_default', 'persist_shadowed', 'thp_not_persistent',
-             'limit_below_usage', 'nodes_without_room', 'unit_missing', 'pattern_too_broad')
+             'limit_below_usage', 'nodes_without_room', 'unit_missing', 'pattern_too_broad', 'unsupported_systemd')
 # The memory limits in the order the kernel applies them: min <= low <= high <= max.
 LIMIT_ORDER = ('memory_min', 'memory_low', 'memory_high', 'memory_max')
 

@@ -94,3 +94,53 @@ def read_units(run_command, systemctl_path):
         message = (err or out or '').strip().splitlines()
         return None, 'systemctl show failed (rc=%d): %s' % (rc, message[0] if message else 'no output')
     return parse_show(out), None
+
+
+# -- reading back what a drop-in asked for ---------------------------------------
+
+# Properties whose value systemd shows in bytes ("infinity" for none).
+SIZE_PROPERTIES = ('MemoryMax', 'MemoryHigh', 'MemoryLow', 'MemoryMin', 'MemorySwapMax')
+
+
+def show_blocks(text, units):
+    """{unit: {property: value}} of `systemctl show --property=Id,... UNIT...` output.
+
+    A property systemd does not know is not printed at all: it is missing
+    from its unit's dict.
+    """
+    found = {}
+    for unit, block in zip(units, text.split('\n\n')):
+        found[unit] = dict(line.partition('=')[::2] for line in block.splitlines() if '=' in line)
+    return found
+
+
+def _nodes(text):
+    nodes = set()
+    for part in text.replace(',', ' ').split():
+        low, dummy, high = part.partition('-')
+        if not low.isdigit() or high and not high.isdigit():
+            return None
+        nodes.update(range(int(low), int(high or low) + 1))
+    return nodes
+
+
+def property_kept(prop, wanted_bytes_or_text, shown, page_bytes=4096):
+    """Whether `systemctl show` says systemd took a drop-in's value.
+
+    wanted: bytes (None for infinity) for a size property, else the text
+    written; shown: the value systemctl printed, None when it printed none
+    (systemd ignored the property).  A size may differ by a page: systemd
+    scales percentages itself.
+    """
+    if shown is None:
+        return False
+    if prop in SIZE_PROPERTIES:
+        if wanted_bytes_or_text is None:
+            return shown in ('infinity', '18446744073709551615')
+        try:
+            return abs(int(shown) - int(wanted_bytes_or_text)) <= page_bytes
+        except ValueError:
+            return False
+    if prop == 'AllowedMemoryNodes':
+        return _nodes(shown) == _nodes(str(wanted_bytes_or_text))
+    return shown.strip() == str(wanted_bytes_or_text).strip()

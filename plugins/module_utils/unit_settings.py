@@ -25,10 +25,13 @@ PROPERTIES = {
     'oom_score_adj': ('OOMScoreAdjust', 'adj'),
     'oom_policy': ('OOMPolicy', 'policy'),
     'cpu_weight': ('CPUWeight', 'weight'),
+    # systemd-oomd's counterpart of oom_score_adj (systemd 248).
+    'managed_oom_preference': ('ManagedOOMPreference', 'preference'),
 }
 # Settings of the processes a service starts: a slice has none.
 SERVICE_ONLY = ('oom_score_adj', 'oom_policy')
 OOM_POLICIES = ('continue', 'stop', 'kill')
+OOMD_PREFERENCES = ('none', 'avoid', 'omit')
 # CPUWeight=: systemd's range; 100 is every unit's default share.
 CPU_WEIGHT_RANGE = (1, 10000)
 OOM_SCORE_ADJ_RANGE = (-1000, 1000)
@@ -37,6 +40,7 @@ KIND_PARSERS = {
     'adj': (schema.integer,) + OOM_SCORE_ADJ_RANGE,
     'weight': (schema.integer,) + CPU_WEIGHT_RANGE + (' (100 is the default share)',),
     'policy': (schema.choice, OOM_POLICIES),
+    'preference': (schema.choice, OOMD_PREFERENCES),
 }
 UNIT_SUFFIXES = ('.service', '.slice')
 # systemd's other unit types (systemd.unit(5)): refused, never taken for part of a service's name.
@@ -205,7 +209,7 @@ def render_dropin(unit, values):
     section = SECTIONS[unit[unit.rindex('.'):]]
     order = [PROPERTIES[k][0] for k in ('memory_min', 'memory_low', 'memory_high', 'memory_max',
                                         'memory_swap_max', 'allowed_memory_nodes', 'oom_score_adj',
-                                        'oom_policy', 'cpu_weight')]
+                                        'oom_policy', 'cpu_weight', 'managed_oom_preference')]
     lines = ['# Managed by oomguard.linux; local edits are overwritten.\n', '[%s]\n' % section]
     for prop in order:
         if prop in values:

@@ -9,7 +9,7 @@ the roles that own them never overwrite each other:
 - ``limits``:  MemoryMax/High/Low/Min/SwapMax  -> 90-oomguard-limits.conf
 - ``cpuset``:  AllowedMemoryNodes               -> 90-oomguard-cpuset.conf
 - ``protect``: OOMScoreAdjust, OOMPolicy,
-               CPUWeight                        -> 90-oomguard-protect.conf
+               CPUWeight, ManagedOOMPreference  -> 90-oomguard-protect.conf
 
 plus raw cgroups not owned by systemd (written directly) and processes
 outside systemd matched by a pattern (their live oom_score_adj).
@@ -20,7 +20,11 @@ the request names); judge() is a pure function of that reading and the
 request; the change engine (_engine) records the originals and writes.
 A unit's cgroup values are applied by systemd on daemon-reload; where it
 did not apply one (older systemd), the value is written to the cgroup file
-directly, so a running unit is never restarted.
+directly, so a running unit is never restarted.  A property older systemd
+does not know is refused before any write, with the release it needs
+(capabilities); after the daemon-reload every property of every drop-in
+written is read back with `systemctl show`, and one systemd ignored fails
+the run.
 """
 
 import os
@@ -28,10 +32,12 @@ import os
 from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _bounded
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
+from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
+from ansible_collections.oomguard.linux.plugins.module_utils import systemd as sd
 from ansible_collections.oomguard.linux.plugins.module_utils import unit_settings as us
 
 OWNER = 'oom_units'
@@ -41,7 +47,7 @@ SCOPE_KEYS = {
     'cpuset': ('allowed_memory_nodes',),
     # cpu_weight: near OOM, kswapd and the allocating runaway hold the CPU; a
     # latency-critical service's share of it is part of protecting it (issue 6).
-    'protect': ('oom_score_adj', 'oom_policy', 'cpu_weight'),
+    'protect': ('oom_score_adj', 'oom_policy', 'cpu_weight', 'managed_oom_preference'),
 }
 KEY_SCOPE = dict((key, scope) for scope, keys in SCOPE_KEYS.items() for key in keys)
 DROPIN_NAME = '90-oomguard-%s.conf'
@@ -83,6 +89,7 @@ class Live:
         self.numa_nodes = [0]
         self.node_free_bytes = {}
         self.systemd = False
+        self.systemd_version = None  # the release (252); None when unknown
         self.units = {}          # unit -> {'load', 'active', 'cgroup', 'main_pid'}
         self.cgroup_text = {}    # absolute cgroup file -> text (None when absent)
         self.procs = {}          # cgroup dir -> [pids]
@@ -195,6 +202,7 @@ def read_base(host, params, systemd):
     live.node_free_bytes = dict((n['node'], int(n['memory_kb'].get('MemFree', 0)) * 1024)
                                 for n in numa['nodes'] if n['memory_kb'])
     live.systemd = systemd.can_run
+    live.systemd_version = systemd.version
     services = params.get('services') if isinstance(params.get('services'), dict) else {}
     names = set(us.unit_name(u) for u in services)
     if params.get('protect_defaults') and 'protect' in params['scopes']:
@@ -350,6 +358,7 @@ class Plan(engine.Plan):
         self.unit_values = []   # changes systemd makes on daemon-reload (cause 'systemd')
         self.unmatched = []
         self.dropins = {}       # unit -> {scope: rendered}
+        self.unsupported = []   # [{unit, property, needs, has}]: properties this systemd does not know
         self.prune_dirs = True  # a drop-in directory left empty goes too
 
     @classmethod
@@ -386,7 +395,7 @@ def _problem(plan, pid, message, forcible=False, key=None):
 
 
 # The guards this concern fires (each forcible by its id).
-GUARDS = ('limit_below_usage', 'nodes_without_room', 'unit_missing', 'pattern_too_broad')
+GUARDS = ('limit_below_usage', 'nodes_without_room', 'unit_missing', 'pattern_too_broad', 'unsupported_systemd')
 
 
 def _guard(plan, labels, gid, key, detail):
@@ -460,6 +469,17 @@ def _judge_unit(plan, params, live, labels, unit, where, wanted, settings):
                     '(memory.limit_in_bytes), oom_score_adj, oom_policy and cpu_weight (cpu.shares); for '
                     'cpuset.mems on v1 use oomguard_cgroups'
                     % (where, key, live.layout['mode'], us.PROPERTIES[key][0])), key=where)
+    for key in sorted(wanted):
+        needed = capabilities.systemd_needed(us.PROPERTIES[key][0], live.systemd_version) \
+            if key in us.PROPERTIES else None
+        if needed:
+            plan.unsupported.append({'unit': unit, 'property': us.PROPERTIES[key][0], 'needs': needed,
+                                     'has': live.systemd_version})
+            # Forcible: a distribution may have backported it (the read-back after
+            # the daemon-reload then proves whether systemd took it).
+            _guard(plan, labels, 'unsupported_systemd', '%s[%s]' % (where, key),
+                   '%s[%s]: %s= needs systemd %d; this host has systemd %d, which would log "Unknown key" and '
+                   'ignore it' % (where, key, us.PROPERTIES[key][0], needed, live.systemd_version))
     state = live.units.get(unit) or {'load': 'not-found' if live.systemd else 'unknown'}
     if live.systemd and state['load'] != 'loaded':
         _guard(plan, labels, 'unit_missing', where,
@@ -653,6 +673,31 @@ def _read_back(host, change, page_bytes):
     return now, _close_enough(now, change['after'], page_bytes)
 
 
+def check_dropins(systemd, dropins, live, labels):
+    """After the daemon-reload: every property of every drop-in of a loaded unit,
+    read back with one `systemctl show`; one systemd did not take fails the run."""
+    units = sorted(u for u in dropins if (live.units.get(u) or {}).get('load') == 'loaded')
+    props = sorted(set(p for u in units for scope in dropins[u].values() for p in scope))
+    if not units:
+        return
+    shown = sd.show_blocks(systemd.run('show', '--property=' + ','.join(['Id'] + props), *units), units)
+    ignored = []
+    for unit in units:
+        for scope in sorted(dropins[unit]):
+            for prop, text in sorted(dropins[unit][scope].items()):
+                wanted = schema.size_bytes(text, live.mem_total_bytes) if prop in sd.SIZE_PROPERTIES else text
+                now = shown.get(unit, {}).get(prop)
+                if not sd.property_kept(prop, wanted, now, live.page_bytes):
+                    ignored.append('%s %s=%s (systemctl show: %s)' % (
+                        unit, prop, text, 'no such property' if now is None else now or 'empty'))
+    if ignored:
+        raise engine.ApplyError(labels.msg(
+            'systemd did not take %d drop-in setting(s) after daemon-reload: %s; systemd %s logs them as "Unknown '
+            'key" or an invalid value (journalctl -b -u init.scope); the drop-ins are in place, the originals in '
+            'the ledger (restore removes them)' % (len(ignored), '; '.join(ignored),
+                                                   live.systemd_version or 'of unknown version')))
+
+
 def paths_of(params):
     return dict(DEFAULT_PATHS, **dict((k, v) for k, v in (params.get('paths') or {}).items() if v))
 
@@ -675,12 +720,16 @@ def plan(params, host, labels, systemd, check_mode=False):
     judged.values = judged.values + judged.unit_values
     judged.reload = bool(systemd.manages and judged.file_changes)
     judged.page_bytes = live.page_bytes
+    if systemd.manages and judged.dropins:
+        judged.checks.append(lambda systemd_now: check_dropins(systemd_now, judged.dropins, live, labels))
     judged.result = {
         'changed': bool(judged.values or judged.file_changes),
         'changes': judged.values,
         'files': engine.file_rows(judged.file_changes),
         'dropins': judged.dropins,
         'unmatched': judged.unmatched,
+        'unsupported': judged.unsupported,
+        'systemd_version': live.systemd_version,
         'cgroup_mode': live.layout.get('mode'),
         'ledger': os.path.join(params['paths']['state_dir'], ledger_mod.LEDGER_NAME),
         'diff': engine.build_diff(judged.values, judged.file_changes),

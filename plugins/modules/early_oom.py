@@ -69,9 +69,11 @@ extends_documentation_fragment:
   - oomguard.linux.change
   - oomguard.linux.labels
 notes:
-  - The package must be installed; the C(oomguard.linux.early_oom) role installs it from Debian's archive. With
-    O(validate_only=true) (and in check mode) a missing package is reported in RV(package_missing) instead of refused,
-    so that the role can install it next.
+  - The package must be installed; the C(oomguard.linux.early_oom) role installs RV(packages), named for the host's
+    distribution family (Debian, RedHat with EPEL for earlyoom, Suse). With O(validate_only=true) (and in check mode)
+    a missing package is reported in RV(package_missing) instead of refused, so that the role can install it next.
+  - V(systemd-oomd) needs systemd 248 or later (C(ManagedOOMPreference=), C(DefaultMemoryPressureDurationSec=));
+    on older systemd it is refused and V(auto) picks V(earlyoom).
 seealso:
   - module: oomguard.linux.oom_units
   - module: oomguard.linux.restore
@@ -131,9 +133,31 @@ cgroup_mode:
   returned: always
   type: str
 package:
-  description: The Debian package of the chosen killer, null with V(none).
+  description: The chosen killer (V(earlyoom) or V(systemd-oomd)), null with V(none).
   returned: always
   type: str
+packages:
+  description: The packages that hold it on this host's distribution family; null when the family is not known.
+  returned: always
+  type: list
+  elements: str
+  sample: [earlyoom]
+package_repo:
+  description: The repository those packages need beyond the distribution's own (V(EPEL) for earlyoom on RedHat).
+  returned: always
+  type: str
+package_manager:
+  description: The host's package manager (V(apt), V(dnf), V(yum), V(zypper)), null when none was found.
+  returned: always
+  type: str
+os_family:
+  description: The host's distribution family from C(/etc/os-release), as Ansible names it (V(Debian), V(RedHat)).
+  returned: always
+  type: str
+systemd_version:
+  description: The host's systemd release; null without systemd.
+  returned: always
+  type: int
 package_missing:
   description: Whether that package is not installed (only in check mode and with O(validate_only=true)); see the notes.
   returned: always

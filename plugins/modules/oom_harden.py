@@ -126,6 +126,13 @@ early_oom:
       description: The chosen killer's package is not installed (reported instead of refused with
         O(validate_only=true) or in check mode).
       type: bool
+    packages:
+      description: The packages that hold the chosen killer on this host's distribution family (what the role installs).
+      type: list
+      elements: str
+    package_manager:
+      description: The host's package manager (V(apt), V(dnf), V(yum), V(zypper)).
+      type: str
 forced:
   description: The guards of every concern that fired and were forced with O(force).
   returned: success

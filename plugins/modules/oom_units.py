@@ -49,9 +49,14 @@ options:
       - Unit name (a bare name is a C(.service)) to settings. Keys C(memory_max), C(memory_high),
         C(memory_low), C(memory_min), C(memory_swap_max) (sizes like C(512M), C(2G), C(25%) or C(infinity)),
         C(allowed_memory_nodes) (like C(1) or C(0-1)), C(oom_score_adj) (-1000..1000), C(oom_policy)
-        (V(continue), V(stop), V(kill)) and C(cpu_weight) (1..10000, systemd's default share is 100; near
-        OOM the reclaiming kernel and the runaway compete with the service for the CPU). A key outside the
-        called O(scopes) is ignored.
+        (V(continue), V(stop), V(kill)), C(cpu_weight) (1..10000, systemd's default share is 100; near
+        OOM the reclaiming kernel and the runaway compete with the service for the CPU) and
+        C(managed_oom_preference) (V(none), V(avoid), V(omit); systemd-oomd's counterpart of C(oom_score_adj)).
+        A key outside the called O(scopes) is ignored.
+      - A key the host's systemd does not know yet (C(MemoryMin=) 240, C(OOMPolicy=) 243, C(AllowedMemoryNodes=)
+        244, C(ManagedOOMPreference=) 248) is refused before anything is written, naming the release it needs and
+        the host's (guard C(unsupported_systemd)). After the daemon-reload every property written is read back with
+        C(systemctl show); one systemd did not take fails the run.
       - Checked by the module, so that a wrong value is reported with the host and the inventory variable.
     type: dict
     default: {}
@@ -148,6 +153,17 @@ unmatched:
   returned: always
   type: list
   elements: str
+unsupported:
+  description: Unit properties the host's systemd does not know, with the release each needs.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{unit: ssh.service, property: ManagedOOMPreference, needs: 248, has: 247}]
+systemd_version:
+  description: The host's systemd release (the running manager's, else the installed one's); null without systemd.
+  returned: always
+  type: int
+  sample: 252
 cgroup_mode:
   description: The host's cgroup layout (C(v2), C(v1), C(hybrid), C(none)).
   returned: always

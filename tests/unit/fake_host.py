@@ -36,10 +36,12 @@ import stat
 
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import _restore as restore_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as eo
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables_apply as ta
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
@@ -83,10 +85,19 @@ class Systemctl:
     is-active answers from `active`; start and restart add to it (unless the
     unit is in `not_starting`), stop removes; a verb in `refused` fails with
     rc 1.  on_reload runs at daemon-reload.
+
+    `--version` answers with the capture's .capture/systemctl-version.txt
+    (or `version`; neither: it fails, and the version is unknown), counted
+    in version_calls, not in calls.  With systemd_dir, daemon-reload loads
+    the drop-ins there into the units' `show` blocks the way systemd
+    does: a property this version does not know (capabilities.SYSTEMD_SINCE)
+    is ignored, sizes become bytes (percentages of mem_total_bytes).
     """
 
-    def __init__(self, capture=None, active=(), not_starting=(), refused=(), on_reload=None, units=None):
+    def __init__(self, capture=None, active=(), not_starting=(), refused=(), on_reload=None, units=None,
+                 version=None, systemd_dir=None, mem_total_bytes=1 << 30):
         self.status, self.text, self.blocks = 0, '', []
+        self.version_text = 'systemd %d\n' % version if version else None
         if capture:
             with open(os.path.join(capture, '.capture/systemctl-show.cmd.txt')) as handle:
                 self.status = int(re.findall(r'^exit status: (\d+)', handle.read(), re.M)[-1])
@@ -94,15 +105,25 @@ class Systemctl:
                 self.text = handle.read()
             self.blocks = [dict(line.partition('=')[::2] for line in block.splitlines() if '=' in line)
                            for block in self.text.split('\n\n')]
+            version_file = os.path.join(capture, '.capture/systemctl-version.txt')
+            if os.path.exists(version_file) and not version:
+                with open(version_file) as handle:
+                    self.version_text = handle.read()
         self.blocks += list(units or [])
         self.active = set(active)
         self.not_starting = set(not_starting)
         self.refused = set(refused)
         self.on_reload = on_reload
+        self.systemd_dir = systemd_dir
+        self.mem_total_bytes = mem_total_bytes
         self.calls = []
+        self.version_calls = 0
 
     def __call__(self, argv):
         assert argv[0] in ('systemctl', '/bin/systemctl'), argv
+        if argv[1:] == ['--version']:
+            self.version_calls += 1
+            return (0, self.version_text, '') if self.version_text else (1, '', 'no version in this capture\n')
         self.calls.append(list(argv[1:]))
         verb, units = argv[1], [a for a in argv[2:] if not a.startswith('--')]
         if verb in self.refused:
@@ -116,9 +137,27 @@ class Systemctl:
             self.active.add(units[0])
         if verb == 'stop':
             self.active.difference_update(units)
+        if verb == 'daemon-reload' and self.systemd_dir:
+            self._load_dropins()
         if verb == 'daemon-reload' and self.on_reload:
             self.on_reload()
         return 0, '', ''
+
+    def _load_dropins(self):
+        version = capabilities.systemd_version(self.version_text)
+        for block in self.blocks:
+            for name in block.get('Names', block.get('Id', '')).split():
+                directory = os.path.join(self.systemd_dir, name + '.d')
+                for conf in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+                    with open(os.path.join(directory, conf)) as handle:
+                        for line in handle:
+                            key, sep, value = line.strip().partition('=')
+                            if not sep or key.startswith('#') or capabilities.systemd_needed(key, version):
+                                continue  # "Unknown key": ignored
+                            if key in ('MemoryMax', 'MemoryHigh', 'MemoryLow', 'MemoryMin', 'MemorySwapMax'):
+                                number = schema.size_bytes(value, self.mem_total_bytes)
+                                value = 'infinity' if number is None else str(number)
+                            block[key] = value
 
     def _show(self, argv):
         if self.status != 0:
@@ -129,7 +168,10 @@ class Systemctl:
         for unit in argv[3:]:
             block = next((b for b in self.blocks if unit in b.get('Names', '').split()), None) or {
                 'Id': unit, 'LoadState': 'not-found', 'ActiveState': 'inactive', 'MainPID': '0'}
-            out.append('\n'.join('%s=%s' % (p, block.get(p, '')) for p in props))
+            # A property this systemd does not know is not printed at all.
+            version = capabilities.systemd_version(self.version_text)
+            out.append('\n'.join('%s=%s' % (p, block.get(p, '')) for p in props
+                                 if p in block or not capabilities.systemd_needed(p, version)))
         return 0, '\n\n'.join(out) + '\n', ''
 
 
@@ -315,8 +357,9 @@ class CaptureHost(FakeHost):
         self.labels = labels or self.labels
         os.makedirs(self.path('run/systemd/system'))
         self.host = procfs.HostRoot(root)
-        self.systemctl = Systemctl(capture)
         self.sd = self.path('etc/systemd/system')
+        meminfo = procfs.read_meminfo(self.host)[0]
+        self.systemctl = Systemctl(capture, systemd_dir=self.sd, mem_total_bytes=int(meminfo.get('MemTotal', 0)) * 1024)
 
     def params(self, **options):
         params = {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# build-image.sh OUT_DIR PUBLIC_KEY_FILE
+# build-image.sh OUT_DIR PUBLIC_KEY_FILE [SUITE]
 #
-# The recipe of the test VMs' base image: Debian 12 (bookworm) with its own
-# kernel, systemd, sshd and python3, reached as root with one SSH key.
+# The recipe of the test VMs' base image: Debian 11, 12 or 13 (SUITE bullseye,
+# bookworm (the default) or trixie) with its own kernel, systemd, sshd and
+# python3, reached as root with one SSH key.
 # Writes OUT_DIR/{base.raw,vmlinuz,initrd.img}.  Needs root (debootstrap and
 # chroot), no loop mounts: the ext4 image is made from the tree by
 # `mkfs.ext4 -d`.  vm.py caches the result under a hash of this directory, so
@@ -11,8 +12,9 @@
 # OOMGUARD_VM_MIRROR picks the Debian mirror (default: http://deb.debian.org/debian).
 set -euo pipefail
 
-out=${1:?usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE}
-pubkey=${2:?usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE}
+out=${1:?usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE [SUITE]}
+pubkey=${2:?usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE [SUITE]}
+suite=${3:-bookworm}
 mirror=${OOMGUARD_VM_MIRROR:-http://deb.debian.org/debian}
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 rootfs="$out/rootfs"
@@ -23,13 +25,27 @@ rootfs="$out/rootfs"
 # (earlyoom, systemd-oomd) and protects nginx's master/worker pair: they are
 # installed here and left disabled, so that only the roles start them.
 packages=(systemd-sysv udev kmod dbus openssh-server python3 linux-image-amd64 initramfs-tools
-    iproute2 procps numactl earlyoom systemd-oomd nginx)
+    iproute2 procps numactl earlyoom nginx)
+# The units installed for the roles and left off (see below).  Debian 11's
+# systemd 247 ships no systemd-oomd: there the early killer is earlyoom.
+off_units=(earlyoom.service nginx.service)
+case "$suite" in
+bullseye) ;;
+bookworm | trixie)
+    packages+=(systemd-oomd)
+    off_units+=(systemd-oomd.service systemd-oomd.socket)
+    ;;
+*)
+    echo "build-image.sh: suite '$suite': use bullseye, bookworm or trixie" >&2
+    exit 2
+    ;;
+esac
 
 mkdir -p "$rootfs"
 debootstrap --variant=minbase --include="$(
     IFS=,
     echo "${packages[*]}"
-)" bookworm "$rootfs" "$mirror"
+)" "$suite" "$rootfs" "$mirror"
 
 in_root() { chroot "$rootfs" "$@"; }
 
@@ -56,7 +72,7 @@ install -m 0600 "$pubkey" "$rootfs/root/.ssh/authorized_keys"
 in_root systemctl enable systemd-networkd.service ssh.service
 # Installed for the roles, off until a role turns them on: an early killer
 # running behind a test's back would kill its hogs before the kernel does.
-in_root systemctl disable earlyoom.service systemd-oomd.service systemd-oomd.socket nginx.service
+in_root systemctl disable "${off_units[@]}"
 # Off: what slows a TCG boot or changes the guest behind a test's back.
 in_root systemctl mask systemd-firstboot.service systemd-networkd-wait-online.service \
     apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service \

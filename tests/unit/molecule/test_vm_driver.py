@@ -30,7 +30,10 @@ IMAGE = {'kernel': '/c/vmlinuz', 'initrd': '/c/initrd.img', 'base': '/c/base.raw
 
 def test_platform_defaults_and_checks(vm):
     assert vm.platform_spec({'name': 'a-1'}) == {'name': 'a-1', 'memory_mib': 1024, 'cpus': 1, 'numa_nodes': 0,
-                                                 'kernel_args': '', 'tcg_cpu': 'max'}
+                                                 'kernel_args': '', 'tcg_cpu': 'max', 'suite': 'bookworm'}
+    assert vm.platform_spec({'name': 'd11', 'suite': 'bullseye'})['suite'] == 'bullseye'
+    with pytest.raises(vm.VMError, match="suite 'buster': use one of bullseye, bookworm, trixie"):
+        vm.platform_spec({'name': 'd10', 'suite': 'buster'})
     with pytest.raises(vm.VMError, match='platform name'):
         vm.platform_spec({'name': 'a b'})
     with pytest.raises(vm.VMError, match='divide evenly into 2 NUMA nodes'):
@@ -78,6 +81,8 @@ def test_recipe_hash_follows_every_file_of_the_recipe(vm, tmp_path, monkeypatch)
     with open(str(recipe / 'files' / 'initramfs-modules'), 'a') as handle:
         handle.write('virtio_net\n')
     assert vm.recipe_hash() != before
+    # Each suite has its own image, rebuilt with the recipe.
+    assert vm.recipe_hash('trixie') != vm.recipe_hash('bookworm')
 
 
 def test_reap_and_down_of_nothing_are_empty(vm, tmp_path):

@@ -162,3 +162,24 @@ def test_the_events_read_limits_reach_oom_events():
     result, errors = audit.run_parts({'policy': False, 'posture': False, 'events': {'max_read_bytes': 0}},
                                      procfs.HostRoot('/'), engine.Labels('web1'))
     assert 'max_read_bytes' in errors['events'] and 'allowed' in errors['events'], errors
+
+
+def test_a_unit_setting_the_hosts_systemd_lacks_is_unsupported_not_drift(tmp_path, captured_tree):
+    # The Debian 11 VM's capture: systemd 247 has no ManagedOOMPreference= (248).
+    d11 = fake_host.CaptureHost(str(tmp_path / 'd11'), captured_tree('debian11-5.10-qemu-cgroupv2'), labels=LABELS)
+    before = tree_state(d11.root)
+    services = {'ssh': {'managed_oom_preference': 'avoid', 'oom_score_adj': -500}}
+    paths = {'systemd_dir': d11.sd, 'state_dir': d11.state_dir, 'sysctl_file': d11.path('etc/sysctl.d/90-oomguard.conf'),
+             'compaction_file': d11.path('etc/sysctl.d/90-oomguard-compaction.conf'),
+             'earlyoom_defaults': d11.path('etc/default/earlyoom'), 'oomd_conf_dir': d11.path('etc/systemd/oomd.conf.d')}
+    params = {'profile': 'none', 'sysctl': {}, 'thp': {}, 'services': services, 'cgroups': {}, 'processes': [],
+              'protect_defaults': False, 'early_oom': {}, 'force': [], 'paths': paths,
+              'sysctl_dirs': ['/etc/sysctl.d', '/usr/lib/sysctl.d']}
+    found = audit.run(params, d11.host, LABELS, run_command=d11.systemctl, systemctl='systemctl')
+    rows = dict(((r['item'], r['setting']), r) for r in found['settings'] if r['area'] == 'unit')
+    assert rows[('ssh.service', 'ManagedOOMPreference')]['status'] == 'unsupported'
+    assert rows[('ssh.service', 'ManagedOOMPreference')]['note'] == 'needs systemd 248; this host has 247'
+    assert rows[('ssh.service', 'OOMScoreAdjust')]['status'] == 'missing'
+    assert 'unsupported_systemd' in found['guards_fired']
+    assert found['summary']['unsupported'] == 1
+    assert tree_state(d11.root) == before

@@ -182,8 +182,10 @@ def test_read_live_on_captured_trees(name, captured_tree):
     expected = trees.expected(name)
     live = eo.read_live(procfs.HostRoot(root))
     # The captures hold /proc and /sys only: no /run/systemd/system.
+    # The older captures hold no /etc/os-release: their family is unknown.
     assert live == {'cgroup_mode': expected['cgroup_mode'], 'memory_v2': expected['memory_controller'] == 2,
-                    'psi': expected['has_psi'], 'systemd': False}
+                    'psi': expected['has_psi'], 'systemd': False, 'os_family': expected.get('os_family'),
+                    'package_manager': expected.get('package_manager')}
     config = eo.validate({'killer': 'auto'}, LABELS, VAR)
     killer = eo.resolve_killer(config, dict(live, systemd=True), LABELS, VAR)
     assert killer == ('systemd-oomd' if expected['memory_controller'] == 2 else 'earlyoom')
@@ -200,7 +202,8 @@ def test_read_live_without_psi(tmp_path, captured_tree):
     os.mkdir(host.path('proc/pressure/memory'))
     assert eo.read_live(host)['psi'] is False
     os.rmdir(host.path('proc/pressure/memory'))
-    assert eo.read_live(host) == {'cgroup_mode': 'v2', 'memory_v2': True, 'psi': False, 'systemd': False}
+    assert eo.read_live(host) == {'cgroup_mode': 'v2', 'memory_v2': True, 'psi': False, 'systemd': False,
+                                  'os_family': None, 'package_manager': None}
 
 
 # -- earlyoom's arguments and the rendered files -------------------------------------------
@@ -591,16 +594,25 @@ def test_a_host_without_systemd_is_refused(tmp_path, captured_tree):
 
 def test_a_missing_package(tmp_path, captured_tree):
     bare = EarlyHost(str(tmp_path / 'root'), captured_tree(V2_TREE), packages=())
+    # This capture holds no /etc/os-release: the family is unknown, and nothing says which package to install.
+    with pytest.raises(engine.Refused) as raised:
+        bare.apply({'killer': 'earlyoom'})
+    assert [(p.id, p.message) for p in raised.value.problems] == [
+        ('package_missing', "host h1: oomguard_early_oom['killer'] = earlyoom: earlyoom.service is not installed, and "
+                            "the collection knows no package of it for this distribution (family unknown; known: "
+                            "Debian, RedHat, Suse); install it, then run again")]
+    fake_host.write_file(bare.path('etc/os-release'), 'ID=debian\nVERSION_ID="12"\n')
     before = tree_state(bare.root)
     with pytest.raises(engine.Refused) as raised:
         bare.apply({'killer': 'earlyoom'})
     assert [(p.id, p.message) for p in raised.value.problems] == [
         ('package_missing', "host h1: oomguard_early_oom['killer'] = earlyoom: earlyoom.service is not installed (the "
-                            "role installs Debian's earlyoom package first)")]
+                            "role installs earlyoom from the distribution first)")]
     # In check mode and in a preflight the package task has only said it would install it.
     for check_mode, validate_only in ((True, False), (False, True)):
         result = bare.apply({'killer': 'earlyoom'}, check_mode=check_mode, validate_only=validate_only)
         assert result['package_missing'] is True and result['package'] == 'earlyoom'
+        assert result['packages'] == ['earlyoom'] and result['os_family'] == 'Debian'
         assert result['files'] == [{'path': bare.path('etc/default/earlyoom'), 'action': 'create'},
                                    {'path': bare.sd + '/earlyoom.service.d/' + DROPIN, 'action': 'create'}]
     assert tree_state(bare.root) == before
@@ -691,3 +703,22 @@ def test_systemd_oomd_and_its_socket_keep_running(managed):
     assert again['changed'] is False and again['units_stopped'] == [] and again['unit_action'] is None
     assert systemctl.calls == [['is-active', 'systemd-oomd.service']]
     assert systemctl.active == set(['systemd-oomd.service', 'systemd-oomd.socket'])
+
+
+# -- the host's systemd release (capabilities) --------------------------------------------------
+
+@pytest.mark.parametrize('tree, version, auto', [
+    ('debian11-5.10-qemu-cgroupv2', 247, 'earlyoom'),       # cgroup v2 and PSI, but no systemd-oomd before 248
+    ('debian13-6.12-qemu-cgroupv2', 257, 'systemd-oomd'),
+])
+def test_auto_and_systemd_oomd_follow_the_systemd_release(tree, version, auto, captured_tree):
+    live = dict(eo.read_live(procfs.HostRoot(captured_tree(tree))), systemd=True, systemd_version=version)
+    assert live['memory_v2'] and live['psi'] and live['os_family'] == 'Debian'
+    config = eo.validate({'killer': 'auto'}, LABELS, VAR)
+    assert eo.resolve_killer(config, live, LABELS, VAR) == auto and config.problems == []
+    config = eo.validate({'killer': 'systemd-oomd'}, LABELS, VAR)
+    eo.resolve_killer(config, live, LABELS, VAR)
+    assert [(p.id, p.message, p.forcible) for p in config.problems] == ([] if version >= 248 else [(
+        'unsupported_systemd', "host h1: oomguard_early_oom['killer'] = systemd-oomd needs systemd 248 "
+        "(ManagedOOMPreference=, DefaultMemoryPressureDurationSec=); this host has systemd 247. Use killer: earlyoom "
+        "or auto", False)])

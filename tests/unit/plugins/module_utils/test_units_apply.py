@@ -611,3 +611,79 @@ def test_every_raw_cgroup_setting_has_its_file():
     # unit_settings validates oomguard_cgroups; units_apply knows the file of each setting.
     assert sorted(us.CGROUP_SETTINGS) == sorted(ua.CGROUP_FILES)
     assert set(us.CGROUP_SETTINGS.values()) <= set(ua.SCOPES)
+
+
+# -- what the host's systemd knows (capabilities): refused before any write, read back after ------------------
+
+D11 = 'debian11-5.10-qemu-cgroupv2'   # systemd 247
+D13 = 'debian13-6.12-qemu-cgroupv2'   # systemd 257
+# systemd-oomd's counterpart of oom_score_adj: ManagedOOMPreference= arrived in systemd 248.
+OOMD_AVOID = {'services': {'ssh': {'managed_oom_preference': 'avoid', 'oom_score_adj': -500}}}
+
+
+@pytest.fixture
+def managed_on(tmp_path, captured_tree, monkeypatch):
+    """A copy of a capture whose systemd_dir is taken for /etc/systemd/system: apply() reloads and reads back."""
+    def make(tree):
+        host = fake_host.CaptureHost(str(tmp_path / tree), captured_tree(tree), labels=LABELS)
+        monkeypatch.setitem(ua.DEFAULT_PATHS, 'systemd_dir', host.sd)
+        fake_host.kernel(monkeypatch, host.root)
+        return host
+    return make
+
+
+def test_a_setting_newer_than_the_hosts_systemd_is_refused_with_both_versions(managed_on):
+    d11 = managed_on(D11)
+    before = tree_state(d11.root)
+    with pytest.raises(engine.Refused) as raised:
+        d11.apply(**OOMD_AVOID)
+    assert [(p.id, p.message) for p in raised.value.problems] == [(
+        'unsupported_systemd',
+        "host h1: guard unsupported_systemd: oomguard_services['ssh'][managed_oom_preference]: ManagedOOMPreference= "
+        "needs systemd 248; this host has systemd 247, which would log \"Unknown key\" and ignore it; add "
+        "'unsupported_systemd' to oomguard_force to apply it anyway")]
+    assert d11.systemctl.calls[1:] == [] and tree_state(d11.root) == before
+    # The same inventory converges where systemd knows it, and is read back after the reload.
+    d13 = managed_on(D13)
+    result = d13.apply(**OOMD_AVOID)
+    assert result['changed'] is True and result['systemd_version'] == 257 and result['unsupported'] == []
+    assert ['daemon-reload'] in d13.systemctl.calls
+    assert d13.systemctl.calls[-1] == ['show', '--property=Id,ManagedOOMPreference,OOMScoreAdjust', 'ssh.service']
+    assert d13.read('etc/systemd/system/ssh.service.d/90-oomguard-protect.conf') == (
+        MANAGED + '[Service]\nOOMScoreAdjust=-500\nManagedOOMPreference=avoid\n')
+    assert d13.apply(**OOMD_AVOID)['changed'] is False
+
+
+def test_a_property_systemd_ignores_fails_the_run_after_the_reload(managed_on):
+    # Forced past the gate (a backport may have it): systemd 247 drops it, and
+    # the read-back says so instead of reporting a change that never happened.
+    d11 = managed_on(D11)
+    with pytest.raises(engine.ApplyError) as raised:
+        d11.apply(force=['unsupported_systemd'], **OOMD_AVOID)
+    assert str(raised.value) == (
+        'host h1: systemd did not take 1 drop-in setting(s) after daemon-reload: ssh.service '
+        'ManagedOOMPreference=avoid (systemctl show: no such property); systemd 247 logs them as "Unknown key" or an '
+        'invalid value (journalctl -b -u init.scope); the drop-ins are in place, the originals in the ledger '
+        '(restore removes them)')
+    # What it did write is in the ledger: restore takes it back.
+    assert d11.ledger()['files']
+    assert d11.restore()['changed'] is True
+
+
+@pytest.mark.parametrize('version, refused', [
+    # systemd NEWS: MemoryMin= 240, OOMPolicy= 243, AllowedMemoryNodes= 244, ManagedOOMPreference= 248.
+    (239, ['allowed_memory_nodes', 'managed_oom_preference', 'memory_min', 'oom_policy']),  # RHEL 8
+    (247, ['managed_oom_preference']),  # Debian 11
+    (252, []),  # Debian 12, RHEL 9
+    (None, []),  # unknown: nothing to judge by (the read-back still checks)
+])
+def test_each_unit_setting_is_held_to_the_release_that_brought_it(version, refused):
+    live = _hand_live()
+    live.systemd_version = version
+    entry = {'memory_min': '16M', 'oom_policy': 'kill', 'allowed_memory_nodes': '0',
+             'managed_oom_preference': 'avoid', 'memory_max': '1G', 'oom_score_adj': -100, 'cpu_weight': 200}
+    plan = ua.judge({'scopes': list(ua.SCOPES), 'services': {'db': entry}, 'paths': {'systemd_dir': '/x'}},
+                    live, LABELS)
+    found = sorted(re.search(r"\[(\w+)\]: ", p.message).group(1) for p in plan.problems if p.id == 'unsupported_systemd')
+    assert found == refused
+    assert [u['property'] for u in plan.unsupported] == [us.PROPERTIES[k][0] for k in refused]
