@@ -244,13 +244,8 @@ class Systemd:
         """The systemd release (252), read once per run: the running manager's, else
         the installed one's (its library's name); None without systemd."""
         if self._version is False:
-            version = None
-            if self.can_run:
-                rc, out, dummy = self.run_command([self.systemctl, '--version'])
-                version = capabilities.systemd_version(out) if rc == 0 else None
-            if version is None:
-                version = capabilities.installed_systemd_version(self.host.root)
-            self._version = version
+            self._version = capabilities.read_systemd_version(
+                self.host, self.run_command if self.can_run else None, self.systemctl)
         return self._version
 
     def run(self, *args):

@@ -132,19 +132,29 @@ def kernel_needed(feature, release):
     return '%d.%d' % since
 
 
-def read(host, systemd=None):
+def read_systemd_version(host, run_command=None, systemctl=None):
+    """The systemd release a host runs: `systemctl --version` of the running manager
+    when it can be asked, else the installed systemd's (its library's name); None without one."""
+    version = None
+    if run_command is not None and systemctl and host.exists('run/systemd/system'):
+        rc, out, dummy = run_command([systemctl, '--version'])
+        version = systemd_version(out) if rc == 0 else None
+    if version is None:
+        version = installed_systemd_version(host.root)
+    return version
+
+
+def read(host, systemd_version=None):
     """What the host can honour, read once:
 
     {systemd_version, systemd_running, kernel_release, cgroup_mode,
-    package_manager, os_family, os_id, os_version_id}.  systemd_version is
-    the running manager's (systemctl --version) or, without one, the
-    installed systemd's; None when there is none.
+    package_manager, os_family, os_id, os_version_id}; systemd_version as
+    read_systemd_version() found it (the caller asks once per run).
     """
-    version = systemd.version if systemd is not None else None
     os_release = parse_os_release(host.read('etc/os-release') or host.read('usr/lib/os-release') or '')
     return {
-        'systemd_version': version,
-        'systemd_running': bool(systemd is not None and systemd.booted),
+        'systemd_version': systemd_version,
+        'systemd_running': host.exists('run/systemd/system'),
         'kernel_release': (host.read('proc/sys/kernel/osrelease') or '').strip() or None,
         'cgroup_mode': cg.read_layout(host).get('mode'),
         'package_manager': package_manager(host.exists),

@@ -43,6 +43,7 @@ def posture_facts(snapshot, verdict, include_snapshot=False):
         'cgroup_mode': snapshot['cgroup']['mode'],
         'memory_controller': (snapshot['cgroup'].get('memory_controller') or {}).get('version'),
         'kernel': snapshot['kernel'],
+        'platform': snapshot.get('platform'),
         'memory': snapshot['memory'],
         'hugepages': snapshot.get('hugepages'),
         'pressure': snapshot.get('pressure'),

@@ -16,6 +16,7 @@ import os
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cgroups_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils.processes import scan_processes
+from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
 from ansible_collections.oomguard.linux.plugins.module_utils.systemd import read_units
 
 # Parts a caller may skip because they cost more than a few file reads.
@@ -112,6 +113,11 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
                 notes.add('systemd', reason)
             else:
                 snap['systemd'] = {'units': units}
+
+    # The release facts the concerns' gating uses (docs/platforms.md); systemctl
+    # only when it may be run, else the installed systemd's library.
+    snap['platform'] = capabilities.read(host, capabilities.read_systemd_version(
+        host, run_command if 'systemd' not in skip else None, systemctl_path))
 
     snap['is_root'] = os.geteuid() == 0 if host.live else None
     snap['notes'] = notes.items

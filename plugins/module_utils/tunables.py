@@ -24,6 +24,7 @@ in front of an operator running a play over many hosts.
 import os
 import re
 
+from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import schema
@@ -399,8 +400,10 @@ def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
                         '%s: a value must be one line' % var), key=name))
                     continue
         if not state.get('exists'):
+            needs = capabilities.kernel_needed(name, live.get('kernel_release'))
             _unsupported(req, labels, scope, raw_name, value,
-                         'this kernel (%s) has no /%s' % (live.get('kernel_release'), procfs.sysctl_path(name)),
+                         'this kernel (%s) has no /%s%s' % (live.get('kernel_release'), procfs.sysctl_path(name),
+                                                           ' (Linux %s added it)' % needs if needs else ''),
                          skip_unsupported)
             continue
         if state.get('error'):

@@ -138,6 +138,15 @@ ansible_facts:
         kernel:
           description: Kernel release, architecture, word size, HighMem presence, command line.
           type: dict
+        platform:
+          description:
+            - What the host can honour, as the hardening modules read it before they validate (docs/platforms.md).
+            - C(systemd_version) (the running manager's C(systemctl --version), else the installed library's; null
+              without systemd), C(systemd_running), C(kernel_release), C(cgroup_mode), C(os_family) (Ansible's family
+              name from C(/etc/os-release)), C(os_id), C(os_version_id) and C(package_manager).
+          type: dict
+          sample: {systemd_version: 247, systemd_running: true, kernel_release: 5.10.0-32-amd64, cgroup_mode: v2,
+                   os_family: Debian, os_id: debian, os_version_id: '11', package_manager: apt}
         memory:
           description: C(/proc/meminfo) values in kB (HugePages_* counts are under C(hugepages)).
           type: dict

@@ -182,6 +182,37 @@ def test_the_early_killer_acts_first_on_the_preferred(host, scenario, wait_for_e
     assert _show(host, 'oomguard-batch.service', 'ActiveState') == 'active'
 
 
+def test_systemd_oomd_acts_on_memory_pressure(host, scenario):
+    """A runaway throttled by MemoryHigh= stalls on memory: system.slice's pressure
+    passes the inventory's limit, and systemd-oomd (dry run) names the runaway's
+    cgroup as the one it would kill; oom_events reads that from the journal."""
+    if not scenario.get('oomd_pressure'):
+        pytest.skip('systemd-oomd is not asked to act in this scenario')
+    unit = 'oomguard-pressure.service'
+    since = host.check_output('date +%s').strip()
+    host.run('systemctl reset-failed %s' % unit)
+    # 8 MiB a second at most under memory.high's penalty: the host is far from OOM
+    # when oomd acts (limit and duration of the scenario's inventory).
+    host.run_expect([0], 'systemd-run --quiet --unit=oomguard-pressure -p MemoryHigh=48M -p RuntimeMaxSec=90 '
+                    '%s oomguard-hog grow' % HOLD)
+    journal = ''
+    deadline = time.monotonic() + 80
+    try:
+        while time.monotonic() < deadline and 'Would have tried to kill' not in journal:
+            time.sleep(5)
+            try:
+                journal = host.check_output('journalctl -u systemd-oomd.service --since @%s -o cat --no-pager' % since)
+            except (RuntimeError, AssertionError):
+                continue  # the guest is busy; ask again
+    finally:
+        host.run('systemctl stop %s' % unit)
+    # systemd-oomd names the cgroup by its path under the mount (252 and 257 alike).
+    assert 'Would have tried to kill /sys/fs/cgroup/system.slice/%s ' % unit in journal, journal[-3000:]
+    early = host.ansible('oomguard.linux.oom_events', 'sources=early_killers', check=False)['early_kills']
+    mine = [k for k in early if k['killer'] == 'systemd-oomd' and k['dry_run'] and k['cgroup'].endswith('/' + unit)]
+    assert mine, early
+
+
 NGINX = "/usr/sbin/nginx -c /usr/local/lib/oomguard-test/nginx-loop.conf -g 'daemon off;'"
 
 

@@ -99,6 +99,8 @@ def test_the_family_of_the_captured_vms(name, captured_tree):
     assert read['os_family'] == trees.expected(name)['os_family'] == 'Debian'
     assert read['os_id'] == 'debian' and read['kernel_release'] == trees.expected(name)['kernel_release']
     assert read['cgroup_mode'] == 'v2' and read['systemd_version'] is None  # no systemd asked
+    # The capture holds no systemd library and nothing to ask: no version, rather than a guess.
+    assert caps.read_systemd_version(host) is None
 
 
 @pytest.mark.parametrize('present, manager', [
@@ -155,3 +157,34 @@ def test_without_a_running_systemd_the_installed_one_answers(tmp_path):
     assert engine.Systemd(host).version == 252
     fake_host.write_file(str(tmp_path / 'usr/lib/systemd/libsystemd-shared-257.9-1.so'), '')
     assert engine.Systemd(host).version == 257
+
+
+@pytest.mark.parametrize('name', CAPTURED)
+def test_the_running_manager_is_asked_once_and_only_when_booted(name, captured_tree, tmp_path):
+    text = _capture(captured_tree(name), 'systemctl-version.txt')
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        return 0, text, ''
+
+    host = procfs.HostRoot(str(tmp_path))
+    # Not booted with systemd (no /run/systemd/system): nothing is run, no library, no version.
+    assert caps.read_systemd_version(host, run_command, '/usr/bin/systemctl') is None and calls == []
+    fake_host.write_file(str(tmp_path / 'run/systemd/system/.keep'), '')
+    assert caps.read_systemd_version(host, run_command, '/usr/bin/systemctl') == trees.expected(name)['systemd_version']
+    assert calls == [['/usr/bin/systemctl', '--version']]
+    read = caps.read(host, trees.expected(name)['systemd_version'])
+    assert read['systemd_running'] is True and read['systemd_version'] == trees.expected(name)['systemd_version']
+
+
+def test_without_a_running_manager_the_installed_library_names_the_version(tmp_path):
+    host = procfs.HostRoot(str(tmp_path))
+    # Debian 13's and Fedora's library names (the package version in the name on Debian).
+    fake_host.write_file(str(tmp_path / 'usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-257.9-1.so'), '')
+    assert caps.read_systemd_version(host) == 257
+    fake_host.write_file(str(tmp_path / 'usr/lib/systemd/libsystemd-shared-239.so'), '')
+    assert caps.read_systemd_version(host) == 257  # the newest of what is installed
+    # A running manager that fails to answer: the library still says.
+    fake_host.write_file(str(tmp_path / 'run/systemd/system/.keep'), '')
+    assert caps.read_systemd_version(host, lambda argv: (1, '', 'Failed to connect'), 'systemctl') == 257

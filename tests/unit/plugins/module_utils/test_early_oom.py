@@ -722,3 +722,82 @@ def test_auto_and_systemd_oomd_follow_the_systemd_release(tree, version, auto, c
         'unsupported_systemd', "host h1: oomguard_early_oom['killer'] = systemd-oomd needs systemd 248 "
         "(ManagedOOMPreference=, DefaultMemoryPressureDurationSec=); this host has systemd 247. Use killer: earlyoom "
         "or auto", False)])
+
+
+# -- the roles' package step, per distribution family ------------------------------------------
+
+# /etc/os-release as each vendor documents it (os-release(5); Red Hat's, SUSE's and Canonical's
+# release notes), not captured: no VM of these families boots here. Each with the package
+# manager's binary ansible.builtin.package would pick.
+FAMILY_HOSTS = {
+    'rhel-9': ('NAME="Red Hat Enterprise Linux"\nID="rhel"\nID_LIKE="fedora"\nVERSION_ID="9.4"\n',
+               ['usr/bin/dnf', 'usr/bin/yum'], 'RedHat', 'dnf'),
+    'rocky-8': ('NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="8.10"\n',
+                ['usr/bin/dnf', 'usr/bin/yum'], 'RedHat', 'dnf'),
+    'sles-15': ('NAME="SLES"\nVERSION_ID="15.5"\nID="sles"\nID_LIKE="suse"\n', ['usr/bin/zypper'], 'Suse', 'zypper'),
+    'opensuse-leap-15': ('NAME="openSUSE Leap"\nVERSION_ID="15.6"\nID="opensuse-leap"\nID_LIKE="suse opensuse"\n',
+                         ['usr/bin/zypper'], 'Suse', 'zypper'),
+    'ubuntu-22.04': ('NAME="Ubuntu"\nVERSION_ID="22.04"\nID=ubuntu\nID_LIKE=debian\n', ['usr/bin/apt-get'],
+                     'Debian', 'apt'),
+}
+# What each family's package step must install, per killer (docs/platforms.md).
+FAMILY_PACKAGES = {
+    'RedHat': {'earlyoom': ['earlyoom'], 'systemd-oomd': ['systemd-udev']},
+    'Suse': {'earlyoom': ['earlyoom'], 'systemd-oomd': ['systemd-experimental']},
+    'Debian': {'earlyoom': ['earlyoom'], 'systemd-oomd': ['systemd-oomd']},
+}
+ROLES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles')
+
+
+def _package_steps(role, plan_expression):
+    """The role's refusal and install tasks, loaded as ansible-core loads them (trusted templates)."""
+    from ansible.parsing.dataloader import DataLoader
+    loader = DataLoader()
+    tasks = loader.load_from_file(os.path.join(ROLES_DIR, role, 'tasks', 'main.yml'), trusted_as_template=True)
+    fail = [t for t in tasks if 'ansible.builtin.fail' in t and 'package' in t['name']]
+    install = [t for t in tasks if 'ansible.builtin.package' in t]
+    assert len(fail) == 1 and len(install) == 1, role
+    assert plan_expression in install[0]['ansible.builtin.package']['name']
+    return loader, fail[0], install[0]
+
+
+@pytest.mark.parametrize('role, plan_var', [('early_oom', '__oomguard_early_oom_plan'),
+                                            ('harden', '__oomguard_harden_plan')])
+@pytest.mark.parametrize('name', sorted(FAMILY_HOSTS))
+@pytest.mark.parametrize('killer', ['earlyoom', 'systemd-oomd'])
+def test_the_roles_package_step_installs_the_familys_packages(tmp_path, captured_tree, role, plan_var, name, killer):
+    """The preflight on a host of each family, fed to the role's own tasks, rendered as ansible-core would in a
+    check-mode run: the install task runs with the family's package names and package manager."""
+    from ansible.template import Templar
+    os_release, binaries, family, manager = FAMILY_HOSTS[name]
+    bare = EarlyHost(str(tmp_path / 'root'), captured_tree(V2_TREE), packages=())
+    fake_host.write_file(bare.path('etc/os-release'), os_release)
+    for rel in binaries:
+        fake_host.write_file(bare.path(rel), '', 0o755)
+    result = bare.apply({'killer': killer}, check_mode=True, validate_only=True)
+    assert result['package_missing'] is True and result['os_family'] == family
+    plan = result if role == 'early_oom' else {'early_oom': result}
+    loader, fail, install = _package_steps(role, plan_var)
+    templar = Templar(loader=loader, variables={plan_var: plan, 'inventory_hostname': 'h1',
+                                                'oomguard_early_oom': {'killer': killer}})
+    conditions = fail['when'] if isinstance(fail['when'], list) else [fail['when']]
+    assert not all(templar.evaluate_conditional(c) for c in conditions), 'the refusal would run'
+    assert templar.evaluate_conditional(install['when'])
+    rendered = templar.template(install['ansible.builtin.package'])
+    assert rendered == {'name': FAMILY_PACKAGES[family][killer], 'state': 'present', 'use': manager}
+
+
+def test_the_roles_refuse_a_family_without_known_packages(tmp_path, captured_tree):
+    from ansible.template import Templar
+    bare = EarlyHost(str(tmp_path / 'root'), captured_tree(V2_TREE), packages=())
+    fake_host.write_file(bare.path('etc/os-release'), 'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.20.0\n')
+    result = bare.apply({'killer': 'earlyoom'}, check_mode=True, validate_only=True)
+    assert result['packages'] is None and result['os_family'] == 'Alpine'
+    loader, fail, install = _package_steps('early_oom', '__oomguard_early_oom_plan')
+    templar = Templar(loader=loader, variables={'__oomguard_early_oom_plan': result, 'inventory_hostname': 'h1'})
+    conditions = fail['when'] if isinstance(fail['when'], list) else [fail['when']]
+    assert all(templar.evaluate_conditional(c) for c in conditions)
+    assert templar.template(fail['ansible.builtin.fail']['msg']) == (
+        "host h1: oomguard_early_oom['killer'] = earlyoom: earlyoom.service is not installed, and the collection "
+        "knows no package of it for this distribution (family Alpine; known: Debian, RedHat, Suse); install it, "
+        "then run again")
