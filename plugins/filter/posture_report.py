@@ -9,8 +9,8 @@ short_description: Render an OOM posture as a readable text report
 version_added: 0.1.0
 description:
   - Turns the C(oom_posture) fact returned by M(oomguard.linux.oom_facts) into lines of text for a
-    terminal - the risk level, the findings with their evidence and fix, who dies next, and what
-    could not be read.
+    terminal - the risk level, the findings with their evidence and fix, who dies next host-wide and
+    in each OOM domain (the host and every memory cgroup with a limit), and what could not be read.
 author:
   - oomguard.linux maintainers (@oomguard)
 options:
@@ -135,6 +135,33 @@ def _victim_lines(victims):
     return lines
 
 
+def _domain_lines(domains, count):
+    """The OOM domains, tightest headroom first (the host always listed), each with whom the kernel kills there."""
+    host = [d for d in domains if d['kind'] == 'host']
+    others = sorted((d for d in domains if d['kind'] != 'host'),
+                    key=lambda d: (d['headroom_kb'] is None, d['headroom_kb'] or 0))
+    shown = host + others[:max(count - len(host), 0)]
+    lines = ['  %-6s %-*s %10s %10s %10s  %s' % ('KIND', WHERE_CHARS, 'WHERE', 'LIMIT', 'USED', 'HEADROOM', 'NEXT VICTIM')]
+    for domain in shown:
+        where = rt.cut_middle(domain['unit'] or domain['path'] or '-', WHERE_CHARS)
+        victim = domain['next_victim']
+        if victim is None:
+            who = 'nobody the OOM killer may kill'
+        else:
+            who = '%s (pid %d, RSS %s, adj %s)' % (
+                victim['comm'] or '?', victim['pid'], rt.size_kb(victim['rss_kb']), rt.value_text(victim['oom_score_adj']))
+            if domain['group_kill']:
+                who += '; memory.oom.group: all %s of %s' % (
+                    plural(domain['group_size'], 'task'), rt.cut_middle(domain['group_kill'], WHERE_CHARS))
+        lines.append('  %-6s %-*s %10s %10s %10s  %s' % (
+            domain['kind'], WHERE_CHARS, where, rt.size_kb(domain['limit_kb']), rt.size_kb(domain['usage_kb']),
+            rt.size_kb(domain['headroom_kb']), who))
+    if len(others) > len(shown) - len(host):
+        hidden = len(others) - len(shown) + len(host)
+        lines.append('  (%d more %s with more headroom)' % (hidden, 'cgroup' if hidden == 1 else 'cgroups'))
+    return lines
+
+
 def posture_report(posture, host=None, victims=5):
     """The posture as lines of text; a posture that is not what oom_facts/oom_audit
     return is said so, with the field and what it should be, in place of the report."""
@@ -163,6 +190,10 @@ def posture_report(posture, host=None, victims=5):
     # The victims' own note (what the scan left out) goes with them.
     about_victims = [n for n in read['notes'] if n.startswith('victims: ')]
     lines.extend('  (%s)' % note[len('victims: '):] for note in about_victims)
+    if read['domains']:
+        lines.append('')
+        lines.append('Where an OOM can happen (tightest headroom first) and whom the kernel kills there:')
+        lines.extend(_domain_lines(read['domains'], max(count, 1)))
     notes = [n for n in read['notes'] if n not in about_victims]
     if notes or read['not_evaluated']:
         lines.append('')

@@ -319,4 +319,6 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=(), own_pid=None):
         'forking': _forking(host, children, by_pid),
         'pid1': pid1,
         'excluded': excluded,
+        # For the other readers of this snapshot (the OOM domains); not reported.
+        'excluded_pids': sorted(exclude_pids),
     }

@@ -17,10 +17,11 @@ from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as c
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils.processes import scan_processes
 from ansible_collections.oomguard.linux.plugins.module_utils import capabilities
+from ansible_collections.oomguard.linux.plugins.module_utils import domains as domains_mod
 from ansible_collections.oomguard.linux.plugins.module_utils.systemd import read_units
 
 # Parts a caller may skip because they cost more than a few file reads.
-SKIPPABLE = ('processes', 'cgroups', 'slabinfo', 'systemd', 'numa')
+SKIPPABLE = ('processes', 'cgroups', 'slabinfo', 'systemd', 'numa', 'domains')
 
 
 def _page_kb(host):
@@ -113,6 +114,14 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
                 notes.add('systemd', reason)
             else:
                 snap['systemd'] = {'units': units}
+
+    snap['domains'] = None
+    if snap['processes'] is not None:
+        excluded_pids = set(snap['processes'].pop('excluded_pids', ()))
+        if 'domains' not in skip:
+            snap['domains'], domain_notes = domains_mod.collect(host, snap, page_kb, excluded_pids)
+            for note in domain_notes:
+                notes.add('domains', note)
 
     # The release facts the concerns' gating uses (docs/platforms.md); systemctl
     # only when it may be run, else the installed systemd's library.

@@ -401,9 +401,9 @@ def _validate_sysctls(req, values, scope, live, labels, skip_unsupported):
                     continue
         if not state.get('exists'):
             needs = capabilities.kernel_needed(name, live.get('kernel_release'))
+            added = ' (Linux %s added it)' % needs if needs else ''
             _unsupported(req, labels, scope, raw_name, value,
-                         'this kernel (%s) has no /%s%s' % (live.get('kernel_release'), procfs.sysctl_path(name),
-                                                           ' (Linux %s added it)' % needs if needs else ''),
+                         'this kernel (%s) has no /%s%s' % (live.get('kernel_release'), procfs.sysctl_path(name), added),
                          skip_unsupported)
             continue
         if state.get('error'):

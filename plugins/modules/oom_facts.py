@@ -43,10 +43,11 @@ options:
         are listed in RV(ansible_facts.oom_posture.not_evaluated).
       - V(processes) skips the process scan (victims, early killer detection, forking programs).
       - V(cgroups) skips the cgroup walk; V(slabinfo) skips C(/proc/slabinfo); V(systemd) skips the
-        C(systemctl show) call; V(numa) skips the per-node meminfo.
+        C(systemctl show) call; V(numa) skips the per-node meminfo; V(domains) skips the ranking inside
+        each limited memory cgroup (RV(ansible_facts.oom_posture.domains) is then null).
     type: list
     elements: str
-    choices: [processes, cgroups, slabinfo, systemd, numa]
+    choices: [processes, cgroups, slabinfo, systemd, numa, domains]
     default: []
   thresholds:
     description:
@@ -183,6 +184,24 @@ ansible_facts:
           sample:
             - {pid: 981, comm: mysqld, oom_score: 702, oom_score_adj: 0, rss_kb: 412300, uid: 27,
                cgroup: /system.slice/mariadb.service, unit: mariadb.service, cmdline: /usr/sbin/mariadbd}
+        domains:
+          description:
+            - Every OOM domain (docs/domains.md) - the host, then each memory cgroup with a limit of its own, tightest
+              headroom first - with whom the kernel would kill there. Inside a cgroup the choice is computed the way
+              the kernel's C(oom_badness()) ranks that cgroup's tasks (resident + swap + page-table pages, plus
+              C(oom_score_adj) times the cgroup's size in pages / 1000); the host's is the kernel's own C(oom_score).
+            - Each has C(kind) (V(host) or V(memcg)), C(path), C(unit), C(limit_kb), C(usage_kb), C(headroom_kb),
+              C(totalpages), C(tasks), C(next_victim) (C(pid), C(comm), C(unit), C(badness), C(oom_score_adj),
+              C(rss_kb), C(swap_kb), C(pgtables_kb)), C(group_kill) (the cgroup whose C(memory.oom.group) makes
+              the kill take all its tasks, or null) and C(group_victims).
+            - Null when the process scan or the domains are skipped.
+          type: list
+          elements: dict
+          sample:
+            - {kind: memcg, path: /system.slice/app.service, unit: app.service, limit_kb: 131072, usage_kb: 98304,
+               headroom_kb: 32768, totalpages: 32768, tasks: 3, group_kill: null, group_victims: [],
+               next_victim: {pid: 4242, comm: worker, unit: app.service, badness: 14336, oom_score_adj: 500,
+                             rss_kb: 8192, swap_kb: 0, pgtables_kb: 64}}
         protected:
           description: Processes exempt from the OOM killer (C(oom_score_adj) -1000).
           type: list

@@ -186,6 +186,32 @@ def _victim_row(victim, field):
             'cgroup': _text(_get(victim, 'cgroup'), field + '.cgroup')}
 
 
+DOMAIN_KINDS = ('host', 'memcg', 'node')
+
+
+def _domain(domain, field):
+    domain = _mapping(domain, field, required=True)
+    victim = _mapping(_get(domain, 'next_victim'), field + '.next_victim')
+    group = _each(_get(domain, 'group_victims'), field + '.group_victims', lambda item, where: _count(
+        _get(_mapping(item, where, required=True), 'pid'), where + '.pid', required=True))
+    return {'kind': _choice(_get(domain, 'kind'), field + '.kind', DOMAIN_KINDS, required=True),
+            'path': _text(_get(domain, 'path'), field + '.path'),
+            'unit': _text(_get(domain, 'unit'), field + '.unit', NAME_CHARS),
+            'limit_kb': _number(_get(domain, 'limit_kb'), field + '.limit_kb', minimum=0),
+            'usage_kb': _number(_get(domain, 'usage_kb'), field + '.usage_kb', minimum=0),
+            'headroom_kb': _number(_get(domain, 'headroom_kb'), field + '.headroom_kb'),
+            'tasks': _count(_get(domain, 'tasks'), field + '.tasks'),
+            'group_kill': _text(_get(domain, 'group_kill'), field + '.group_kill'),
+            'group_size': len(group),
+            'next_victim': None if victim is None else {
+                'pid': _count(_get(victim, 'pid'), field + '.next_victim.pid', required=True),
+                'comm': _text(_get(victim, 'comm'), field + '.next_victim.comm', NAME_CHARS),
+                'unit': _text(_get(victim, 'unit'), field + '.next_victim.unit', NAME_CHARS),
+                'oom_score_adj': _number(_get(victim, 'oom_score_adj'), field + '.next_victim.oom_score_adj',
+                                         -1000, 1000, integer=True),
+                'rss_kb': _number(_get(victim, 'rss_kb'), field + '.next_victim.rss_kb', minimum=0)}}
+
+
 def _note(note, field):
     """A reader's note: {reader, reason} (the posture) or a sentence (the events)."""
     if isinstance(note, str):
@@ -247,6 +273,7 @@ def read_posture(posture, field='posture'):
         'findings': findings,
         'basics': basics,
         'victims': victims,
+        'domains': _each(_get(posture, 'domains'), field + '.domains', _domain),
         'early_killers': sorted(set(k for k in killers if k)),
         'oom_kills_since_boot': _count(_get(posture, 'oom_kills_since_boot'), field + '.oom_kills_since_boot'),
         'notes': _each(_get(posture, 'notes'), field + '.notes', _note),

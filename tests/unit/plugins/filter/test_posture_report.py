@@ -91,3 +91,30 @@ def test_units_and_counts_in_words():
     assert rt.unit_value('sunreclaim_percent', 12.345) == '12.3 %' and rt.unit_value('kernel_panic_seconds', 10) == '10 s'
     assert rt.value_text({'a': None, 'b': [True, 1.5], 'c': {}}) == 'a: none, b: yes, 1.5, c: empty'
     assert rt.cut_middle('x' * 100, 20) == 'x' * 9 + '\u2026' + 'x' * 10
+
+
+def test_the_domains_tightest_first_with_whom_the_kernel_kills():
+    data = posture()
+    victim = {'pid': 4242, 'comm': 'worker', 'unit': 'app.service', 'badness': 14336, 'oom_score_adj': 500,
+              'rss_kb': 8192, 'swap_kb': 0, 'pgtables_kb': 64}
+    data['domains'] = [
+        {'kind': 'host', 'path': '/', 'unit': None, 'limit_kb': 24683772, 'usage_kb': 4194304, 'headroom_kb': 20489468,
+         'totalpages': None, 'tasks': None, 'group_kill': None, 'group_victims': [], 'next_victim': dict(victim)},
+        {'kind': 'memcg', 'path': '/system.slice', 'unit': 'system.slice', 'limit_kb': 1048576, 'usage_kb': 524288,
+         'headroom_kb': 524288, 'totalpages': 262144, 'tasks': 3, 'group_kill': '/system.slice',
+         'group_victims': [{'pid': 1}, {'pid': 2}, {'pid': 3}], 'next_victim': dict(victim)},
+        {'kind': 'memcg', 'path': '/system.slice/app.service', 'unit': 'app.service', 'limit_kb': 131072,
+         'usage_kb': 98304, 'headroom_kb': 32768, 'totalpages': 32768, 'tasks': 1, 'group_kill': None,
+         'group_victims': [], 'next_victim': None},
+    ]
+    lines = posture_report(data, victims=2).splitlines()
+    start = lines.index('Where an OOM can happen (tightest headroom first) and whom the kernel kills there:')
+    rows = lines[start + 2:]
+    assert rows[0].split()[:2] == ['host', '/'] and 'worker (pid 4242, RSS 8.0 MiB, adj 500)' in rows[0]
+    # The host, then the tightest cgroup only (victims=2); the other is counted.
+    assert rows[1].split()[:2] == ['memcg', 'app.service'] and rows[1].endswith('nobody the OOM killer may kill')
+    assert '128.0 MiB' in rows[1] and '32.0 MiB' in rows[1]
+    assert rows[2] == '  (1 more cgroup with more headroom)'
+    text = posture_report(data, victims=5)
+    assert 'memory.oom.group: all 3 tasks of /system.slice' in text
+    assert not REPR.search(text)

@@ -1,0 +1,272 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""OOM domains: every place an OOM can happen, and whom the kernel would kill there.
+
+A domain is the host (all RAM and swap) or a memory cgroup with a limit of
+its own. Inside a domain the kernel ranks only the domain's tasks, with
+oom_badness() (mm/oom_kill.c): resident pages + swap entries + page-table
+pages, plus oom_score_adj times the domain's size in pages / 1000. The
+host's ranking is the kernel's own (/proc/PID/oom_score); a memory cgroup's
+is computed here from each task's /proc/PID/status, because oom_score is
+always scaled to the host. docs/domains.md cites the kernel source.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import threading
+
+from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
+
+OOM_SCORE_ADJ_MIN = -1000
+# At most this many tasks are ranked per run (the rest is said, not guessed).
+MAX_TASKS = 20000
+_STATUS_KEYS = ((b'VmRSS', 'rss_kb'), (b'VmSwap', 'swap_kb'), (b'VmPTE', 'pgtables_kb'))
+
+
+# Before 5.9 oom_badness() returned an unsigned long and gave an eligible task at
+# least 1 point; since 5.9 the signed sum is compared as it is (docs/domains.md).
+SIGNED_POINTS_SINCE = (5, 9)
+
+
+def badness(rss_kb, swap_kb, pgtables_kb, oom_score_adj, totalpages, page_kb=4, at_least_one=False):
+    """oom_badness() in pages, or None for a task the OOM killer never picks (-1000).
+
+    The points are resident pages + swap entries + page-table pages, plus
+    oom_score_adj times totalpages / 1000 in integer arithmetic, as the kernel
+    computes them; at_least_one for kernels before 5.9.
+    """
+    if oom_score_adj is None or oom_score_adj <= OOM_SCORE_ADJ_MIN:
+        return None
+    points = ((rss_kb or 0) + (swap_kb or 0) + (pgtables_kb or 0)) // page_kb
+    points += oom_score_adj * (totalpages // 1000)
+    return max(points, 1) if at_least_one else points
+
+
+def _field_int(status, key):
+    """The first number of a 'Key:\t123 kB' line of /proc/PID/status (bytes with a leading newline), or None."""
+    at = status.find(b'\n' + key + b':')
+    if at < 0:
+        return None
+    start = at + len(key) + 2
+    end = status.find(b'\n', start)
+    words = status[start:end if end >= 0 else len(status)].split()
+    try:
+        return int(words[0]) if words else None
+    except ValueError:
+        return None
+
+
+def parse_status(status):
+    """{comm, tgid, rss_kb, swap_kb, pgtables_kb, kthread, has_mm} of a /proc/PID/status (bytes or text)."""
+    if not isinstance(status, bytes):
+        status = status.encode('utf-8', 'replace')
+    status = b'\n' + status
+    task = dict((name, _field_int(status, key)) for key, name in _STATUS_KEYS)
+    name_at = status.find(b'\nName:')
+    task['comm'] = (status[name_at + 6:status.index(b'\n', name_at + 1)].strip().decode('utf-8', 'replace')
+                    if name_at >= 0 else None)
+    task['tgid'] = _field_int(status, b'Tgid')
+    task['kthread'] = status.find(b'\nKthread:\t1') >= 0
+    # A kernel thread (or a zombie) has no mm: no VmRSS line at all.
+    task['has_mm'] = task['rss_kb'] is not None
+    return task
+
+
+def read_procs(host, directory):
+    """The pids of one cgroup (cgroup.procs); [] when unreadable."""
+    try:
+        text = host.read(directory.lstrip('/') + '/cgroup.procs')
+    except procfs.ReadError:
+        return []
+    return [int(line) for line in (text or '').split() if line.isdigit()]
+
+
+def _read_small(path):
+    """One small /proc file in one read (non-blocking: a capture holds no FIFO to wait on)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _read_tasks_rows(proc, pids):
+    rows = []
+    for pid in pids:
+        base = '%s/%d' % (proc, pid)
+        try:
+            rows.append((pid, _read_small(base + '/status'), _read_small(base + '/oom_score_adj')))
+        except OSError:
+            rows.append((pid, None, None))  # gone since cgroup.procs was read
+    return rows
+
+
+# As the process scan does: two threads overlap the /proc reads above this many.
+_THREADED_MIN = 500
+
+
+def read_tasks(host, pids):
+    """[task] of the pids that still exist: parse_status() plus pid and oom_score_adj."""
+    proc = host.path('proc')
+    if len(pids) < _THREADED_MIN:
+        rows = _read_tasks_rows(proc, pids)
+    else:
+        half = len(pids) // 2
+        box = []
+        worker = threading.Thread(target=lambda: box.append(_read_tasks_rows(proc, pids[half:])))
+        worker.start()
+        rows = _read_tasks_rows(proc, pids[:half])
+        worker.join()
+        rows += box[0] if box else []
+    tasks = []
+    for pid, status, adj in rows:
+        if not status or not adj:
+            continue
+        try:
+            task = parse_status(status)
+            task['oom_score_adj'] = int(adj)
+        except ValueError:
+            continue
+        task['pid'] = pid
+        tasks.append(task)
+    return tasks
+
+
+def read_task(host, pid):
+    """One task's ranking inputs, or None when it vanished."""
+    found = read_tasks(host, [pid])
+    return found[0] if found else None
+
+
+def totalpages_of_memcg(max_bytes, swap_max_bytes, swap_total_kb, page_kb=4):
+    """mem_cgroup_get_max(): the limit plus the swap the cgroup may use (v2)."""
+    pages = max_bytes // (page_kb * 1024)
+    swap_pages = (swap_total_kb or 0) // page_kb
+    if swap_max_bytes is not None:
+        swap_pages = min(swap_pages, swap_max_bytes // (page_kb * 1024))
+    return pages + swap_pages
+
+
+def rank(tasks, totalpages, page_kb=4, at_least_one=False):
+    """The kernel's choice among tasks: highest badness; on a tie the later task (oom_evaluate_task
+    keeps the last of equal points). Returns (victim or None, ranked list)."""
+    ranked = []
+    for order, task in enumerate(tasks):
+        if task.get('kthread') or not task.get('has_mm') or task.get('pid') == 1:
+            continue
+        points = badness(task['rss_kb'], task['swap_kb'], task['pgtables_kb'], task['oom_score_adj'],
+                         totalpages, page_kb, at_least_one)
+        if points is None:
+            continue
+        ranked.append((points, order, task))
+    ranked.sort(key=lambda item: (-item[0], -item[1]))
+    return (ranked[0][2] if ranked else None), [dict(t, badness=p) for p, dummy, t in ranked]
+
+
+def group_of(victim_cgroup, domain_path, oom_groups):
+    """mem_cgroup_get_oom_group(): the highest cgroup from the victim's up to the domain's
+    with memory.oom.group set, or None (only the victim dies)."""
+    chosen = None
+    path = victim_cgroup
+    while path and path.startswith(domain_path):
+        if oom_groups.get(path):
+            chosen = path
+        if path == domain_path:
+            break
+        path = path.rsplit('/', 1)[0] or '/'
+    return chosen
+
+
+def _victim_view(task, unit):
+    return {'pid': task['pid'], 'comm': task['comm'], 'unit': unit, 'badness': task['badness'],
+            'oom_score_adj': task['oom_score_adj'], 'rss_kb': task['rss_kb'], 'swap_kb': task['swap_kb'],
+            'pgtables_kb': task['pgtables_kb']}
+
+
+def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_TASKS, exclude_pids=()):
+    """One domain per memory cgroup with a limit of its own (cgroups as
+    cgroups.read_memory_cgroups returns them, mount its hierarchy's mount).
+    Returns (domains, notes)."""
+    notes = []
+    release = kr.kernel_version((host.read('proc/sys/kernel/osrelease') or '').strip())
+    at_least_one = release is not None and release < SIGNED_POINTS_SINCE
+    by_path = dict((c['path'], c) for c in cgroups)
+    oom_groups = dict((c['path'], bool(c.get('oom_group'))) for c in cgroups)
+    limited = sorted(c['path'] for c in cgroups if c.get('max_bytes') is not None)
+    if not limited:
+        return [], notes
+    # Tasks are read once, for the cgroups under some limit only.
+    members = {}
+    pids = []
+    for path in sorted(by_path):
+        if any(path == top or path.startswith(top.rstrip('/') + '/') for top in limited):
+            # the audit's own processes are left out: gone when it ends
+            pids += [(pid, path) for pid in read_procs(host, mount.rstrip('/') + path) if pid not in exclude_pids]
+    if len(pids) > max_tasks:
+        notes.append('ranked %d of the %d tasks in limited cgroups only' % (max_tasks, len(pids)))
+    cgroup_of = dict(pids[:max_tasks])
+    for task in read_tasks(host, [pid for pid, dummy in pids[:max_tasks]]):
+        task['cgroup'] = cgroup_of[task['pid']]
+        members.setdefault(task['cgroup'], []).append(task)
+    domains = []
+    for top in limited:
+        state = by_path[top]
+        inside = [t for path in sorted(members) if path == top or path.startswith(top.rstrip('/') + '/')
+                  for t in members[path]]
+        totalpages = totalpages_of_memcg(state['max_bytes'], state.get('swap_max_bytes'), swap_total_kb, page_kb)
+        victim, ranked = rank(inside, totalpages, page_kb, at_least_one)
+        usage_kb = state['current_bytes'] // 1024 if state.get('current_bytes') is not None else None
+        limit_kb = state['max_bytes'] // 1024
+        domain = {
+            'kind': 'memcg', 'path': top, 'unit': unit_of(top), 'limit_kb': limit_kb, 'usage_kb': usage_kb,
+            'headroom_kb': limit_kb - usage_kb if usage_kb is not None else None,
+            'totalpages': totalpages, 'tasks': len(inside), 'group_kill': None, 'next_victim': None,
+            'group_victims': [],
+        }
+        if victim is not None:
+            chosen = dict(ranked[0])
+            domain['next_victim'] = _victim_view(chosen, unit_of(chosen['cgroup']))
+            group = group_of(chosen['cgroup'], top, oom_groups)
+            if group is not None:
+                domain['group_kill'] = group
+                domain['group_victims'] = [
+                    _victim_view(t, unit_of(t['cgroup'])) for t in ranked
+                    if t['cgroup'] == group or t['cgroup'].startswith(group.rstrip('/') + '/')]
+        domains.append(domain)
+    return domains, notes
+
+
+def host_domain(memory_kb, victims):
+    """The host: all of RAM and swap (constrained_alloc's totalpages), ranked by the kernel's own oom_score."""
+    total_kb = memory_kb.get('MemTotal', 0) + memory_kb.get('SwapTotal', 0)
+    available_kb = memory_kb.get('MemAvailable')
+    headroom_kb = None if available_kb is None else available_kb + memory_kb.get('SwapFree', 0)
+    victim = None
+    if victims:
+        top = victims[0]
+        victim = {'pid': top['pid'], 'comm': top['comm'], 'unit': top.get('unit'), 'badness': None,
+                  'oom_score': top['oom_score'], 'oom_score_adj': top['oom_score_adj'], 'rss_kb': top['rss_kb'],
+                  'swap_kb': top.get('swap_kb'), 'pgtables_kb': None}
+    return {'kind': 'host', 'path': '/', 'unit': None, 'limit_kb': total_kb,
+            'usage_kb': None if headroom_kb is None else total_kb - headroom_kb, 'headroom_kb': headroom_kb,
+            'totalpages': None, 'tasks': None, 'group_kill': None, 'next_victim': victim, 'group_victims': []}
+
+
+def collect(host, snap, page_kb=4, exclude_pids=()):
+    """The domains of a snapshot (host first, then memory cgroups, tightest headroom first); (domains, notes)."""
+    processes = snap.get('processes') or {}
+    domains = [host_domain(snap['memory'], processes.get('victims') or [])]
+    notes = []
+    controller = (snap.get('cgroup') or {}).get('memory_controller')
+    if controller and snap.get('cgroups'):
+        memcgs, notes = memcg_domains(host, snap['cgroups'], controller['mount'], snap['memory'].get('SwapTotal'),
+                                      page_kb, exclude_pids=exclude_pids)
+        memcgs.sort(key=lambda d: (d['headroom_kb'] is None, d['headroom_kb'] if d['headroom_kb'] is not None
+                                   else 0, d['path']))
+        domains += memcgs
+    return domains, notes

@@ -1,0 +1,153 @@
+# Copyright (c) oomguard.linux contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""OOM domains and the kernel's choice inside each (domains.py).
+
+The ranking runs on the real /proc/PID/status and oom_score_adj files of the
+Debian 12 VM capture (debian12-6.1-qemu-cgroupv2); only the limits are set by
+the test, since the capture was taken before any hardening.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
+from ansible_collections.oomguard.linux.plugins.module_utils import domains
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import snapshot
+from ansible_collections.oomguard.linux.tests.unit import fake_host
+
+TREE = 'debian12-6.1-qemu-cgroupv2'
+
+
+@pytest.mark.parametrize('rss_kb, swap_kb, pte_kb, adj, totalpages, points', [
+    (4096, 0, 64, 0, 32768, 1040),             # 1024 + 16 pages
+    (4096, 0, 64, 500, 32768, 1040 + 500 * 32),  # adj times totalpages / 1000, integer division
+    (4096, 0, 64, -500, 32768, 1040 - 500 * 32),  # negative points still rank (5.9+: raw long)
+    (4096, 1024, 0, 0, 999, 1280),             # swap entries count; totalpages / 1000 == 0 below 1000 pages
+    (4096, 0, 0, -1000, 32768, None),          # OOM_SCORE_ADJ_MIN: never chosen
+    (None, None, None, 0, 32768, 0),
+])
+def test_badness(rss_kb, swap_kb, pte_kb, adj, totalpages, points):
+    assert domains.badness(rss_kb, swap_kb, pte_kb, adj, totalpages) == points
+
+
+def test_before_5_9_an_eligible_task_has_at_least_one_point():
+    assert domains.badness(4096, 0, 64, -500, 32768, at_least_one=True) == 1
+    assert domains.badness(4096, 0, 64, 500, 32768, at_least_one=True) == 1040 + 500 * 32
+    assert domains.badness(4096, 0, 64, -1000, 32768, at_least_one=True) is None
+
+
+def test_rank_skips_the_unkillable_and_keeps_the_later_of_equal_points():
+    def task(pid, rss_kb, adj=0, **extra):
+        return dict({'pid': pid, 'comm': 'p%d' % pid, 'rss_kb': rss_kb, 'swap_kb': 0, 'pgtables_kb': 0,
+                     'oom_score_adj': adj, 'has_mm': True, 'kthread': False}, **extra)
+    tasks = [task(1, 90000), task(10, 4000), task(11, 4000), task(12, 80000, adj=-1000),
+             task(13, 70000, has_mm=False), task(14, 60000, kthread=True)]
+    victim, ranked = domains.rank(tasks, 32768)
+    # pid 1, the exempt, the mm-less and the kernel thread are never candidates;
+    # oom_evaluate_task() replaces the chosen one on equal points: the later task wins.
+    assert victim['pid'] == 11 and [t['pid'] for t in ranked] == [11, 10]
+    assert domains.rank([], 32768) == (None, [])
+
+
+def test_group_of_takes_the_highest_group_below_the_domain():
+    groups = {'/a': True, '/a/b': True, '/a/b/c': False}
+    assert domains.group_of('/a/b/c', '/a/b', groups) == '/a/b'   # /a is above the domain: not taken
+    assert domains.group_of('/a/b/c', '/a', groups) == '/a'
+    assert domains.group_of('/a/b/c', '/a/b/c', groups) is None
+
+
+def test_totalpages_of_a_memcg_adds_the_swap_it_may_use():
+    assert domains.totalpages_of_memcg(128 << 20, None, 0) == 32768
+    assert domains.totalpages_of_memcg(128 << 20, None, 1024) == 32768 + 256
+    assert domains.totalpages_of_memcg(128 << 20, 0, 1 << 20) == 32768
+    assert domains.totalpages_of_memcg(128 << 20, 4 << 20, 1 << 20) == 32768 + 1024
+
+
+def test_parse_status_of_a_real_process_and_a_kernel_thread(captured_tree):
+    root = captured_tree(TREE)
+    with open(os.path.join(root, 'proc/189/status')) as handle:
+        journald = domains.parse_status(handle.read())
+    assert (journald['comm'], journald['tgid'], journald['rss_kb'], journald['pgtables_kb'], journald['swap_kb']) == (
+        'systemd-journal', 189, 10592, 80, 0)
+    assert journald['has_mm'] and not journald['kthread']
+    kthread = domains.parse_status('Name:\tkthreadd\nTgid:\t2\nKthread:\t1\n')
+    assert kthread['kthread'] and not kthread['has_mm']
+
+
+@pytest.fixture
+def limited_tree(tmp_path, captured_tree):
+    """The capture, with system.slice limited to 128 MiB (as MemoryMax=128M would)."""
+    root = str(tmp_path / 'root')
+    shutil.copytree(captured_tree(TREE), root, symlinks=True)
+    fake_host.write_file(os.path.join(root, 'sys/fs/cgroup/system.slice/memory.max'), '134217728\n')
+    return root
+
+
+def _domains(root):
+    host = procfs.HostRoot(root)
+    layout = cg.read_layout(host)
+    cgroups, dummy = cg.read_memory_cgroups(host, layout)
+    return domains.memcg_domains(host, cgroups, layout['memory_controller']['mount'], 0)
+
+
+def test_the_biggest_is_not_the_choice_when_oom_score_adj_says_otherwise(limited_tree):
+    found, notes = _domains(limited_tree)
+    assert notes == []
+    assert [d['path'] for d in found] == ['/system.slice']
+    domain = found[0]
+    assert (domain['kind'], domain['unit'], domain['limit_kb'], domain['usage_kb']) == (
+        'memcg', 'system.slice', 131072, 43536384 // 1024)
+    assert domain['headroom_kb'] == 131072 - 43536384 // 1024 and domain['totalpages'] == 32768
+    # journald is the biggest (10592 kB) but runs at -250; logind (6844 kB, adj 0) is the
+    # kernel's choice: (6844 + 72) / 4 = 1729 points against 2668 - 250 * 32 for journald.
+    assert domain['next_victim'] == {'pid': 238, 'comm': 'systemd-logind', 'unit': 'systemd-logind.service',
+                                     'badness': 1729, 'oom_score_adj': 0, 'rss_kb': 6844, 'swap_kb': 0,
+                                     'pgtables_kb': 72}
+    assert domain['group_kill'] is None and domain['group_victims'] == []
+
+
+def test_a_group_kill_takes_every_killable_task_of_the_group(limited_tree):
+    fake_host.write_file(os.path.join(limited_tree, 'sys/fs/cgroup/system.slice/memory.oom.group'), '1\n')
+    domain = _domains(limited_tree)[0][0]
+    assert domain['group_kill'] == '/system.slice'
+    # Every task of the slice's subtree, the gettys of its child slices too; sshd (-1000)
+    # is spared even by a group kill (oom_kill_memcg_member).
+    assert sorted(v['comm'] for v in domain['group_victims']) == [
+        'agetty', 'agetty', 'dbus-daemon', 'systemd-journal', 'systemd-logind']
+
+
+def test_the_task_bound_reports_what_was_left_out(limited_tree):
+    found, notes = _domains_with(limited_tree, max_tasks=2)
+    assert len(notes) == 1 and notes[0].startswith('ranked 2 of the ') and notes[0].endswith(' tasks in limited cgroups only')
+    assert found[0]['tasks'] <= 2
+
+
+def _domains_with(root, **options):
+    host = procfs.HostRoot(root)
+    layout = cg.read_layout(host)
+    cgroups, dummy = cg.read_memory_cgroups(host, layout)
+    return domains.memcg_domains(host, cgroups, layout['memory_controller']['mount'], 0, **options)
+
+
+def test_the_posture_lists_the_host_first_then_the_tightest_cgroup(limited_tree):
+    snap = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd'))
+    kinds = [(d['kind'], d['path']) for d in snap['domains']]
+    assert kinds == [('host', '/'), ('memcg', '/system.slice')]
+    host = snap['domains'][0]
+    assert host['next_victim']['pid'] == snap['processes']['victims'][0]['pid']
+    assert host['headroom_kb'] == snap['memory']['MemAvailable'] + snap['memory'].get('SwapFree', 0)
+    assert 'excluded_pids' not in snap['processes']
+
+
+def test_the_live_host_has_a_host_domain():
+    snap = snapshot.collect(procfs.HostRoot('/'), skip=('slabinfo', 'systemd'))
+    host = snap['domains'][0]
+    assert host['kind'] == 'host' and host['limit_kb'] >= snap['memory']['MemTotal']
+    for domain in snap['domains'][1:]:
+        assert domain['kind'] == 'memcg' and domain['limit_kb'] > 0
