@@ -288,6 +288,33 @@ CATALOGUE = {
         'advice': 'Check that the limit fits the service; right-size `oomguard_services[unit].memory_max` or '
                   '`oomguard_cgroups` (' + _LIMITS + ').',
     },
+    'cgroup_protection_nullified': {
+        'severity': 'medium',
+        'title': 'Memory protection that does nothing: a cgroup\'s memory.min/low sits under an ancestor that '
+                 'grants none, and the kernel caps a child\'s protection at its parent\'s',
+        'advice': 'Give the ancestor (usually the slice) at least the sum of its children\'s protection, e.g. '
+                  '`oomguard_services[\'system.slice\'].memory_low` (' + _LIMITS + ').',
+    },
+    'cgroup_high_not_below_max': {
+        'severity': 'low',
+        'title': 'memory.high at or above the effective memory.max: the throttling it asks for never starts',
+        'advice': 'Set `memory_high` below `memory_max` (and below any parent\'s limit), e.g. 90 % of it, with '
+                  '`oomguard_services[unit]` (' + _LIMITS + ').',
+    },
+    'cgroup_min_overcommitted': {
+        'severity': 'low',
+        'title': 'Children\'s memory.min add up to more than their parent\'s: the kernel scales each down',
+        'advice': 'Raise the parent\'s memory_min to the sum of its children\'s, or lower theirs, with '
+                  '`oomguard_cgroups` or `oomguard_services[unit].memory_min` (' + _LIMITS + ').',
+    },
+    'group_kill_overrides_adj': {
+        'severity': 'medium',
+        'title': 'A protected process (negative oom_score_adj) sits in a memory.oom.group cgroup: the group kill '
+                 'takes it regardless',
+        'advice': 'Move the process out of the group (its own unit), or give it -1000 with '
+                  '`oomguard_services[unit].oom_score_adj` if it must never be killed (oomguard.linux.oom_protect '
+                  'role); oom_score_adj only orders the choice of the first victim.',
+    },
     'cpuset_numa_squeeze': {
         'severity': 'high',
         'title': 'A cgroup is confined to NUMA nodes that are nearly full while other nodes have room',
@@ -815,6 +842,70 @@ def check_cgroup_limit_hit(snap, th):
     return [('cgroup_limit_hit', {'cgroups': _capped(items)})]
 
 
+def _ancestors(path):
+    """The cgroup's ancestors below the root, nearest first ('/a/b/c' -> ['/a/b', '/a'])."""
+    found = []
+    while path.count('/') > 1:
+        path = path.rsplit('/', 1)[0]
+        found.append(path)
+    return found
+
+
+def check_cgroup_protection(snap, th):
+    """Memory protection and limits that do nothing (cgroup v2): a child's memory.min/low under an
+    ancestor that grants none (the kernel caps a child's effective protection at its parent's, and only
+    the root's children keep their own); memory.high at or above the effective max; children's minimums
+    over their parent's."""
+    cgroups = [cg for cg in _section(snap, 'cgroups') if cg.get('version') == 2]
+    by_path = dict((cg['path'], cg) for cg in cgroups)
+    nullified, high_useless, overcommitted = [], [], []
+    for cg in cgroups:
+        for key in ('min_bytes', 'low_bytes'):
+            if not cg.get(key):
+                continue
+            blocker = [a for a in _ancestors(cg['path']) if a in by_path and by_path[a].get(key) == 0]
+            if blocker:
+                nullified.append({'path': cg['path'], 'setting': 'memory.' + key[:-len('_bytes')], key: cg[key],
+                                  'ancestor': blocker[-1], 'ancestor_' + key: 0})
+        limit = cg.get('effective_max_bytes')
+        if cg.get('high_bytes') is not None and limit is not None and cg['high_bytes'] >= limit:
+            high_useless.append({'path': cg['path'], 'high_bytes': cg['high_bytes'], 'effective_max_bytes': limit,
+                                 'limited_by': cg.get('limited_by')})
+    for parent in sorted(by_path):
+        parent_min = by_path[parent].get('min_bytes')
+        if not parent_min or parent.count('/') < 1:
+            continue
+        children = [cg for cg in cgroups if cg['path'].rsplit('/', 1)[0] == parent and cg.get('min_bytes')]
+        total = sum(cg['min_bytes'] for cg in children)
+        if total > parent_min:
+            overcommitted.append({'path': parent, 'min_bytes': parent_min, 'children_min_bytes': total,
+                                  'children': [cg['path'] for cg in children][:EVIDENCE_LIST_MAX]})
+    results = []
+    if nullified:
+        results.append(('cgroup_protection_nullified', {'cgroups': _capped(nullified)}))
+    if high_useless:
+        results.append(('cgroup_high_not_below_max', {'cgroups': _capped(high_useless)}))
+    if overcommitted:
+        results.append(('cgroup_min_overcommitted', {'cgroups': _capped(overcommitted)}))
+    return results
+
+
+def check_group_kill_overrides_adj(snap, th):
+    """A task protected by a negative oom_score_adj (above -1000) inside a memory.oom.group cgroup the
+    next kill of its domain takes whole: the group kill takes it regardless (only -1000 is spared)."""
+    domains = _section(snap, 'domains')
+    exposed = []
+    for domain in domains:
+        for task in domain.get('group_victims') or []:
+            if task.get('oom_score_adj') is not None and -1000 < task['oom_score_adj'] < 0:
+                exposed.append({'pid': task['pid'], 'comm': task['comm'], 'unit': task.get('unit'),
+                                'oom_score_adj': task['oom_score_adj'], 'group': domain['group_kill'],
+                                'domain': domain['path']})
+    if not exposed:
+        return []
+    return [('group_kill_overrides_adj', {'tasks': _capped(exposed)})]
+
+
 def check_cpuset_numa(snap, th):
     cpusets = _section(snap, 'cpuset_mems')
     if not cpusets:
@@ -958,6 +1049,8 @@ CHECKS = (
     (check_cgroup_oom_kills, ('cgroup_oom_kills',)),
     (check_cgroup_oom_state, ('cgroup_under_oom', 'cgroup_oom_kill_disabled')),
     (check_cgroup_limit_hit, ('cgroup_limit_hit',)),
+    (check_cgroup_protection, ('cgroup_protection_nullified', 'cgroup_high_not_below_max', 'cgroup_min_overcommitted')),
+    (check_group_kill_overrides_adj, ('group_kill_overrides_adj',)),
     (check_cpuset_numa, ('cpuset_numa_squeeze',)),
     (check_critical_victims, ('critical_process_likely_victim',)),
     (check_kill_loop, ('kill_loop_risk', 'kill_loop_risk_unmanaged')),
