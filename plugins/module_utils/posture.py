@@ -307,6 +307,13 @@ CATALOGUE = {
         'advice': 'Raise the parent\'s memory_min to the sum of its children\'s, or lower theirs, with '
                   '`oomguard_cgroups` or `oomguard_services[unit].memory_min` (' + _LIMITS + ').',
     },
+    'oomd_covers_nothing': {
+        'severity': 'medium',
+        'title': 'systemd-oomd runs but watches nothing it can act on: no cgroup is enrolled for a pressure kill '
+                 '(or the kernel has no PSI), and no swap kill can fire',
+        'advice': 'Enroll the slices with `oomguard_early_oom` (killer systemd-oomd, `slices`) through the '
+                  'oomguard.linux.early_oom role, which sets ManagedOOMMemoryPressure=kill on them.',
+    },
     'group_kill_overrides_adj': {
         'severity': 'medium',
         'title': 'A protected process (negative oom_score_adj) sits in a memory.oom.group cgroup: the group kill '
@@ -1021,6 +1028,27 @@ def check_early_killer_running(snap, th):
     return [('no_early_killer', evidence)]
 
 
+def check_oomd_coverage(snap, th):
+    """systemd-oomd runs but watches nothing it can act on: no unit enrolled with
+    ManagedOOMMemoryPressure=kill (on a kernel with PSI) or ManagedOOMSwap=kill (on a host
+    with swap). Debian's package enrolls nothing by itself."""
+    killers = _key(_section(snap, 'processes'), 'early_killers', 'processes')
+    if not any(k.get('name') == 'systemd-oomd' for k in killers):
+        return []
+    units = _units_by_id(snap)
+    if units is None:
+        raise _Missing(_why_missing(snap, 'systemd'))
+    pressure = sorted(uid for uid, u in units.items() if u.get('managed_oom_memory_pressure') == 'kill')
+    swap = sorted(uid for uid, u in units.items() if u.get('managed_oom_swap') == 'kill')
+    has_psi = snap.get('pressure') is not None
+    swap_total_kb = (snap.get('memory') or {}).get('SwapTotal') or 0
+    if (pressure and has_psi) or (swap and swap_total_kb > 0):
+        return []
+    return [('oomd_covers_nothing', {'pressure_enrolled': pressure[:EVIDENCE_LIST_MAX],
+                                     'swap_enrolled': swap[:EVIDENCE_LIST_MAX], 'psi': has_psi,
+                                     'swap_total_kb': swap_total_kb})]
+
+
 # Every check with the finding ids it may return; each id belongs to one check.
 CHECKS = (
     (check_panic, ('panic_without_reboot', 'panic_on_oom_enabled')),
@@ -1056,6 +1084,7 @@ CHECKS = (
     (check_kill_loop, ('kill_loop_risk', 'kill_loop_risk_unmanaged')),
     (check_early_killer_protection, ('early_killer_unprotected',)),
     (check_early_killer_running, ('no_early_killer',)),
+    (check_oomd_coverage, ('oomd_covers_nothing',)),
 )
 
 
