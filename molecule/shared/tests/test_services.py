@@ -213,6 +213,70 @@ def test_systemd_oomd_acts_on_memory_pressure(host, scenario):
     assert mine, early
 
 
+def _pids_of(host, cgroup_dir):
+    return [int(p) for p in host.check_output('cat %s/cgroup.procs' % cgroup_dir).split()]
+
+
+def _comm(host, pid):
+    return host.run('cat /proc/%d/comm' % pid).stdout.strip()
+
+
+@pytest.mark.parametrize('group', [False, True], ids=['one-victim', 'memory.oom.group'])
+def test_the_predicted_victim_is_the_one_the_kernel_kills(host, scenario, group):
+    """Issue 21: in a limited service with three workers - the biggest protected (-900), a small
+    one preferred (+500), a middle one - oom_facts names the small one (or, with OOMPolicy=kill,
+    which sets memory.oom.group on v2, every task but none at -1000), and a trigger filling the
+    service then makes the kernel kill exactly that."""
+    if group and 'v2' not in scenario['cgroup_modes']:
+        pytest.skip('memory.oom.group is cgroup v2')
+    unit = 'oomguard-predict.service'
+    host.run('systemctl stop %s; systemctl reset-failed %s' % (unit, unit))
+    workers = ' & '.join('choom -n %d -- %s %s hold %d' % (adj, HOLD, name, mib)
+                         for name, adj, mib in (('big', -900, 64), ('small', 500, 8), ('mid', 0, 24)))
+    host.run_expect([0], "systemd-run --quiet --unit=oomguard-predict -p MemoryMax=160M -p OOMPolicy=%s "
+                    "-p RuntimeMaxSec=300 sh -c '%s & wait'" % ('kill' if group else 'continue', workers))
+    try:
+        cgroup = _show(host, unit, 'ControlGroup')
+        mount = '/sys/fs/cgroup/memory' if host.file('/sys/fs/cgroup/memory').is_directory else '/sys/fs/cgroup'
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pids = _pids_of(host, mount + cgroup)
+            named = dict((_comm(host, pid), pid) for pid in pids)
+            if {'big', 'small', 'mid'} <= set(named) and int(host.check_output(
+                    "awk '/^VmRSS:/ {print $2}' /proc/%d/status" % named['big'])) >= 60000:
+                break
+            time.sleep(3)
+        facts = host.ansible('oomguard.linux.oom_facts', 'skip=slabinfo,systemd', check=False)
+        domain = [d for d in facts['ansible_facts']['oom_posture']['domains'] if d['path'] == cgroup]
+        assert domain, [d['path'] for d in facts['ansible_facts']['oom_posture']['domains']]
+        domain = domain[0]
+        assert domain['kind'] == 'memcg' and domain['limit_kb'] == 160 * 1024
+        # The biggest by RSS is not the kernel's choice: its oom_score_adj takes it out.
+        assert domain['next_victim']['pid'] == named['small'], domain['next_victim']
+        predicted = {named['small']}
+        if group:
+            assert domain['group_kill'] == cgroup
+            predicted = set(v['pid'] for v in domain['group_victims'])
+            assert predicted == set(pids), (domain['group_victims'], pids)
+        survivors = set(pids) - predicted
+        # The trigger joins the service and grows until the small worker is gone. Detached and
+        # polled, as the hogs are (conftest._run_hog): the guest may not answer SSH for a while.
+        host.run('nohup timeout -s KILL 120 %s trigger grow-while %d %s%s >/dev/null 2>&1 &'
+                 % (HOLD, named['small'], mount, cgroup))
+        deadline = time.monotonic() + 150
+        dead = set()
+        while time.monotonic() < deadline and dead != predicted:
+            time.sleep(3)
+            try:
+                dead = set(pid for pid in predicted if host.run('test -d /proc/%d' % pid).rc != 0)
+            except RuntimeError:
+                continue  # the guest is busy; ask again
+        assert dead == predicted, 'predicted %s, still running %s' % (sorted(predicted), sorted(predicted - dead))
+        assert all(host.file('/proc/%d' % pid).exists for pid in survivors), survivors
+    finally:
+        host.run('systemctl stop %s; systemctl reset-failed %s' % (unit, unit))
+
+
 NGINX = "/usr/sbin/nginx -c /usr/local/lib/oomguard-test/nginx-loop.conf -g 'daemon off;'"
 
 

@@ -4,12 +4,15 @@
 
     hold.py NAME hold MIB          touch MIB MiB, then sleep (a service's working set)
     hold.py NAME grow              grow 16 MiB at a time until killed (a runaway)
-    hold.py NAME grow-while PID    grow 8 MiB at a time while PID lives, then exit
+    hold.py NAME grow-while PID [CGROUP_DIR]
+                                   grow 8 MiB at a time while PID lives, then exit
+                                   (first moving itself into CGROUP_DIR when given)
 
 NAME becomes the process name (/proc/self/comm), which is what earlyoom's
 prefer/avoid patterns and the kernel's OOM report show.
 """
 import mmap
+import os
 import sys
 import time
 
@@ -45,6 +48,9 @@ def main():
             held.append(chunk(16))
     elif mode == 'grow-while':
         pid = int(sys.argv[3])
+        if len(sys.argv) > 4:
+            with open(sys.argv[4] + '/cgroup.procs', 'w') as handle:
+                handle.write(str(os.getpid()))
         while alive(pid):
             held.append(chunk(8))
     else:
