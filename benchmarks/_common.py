@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -100,3 +101,14 @@ def failure(argv, result, what='failed', tail=3000):
 def runs(times, digits=2):
     """The single runs of a median, for the '(runs: ...)' of a result line."""
     return ' '.join('%.*f' % (digits, t) for t in times)
+
+
+def kill_all(procs):
+    """SIGKILL the benchmark's own child processes and reap them."""
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for proc in procs:
+        proc.wait()

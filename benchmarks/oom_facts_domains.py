@@ -18,7 +18,6 @@ Run it through `tools/run bench` so the collection is set up.
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -100,13 +99,7 @@ def main():
             counts['with'], with_s, _common.runs(times['with'])))
         print('  ratio with/without              %7.2f   (goal <= 1.20)' % (with_s / without_s))
     finally:
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            proc.wait()
+        _common.kill_all(procs)
         time.sleep(0.5)
         for group in reversed(groups):
             if os.path.isdir(group):

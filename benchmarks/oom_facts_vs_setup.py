@@ -26,7 +26,6 @@ Run it through `tools/run bench` so ansible and the collection are set up.
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -59,16 +58,6 @@ def spawn_sleepers(count):
         procs.append(subprocess.Popen([sleep, '3600'], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
-
-
-def stop(procs):
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for proc in procs:
-        proc.wait()
 
 
 def timed(argv, env=None):
@@ -160,7 +149,7 @@ def main():
         print('   processes.scan_processes  %7.3f s  (runs: %s)' % (scan_s, _common.runs(scan_times)))
         print('   speed-up loop/scan        %7.1fx  (goal >= 20x)' % (loop_s / scan_s))
     finally:
-        stop(procs)
+        _common.kill_all(procs)
 
 
 if __name__ == '__main__':

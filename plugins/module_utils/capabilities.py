@@ -97,6 +97,11 @@ def parse_os_release(text):
     return values
 
 
+def read_os_release(host):
+    """/etc/os-release (or /usr/lib/os-release, its fallback) of a host, parsed; {} without either."""
+    return parse_os_release(host.read('etc/os-release') or host.read('usr/lib/os-release') or '')
+
+
 def os_family(os_release):
     """Ansible's ansible_os_family name for a parsed os-release, or None."""
     ids = [os_release.get('ID', '').lower()] + os_release.get('ID_LIKE', '').lower().split()
@@ -144,19 +149,22 @@ def read_systemd_version(host, run_command=None, systemctl=None):
     return version
 
 
-def read(host, systemd_version=None):
+def read(host, systemd_version=None, kernel_release=None, cgroup_mode=None):
     """What the host can honour, read once:
 
     {systemd_version, systemd_running, kernel_release, cgroup_mode,
     package_manager, os_family, os_id, os_version_id}; systemd_version as
-    read_systemd_version() found it (the caller asks once per run).
+    read_systemd_version() found it (the caller asks once per run). A caller
+    that read the kernel release or the cgroup layout already passes them.
     """
-    os_release = parse_os_release(host.read('etc/os-release') or host.read('usr/lib/os-release') or '')
+    os_release = read_os_release(host)
+    if kernel_release is None:
+        kernel_release = (host.read('proc/sys/kernel/osrelease') or '').strip() or None
     return {
         'systemd_version': systemd_version,
         'systemd_running': host.exists('run/systemd/system'),
-        'kernel_release': (host.read('proc/sys/kernel/osrelease') or '').strip() or None,
-        'cgroup_mode': cg.read_layout(host).get('mode'),
+        'kernel_release': kernel_release,
+        'cgroup_mode': cgroup_mode or cg.read_layout(host).get('mode'),
         'package_manager': package_manager(host.exists),
         'os_family': os_family(os_release),
         'os_id': os_release.get('ID') or None,

@@ -15,9 +15,6 @@ always scaled to the host. docs/domains.md cites the kernel source.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
-import threading
-
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
@@ -86,45 +83,11 @@ def read_procs(host, directory):
     return [int(line) for line in (text or '').split() if line.isdigit()]
 
 
-def _read_small(path):
-    """One small /proc file in one read (non-blocking: a capture holds no FIFO to wait on)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        return os.read(fd, 4096)
-    finally:
-        os.close(fd)
-
-
-def _read_tasks_rows(proc, pids):
-    rows = []
-    for pid in pids:
-        base = '%s/%d' % (proc, pid)
-        try:
-            rows.append((pid, _read_small(base + '/status'), _read_small(base + '/oom_score_adj')))
-        except OSError:
-            rows.append((pid, None, None))  # gone since cgroup.procs was read
-    return rows
-
-
-# As the process scan does: two threads overlap the /proc reads above this many.
-_THREADED_MIN = 500
-
-
 def read_tasks(host, pids):
     """[task] of the pids that still exist: parse_status() plus pid and oom_score_adj."""
-    proc = host.path('proc')
-    if len(pids) < _THREADED_MIN:
-        rows = _read_tasks_rows(proc, pids)
-    else:
-        half = len(pids) // 2
-        box = []
-        worker = threading.Thread(target=lambda: box.append(_read_tasks_rows(proc, pids[half:])))
-        worker.start()
-        rows = _read_tasks_rows(proc, pids[:half])
-        worker.join()
-        rows += box[0] if box else []
     tasks = []
-    for pid, status, adj in rows:
+    for pid, files in procfs.read_pid_files(host.path('proc'), pids, ('status', 'oom_score_adj')):
+        status, adj = files or (None, None)
         if not status or not adj:
             continue
         try:
@@ -135,12 +98,6 @@ def read_tasks(host, pids):
         task['pid'] = pid
         tasks.append(task)
     return tasks
-
-
-def read_task(host, pid):
-    """One task's ranking inputs, or None when it vanished."""
-    found = read_tasks(host, [pid])
-    return found[0] if found else None
 
 
 def totalpages_of_memcg(max_bytes, swap_max_bytes, swap_total_kb, page_kb=4):
@@ -188,12 +145,16 @@ def _victim_view(task, unit):
             'pgtables_kb': task['pgtables_kb']}
 
 
-def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_TASKS, exclude_pids=()):
+def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_TASKS, exclude_pids=(),
+                  kernel_release=None):
     """One domain per memory cgroup with a limit of its own (cgroups as
-    cgroups.read_memory_cgroups returns them, mount its hierarchy's mount).
+    cgroups.read_memory_cgroups returns them, mount its hierarchy's mount;
+    kernel_release as the snapshot read it, else read here).
     Returns (domains, notes)."""
     notes = []
-    release = kr.kernel_version((host.read('proc/sys/kernel/osrelease') or '').strip())
+    if kernel_release is None:
+        kernel_release = (host.read('proc/sys/kernel/osrelease') or '').strip()
+    release = kr.kernel_version(kernel_release)
     at_least_one = release is not None and release < SIGNED_POINTS_SINCE
     by_path = dict((c['path'], c) for c in cgroups)
     oom_groups = dict((c['path'], bool(c.get('oom_group'))) for c in cgroups)
@@ -265,7 +226,8 @@ def collect(host, snap, page_kb=4, exclude_pids=()):
     controller = (snap.get('cgroup') or {}).get('memory_controller')
     if controller and snap.get('cgroups'):
         memcgs, notes = memcg_domains(host, snap['cgroups'], controller['mount'], snap['memory'].get('SwapTotal'),
-                                      page_kb, exclude_pids=exclude_pids)
+                                      page_kb, exclude_pids=exclude_pids,
+                                      kernel_release=(snap.get('kernel') or {}).get('release'))
         memcgs.sort(key=lambda d: (d['headroom_kb'] is None, d['headroom_kb'] if d['headroom_kb'] is not None
                                    else 0, d['path']))
         domains += memcgs

@@ -178,7 +178,7 @@ def packages_for(family, killer):
 
 def read_live(host):
     layout = cg.read_layout(host)
-    os_release = capabilities.parse_os_release(host.read('etc/os-release') or host.read('usr/lib/os-release') or '')
+    os_release = capabilities.read_os_release(host)
     return {
         'os_family': capabilities.os_family(os_release),
         'package_manager': capabilities.package_manager(host.exists),

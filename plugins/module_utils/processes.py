@@ -12,11 +12,11 @@ read them are counted and skipped.  Standard library only.
 
 import os
 import re
-import threading
 
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import (
     parse_proc_cgroup, unit_of,
 )
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils.procfs import ReadError
 
 PF_KTHREAD = 0x00200000
@@ -92,45 +92,6 @@ def _enrich(host, pid, base):
     if 'uid' in status:
         entry['uid'] = status['uid']
     return entry
-
-
-def _read_fast(path):
-    """One small /proc file with the fewest syscalls: this runs 2x per process."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 4096)
-    finally:
-        os.close(fd)
-
-
-def _read_rows(proc, names):
-    """[(name, stat bytes, oom_score bytes)]; (name, None, None) for the vanished."""
-    rows = []
-    for name in names:
-        base = proc + '/' + name
-        try:
-            rows.append((name, _read_fast(base + '/stat'), _read_fast(base + '/oom_score')))
-        except OSError:
-            # Gone (ESRCH/ENOENT) or hidden (hidepid): either way not rankable.
-            rows.append((name, None, None))
-    return rows
-
-
-# Below this many processes one thread is as fast; above it two threads
-# overlap the /proc reads (syscalls release the GIL), about 1.5x on 2 CPUs.
-_THREADED_SCAN_MIN = 1000
-
-
-def _read_table(proc, names):
-    if len(names) < _THREADED_SCAN_MIN:
-        return _read_rows(proc, names)
-    half = len(names) // 2
-    box = []
-    worker = threading.Thread(target=lambda: box.append(_read_rows(proc, names[half:])))
-    worker.start()
-    rows = _read_rows(proc, names[:half])
-    worker.join()
-    return rows + (box[0] if box else [])
 
 
 def _parse_stat(stat_bytes, score_bytes):
@@ -263,8 +224,8 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=(), own_pid=None):
     children = {}
     zero_score = []
     names = [name for name in host.listdir('proc') if name.isdigit()]
-    for name, stat_bytes, score_bytes in _read_table(host.path('proc'), names):
-        parsed = _parse_stat(stat_bytes, score_bytes)
+    for name, files in procfs.read_pid_files(host.path('proc'), names, ('stat', 'oom_score')):
+        parsed = _parse_stat(*(files or (None, None)))
         if parsed is None:
             vanished += 1
             continue

@@ -14,6 +14,7 @@ only: this code runs on the managed host.
 import errno
 import os
 import stat
+import threading
 
 
 class ReadError(Exception):
@@ -397,6 +398,48 @@ def read_thp(host):
 
 
 # -- NUMA -------------------------------------------------------------------
+
+# -- per-process files, many at once ----------------------------------------------
+
+# Below this many processes one thread is as fast; above it two threads
+# overlap the /proc reads (syscalls release the GIL), about 1.5x on 2 CPUs.
+THREADED_READ_MIN = 1000
+
+
+def read_small(path):
+    """One small /proc file with the fewest syscalls, at most 4 KiB (non-blocking: a
+    capture holds no FIFO to wait on)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _pid_rows(proc, pids, files):
+    rows = []
+    for pid in pids:
+        base = '%s/%s/' % (proc, pid)
+        try:
+            rows.append((pid, [read_small(base + name) for name in files]))
+        except OSError:
+            # Gone (ESRCH/ENOENT) or hidden (hidepid): either way not readable.
+            rows.append((pid, None))
+    return rows
+
+
+def read_pid_files(proc, pids, files):
+    """[(pid, [bytes of each file] or None when the process is gone)], in the pids' order."""
+    if len(pids) < THREADED_READ_MIN:
+        return _pid_rows(proc, pids, files)
+    half = len(pids) // 2
+    box = []
+    worker = threading.Thread(target=lambda: box.append(_pid_rows(proc, pids[half:], files)))
+    worker.start()
+    rows = _pid_rows(proc, pids[:half], files)
+    worker.join()
+    return rows + (box[0] if box else [])
+
 
 NODE_DIR = 'sys/devices/system/node'
 

@@ -126,7 +126,8 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
     # The release facts the concerns' gating uses (docs/platforms.md); systemctl
     # only when it may be run, else the installed systemd's library.
     snap['platform'] = capabilities.read(host, capabilities.read_systemd_version(
-        host, run_command if 'systemd' not in skip else None, systemctl_path))
+        host, run_command if 'systemd' not in skip else None, systemctl_path),
+        snap['kernel']['release'], layout['mode'])
 
     snap['is_root'] = os.geteuid() == 0 if host.live else None
     snap['notes'] = notes.items

@@ -7,6 +7,8 @@ One call for all units, not one per unit: on a host with hundreds of units
 the difference is seconds.  Standard library only.
 """
 
+from ansible_collections.oomguard.linux.plugins.module_utils import schema
+
 
 UNIT_PROPERTIES = (
     'Id', 'LoadState', 'ActiveState', 'SubState', 'MainPID', 'ControlGroup',
@@ -115,13 +117,11 @@ def show_blocks(text, units):
 
 
 def _nodes(text):
-    nodes = set()
-    for part in text.replace(',', ' ').split():
-        low, dummy, high = part.partition('-')
-        if not low.isdigit() or high and not high.isdigit():
-            return None
-        nodes.update(range(int(low), int(high or low) + 1))
-    return nodes
+    """A node list as systemd shows it ('0-1 3') or as the drop-in says it, or None when it is none."""
+    try:
+        return schema.node_list(text)
+    except schema.Invalid:
+        return None
 
 
 def property_kept(prop, wanted_bytes_or_text, shown, page_bytes=4096):
