@@ -564,12 +564,19 @@ def bound_fields(value):
         return _cut_middle(value)
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, (str, dict, list)):
+            kind = type(item)
+            if kind is str:  # most fields: checked here, not by a call (a large log has ~20 per event)
+                if len(item) > MAX_FIELD_CHARS:
+                    value[key] = _cut_middle(item)
+            elif kind not in _SCALARS and isinstance(item, (str, dict, list)):
                 value[key] = bound_fields(item)
         return value
     if isinstance(value, list):
-        return [bound_fields(item) for item in value]
+        return [item if type(item) in _SCALARS else bound_fields(item) for item in value]
     return value
+
+
+_SCALARS = (int, float, bool, type(None))
 
 
 def age_key(event):

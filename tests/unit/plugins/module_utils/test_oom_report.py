@@ -9,11 +9,13 @@ report file in the corpus must be listed there or parse without error.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import calendar
 import gzip
 import io
 import os
 import random
 import re
+import time
 import tracemalloc
 
 import pytest
@@ -289,6 +291,35 @@ def test_large_input_memory_stays_flat():
 
 
 # -- since ---------------------------------------------------------------------
+
+@pytest.mark.parametrize('stamp', [
+    '2026-11-23T12:00:00', '2026-11-23T12:00:00.123456', '2026-11-23T12:00:00,5', '2026-11-23T12:00:00Z',
+    '2026-11-23T12:00:00.25+02:00', '2026-11-23T12:00:00-0530', '2024-02-29T23:59:59', '1970-01-01T00:00:00',
+    # strptime's own edges: the fast path must refuse what it refuses and leave it the rest.
+    '2023-02-29T00:00:00', '2026-04-31T00:00:00', '2026-13-01T00:00:00', '2026-00-10T00:00:00',
+    '2026-11-23T24:00:00', '2026-11-23T12:60:00', '2026-11-23T12:00:60', '2026-11-23T12:00:61',
+    '2026-11-23 12:00:00', '2026-1-2T3:04:05', '2026-11-23T12:00:00.', '2026-11-23T12:00:00+2', 'garbage',
+])
+def test_epoch_fast_path_agrees_with_strptime(stamp):
+    """epoch() reads the parser's own ISO form without strptime; every answer is strptime's."""
+    text = stamp.replace(',', '.')
+    zone = 0
+    match = re.search(r'(Z|[+-]\d\d:?\d\d)$', text)
+    if match:
+        text = text[:match.start()]
+        suffix = match.group(1)
+        if suffix != 'Z':
+            digits = suffix[1:].replace(':', '')
+            zone = (-1 if suffix[0] == '-' else 1) * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    whole, dummy, fraction = text.partition('.')
+    try:
+        expected = calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S')) - zone + (
+            float('0.' + fraction) if fraction.isdigit() else 0.0)
+    except ValueError:
+        expected = None
+    assert oom_report.epoch(stamp) == expected
+    assert oom_report.epoch(stamp) == expected  # and again, from the memo
+
 
 def test_since_parsing_and_filter():
     now = oom_report.epoch('2026-11-23T12:00:00')
