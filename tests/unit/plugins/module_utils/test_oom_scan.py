@@ -28,6 +28,7 @@ HOST = os.path.join(CORPUS, 'generated', 'host-6.18-fc-memcg-v1', 'dmesg.txt')
 NGINX = os.path.join(CORPUS, 'seeds', 'seed003-nginx-kill-loop.txt')
 CLAMD = os.path.join(CORPUS, 'seeds', 'seed004-3.2.59-32bit-lowmem.txt')
 DOCKER = os.path.join(CORPUS, 'public', '3.x-docker-killed-as-result-of-limit-no-task-prefix.txt')
+GROUP = os.path.join(CORPUS, 'public', '5.0-next-memcg-oom-group-kills-init-panic-printk-caller-lkml.txt')
 
 
 def _read(path):
@@ -125,6 +126,44 @@ def test_many_reports_parsed_in_groups_as_in_one_pass(tmp_path):
     sequential = oom_scan.parse_text(data, year=2021)
     assert len(sequential) == 6 * (5 + 1 + 20 + 14)
     for workers in (2, 4):
+        assert _summary(_scan_file(log, workers=workers, min_bytes=1)) == _summary(sequential)
+    _no_children_left()
+
+
+@pytest.mark.parametrize('spread', [0, 20000])
+def test_a_memory_oom_group_kill_is_never_split_between_parsing_workers(tmp_path, spread):
+    """A file is cut for the parsing workers only at a report's first line, and the kernel prints
+    every member's kill of a memory.oom.group under oom_lock before the next report begins: each
+    group stays one event with its 12 victims, however many workers parse the file.  spread puts
+    that many bytes of boot noise before each member's kill line (a busy console; the group's own
+    line follows the selected victim's kill line in the same call, oom_kill_process)."""
+    report = _read(GROUP)
+    if spread:
+        noise = _noise_bytes(spread)
+        report = b''.join((noise if b'Killed process' in line and b'process 9188 ' not in line else b'') + line
+                          for line in report.splitlines(True))
+    data = b''.join(_noise_bytes(60000 + 7919 * index) + report for index in range(16))
+    log = tmp_path / 'kern.log'
+    log.write_bytes(data)
+    sequential = oom_scan.parse_text(data, year=2021)
+    assert [len(event['victims']) for event in sequential] == [12] * 16
+    spans = []
+    at = 0
+    for dummy in range(16):
+        first = data.index(b'Killed process 9188', at)
+        last = data.index(b'Killed process 9192', first)
+        spans.append((first, last))
+        at = last
+    fd = os.open(str(log), os.O_RDONLY)
+    try:
+        starts, kills, fragments = oom_scan.file_markers(fd, len(data), 0, len(data), 0)
+        for workers in (2, 3, 4, 6):
+            cuts = oom_scan.groups(fd, len(data), starts, kills, fragments, workers)
+            assert len(cuts) == workers
+            assert not [low for low, dummy in cuts for first, last in spans if first < low <= last]
+    finally:
+        os.close(fd)
+    for workers in (2, 3, 4, 6):
         assert _summary(_scan_file(log, workers=workers, min_bytes=1)) == _summary(sequential)
     _no_children_left()
 
