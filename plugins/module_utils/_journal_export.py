@@ -28,6 +28,7 @@ HEAD_BYTES = 16 << 10
 _HEAD_LINES = 16
 # journalctl's "-- Journal begins at ... --", "-- Boot <id> --", "-- No entries --".
 _MARKER = b'-- '
+_BOOT_ID = re.compile(rb'[0-9a-f]{32}\Z')
 _JOURNAL_KEY = re.compile(rb'"(?:__CURSOR|__REALTIME_TIMESTAMP|_TRANSPORT|_BOOT_ID|SYSLOG_IDENTIFIER|MESSAGE)" ?:')
 _FIELD_NAME = re.compile(rb'^[A-Z_][A-Z0-9_]*$')
 _EXPORT_TEXT = re.compile(rb'^[A-Z_][A-Z0-9_]*=')
@@ -108,6 +109,7 @@ class Reader:
         self.entries = 0  # entries read
         self.kernel_entries = 0  # of them, the kernel's
         self.boots = set()  # _BOOT_ID of the kernel entries
+        self.boot = None  # that of the last kernel entry
 
     # -- one entry -> lines --------------------------------------------------
 
@@ -125,8 +127,13 @@ class Reader:
             return b''
         self.kernel_entries += 1
         boot = fields.get(b'_BOOT_ID')
+        mark = b''
         if boot:
             self.boots.add(boot[:32].decode('ascii', 'replace'))
+            if _BOOT_ID.match(boot) and boot != self.boot:
+                # journalctl's own line between boots: the scanner ends open reports there.
+                mark = b'-- Boot ' + boot + b' --\n'
+                self.boot = boot
         realtime = _int(fields.get(b'__REALTIME_TIMESTAMP'))
         monotonic = _int(fields.get(b'_SOURCE_MONOTONIC_TIMESTAMP'))
         if realtime is not None:
@@ -138,7 +145,7 @@ class Reader:
         prefix = prefix.encode('ascii')
         # journald keeps a multi-line kernel record as one MESSAGE; dmesg
         # prints each of its lines with the record's stamp.
-        return b''.join(prefix + line.rstrip(b'\r') + b'\n' for line in message.split(b'\n') if line.strip())
+        return mark + b''.join(prefix + line.rstrip(b'\r') + b'\n' for line in message.split(b'\n') if line.strip())
 
     # -- formats -------------------------------------------------------------
 

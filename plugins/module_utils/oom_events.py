@@ -464,9 +464,12 @@ def read_file(scanner, path, sink=None, budget=None):
                 return
             # A journald export: read by field, fed as kernel lines.
             reader = _journal_export.Reader(journal)
+            scanner.boot_marks = journal != 'cat'  # cat has no _BOOT_ID, and no prefix to tell its lines
             try:
                 scanner.scan_chunks(reader.kernel_lines(chunks))
             finally:
+                scanner.boot_marks = False
+                scanner.parser.new_boot(None)  # the next input's boots are its own
                 scanner.long_lines += reader.long_lines
     except (IOError, OSError, EOFError, zlib.error) as exc:
         reason = os.strerror(exc.errno) if getattr(exc, 'errno', None) else str(exc) or type(exc).__name__

@@ -365,7 +365,7 @@ def _new_event(line):
         'memcg': None, 'zones': [], 'buddy': [], 'highmem_pages': None,
         'tasks': [], 'victim': None, 'selected': None, 'reaper': None, 'panic': None,
         'victim_elided': False, 'oom_group': False,
-        'complete': False, 'lines': 0, 'carrier_repairs': [],
+        'complete': False, 'lines': 0, 'carrier_repairs': [], 'boot_id': None,
     })
     event['_tasks_heap'] = []
     event['_task_columns'] = None
@@ -386,6 +386,8 @@ class EventParser:
         self.task_top = task_top
         self.emit = emit
         self.window = window
+        # The _BOOT_ID of the lines being read (a journald export says it), else None.
+        self.boot_id = None
 
     def _retire(self):
         while self.emit is not None and len(self.events) > self.window:
@@ -424,10 +426,19 @@ class EventParser:
             self._finish(line.host)
             self.groups.pop(line.host, None)
             event = _new_event(line)
+            event['boot_id'] = self.boot_id
             self.events.append(event)
             self.open[line.host] = event
             self._retire()
         return event
+
+    def new_boot(self, boot_id=None):
+        """The lines from here on are another boot's: no report open before goes on
+        (a crash or reboot cut it), and new events carry boot_id."""
+        for host in list(self.open):
+            self._finish(host)
+        self.groups.clear()
+        self.boot_id = boot_id
 
     def feed(self, line):
         """One kernel message (already split from its prefix)."""

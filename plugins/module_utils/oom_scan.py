@@ -70,6 +70,11 @@ KILL_FOLLOW_BYTES = 4 << 10
 # memory.oom.group: the group's line and the other members' kill lines follow the selected victim's.
 _AFTER_KILL_MARKERS = (b'oom_reaper:', b'Kernel panic - not syncing', b'memory.oom.group set')
 AFTER_KILL_BYTES = 8 << 10
+# journalctl's line between two boots ("-- Boot <id> --"; older: "-- Reboot --"), which
+# _journal_export.Reader writes too when an export's _BOOT_ID changes.  Looked for
+# only where the scanner is told to (boot_marks): never by a search of a plain log.
+BOOT_MARKERS = (b'-- Boot ', b'-- Reboot --')
+_BOOT_LINE = re.compile(rb'-- (?:Boot (?P<id>[0-9a-f]{32}) --|Reboot --)\s*$')
 # What ends a report that kills nothing.
 NO_KILL_MARKERS = (b'Kernel panic - not syncing', b'no killable processes')
 # Lines only a report prints, where a fragment that holds neither of the two
@@ -497,6 +502,8 @@ class StreamScanner:
         self.long_lines = 0
         # Whether _carrier repaired any window yet (_merge_copies looks only then).
         self.repaired = False
+        # Whether boot lines (BOOT_MARKERS) end the reports open before them.
+        self.boot_marks = False
 
     def _without_long_lines(self, data):
         """data without its lines longer than MAX_LINE_BYTES (counted)."""
@@ -822,6 +829,8 @@ class StreamScanner:
         i = bisect.bisect_left(starts, low)
         j = bisect.bisect_left(kills, low)
         f = bisect.bisect_left(fragments, low)
+        boots = self._boot_lines(buf, low, size) if self.boot_marks else []
+        k = 0  # boots[k:] are not given to the parser yet
         pos = low
         while True:
             while i < len(starts) and starts[i] < pos:
@@ -873,18 +882,46 @@ class StreamScanner:
             if window is not None:
                 window = self._with_continuations(buf, window, size, final)
             if window is None:
+                self._parse_span(buf, begin, begin, boots, k)
                 return begin
             begin, pos, after = window
-            self._parse_lines(buf[begin:pos])
+            k = self._parse_span(buf, begin, pos, boots, k)
             for begin, pos in after:
-                self._parse_lines(buf[begin:pos])
+                k = self._parse_span(buf, begin, pos, boots, k)
             self._merge_copies()
             if progress is not None:
                 progress(pos)
         if final or not size:
+            self._parse_span(buf, size, size, boots, k)
             return size
         # Keep the last partial line: a marker may be cut in two.
-        return _line_start(buf, size - 1) if buf[size - 1:size] != b'\n' else size
+        done = _line_start(buf, size - 1) if buf[size - 1:size] != b'\n' else size
+        self._parse_span(buf, done, done, boots, k)
+        return done
+
+    @staticmethod
+    def _boot_lines(buf, low, size):
+        """Offsets of the boot lines (BOOT_MARKERS at a line's start) in buf[low:size]."""
+        found = sorted(pos for marker in BOOT_MARKERS for pos in positions(buf, marker, low, size)
+                       if pos == 0 or buf[pos - 1:pos] == b'\n')
+        return [pos for pos in found if _BOOT_LINE.match(buf, pos, _line_end(buf, pos, size))]
+
+    def _parse_span(self, buf, begin, end, boots, k):
+        """Parse buf[begin:end]; each boot line before end (from boots[k]) is given
+        to the parser in its place.  Returns the index of the first boot line not given."""
+        while k < len(boots) and boots[k] < end:
+            at = boots[k]
+            if at >= begin:
+                if at > begin:
+                    self._parse_lines(buf[begin:at])
+                begin = _line_end(buf, at, end)
+            line_end = _line_end(buf, at)
+            match = _BOOT_LINE.match(buf, at, line_end)
+            self.parser.new_boot(match.group('id').decode('ascii') if match and match.group('id') else None)
+            k += 1
+        if end > begin:
+            self._parse_lines(buf[begin:end])
+        return k
 
     def scan_chunks(self, chunks, base=0):
         """Parse an iterable of byte chunks; a report cut between two is carried over.

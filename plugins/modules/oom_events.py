@@ -202,6 +202,9 @@ events:
       description: Every task a memory.oom.group kill killed, the selected one first (oom.group events only).
       type: list
       elements: dict
+    boot_id:
+      description: The C(_BOOT_ID) of a journald export's entries the event was read from; null for other inputs.
+      type: str
     carrier_repairs:
       description: >-
         What was undone of the way the report was carried (mail quoting and wrapping, a pager's cut, interleaved

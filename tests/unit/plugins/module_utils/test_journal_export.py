@@ -261,3 +261,67 @@ def test_real_journalctl_output_of_every_format_gives_the_events_of_dmesg(name, 
         assert [e[3:] for e in found] == [
             (26.481066, 'oomguard-vm', '2026-12-07T05:22:47.322237+00:00'),
             (32.071892, 'oomguard-vm', '2026-12-07T05:22:52.920437+00:00')]
+
+
+# -- boots ---------------------------------------------------------------------------
+
+VM_BOOT_ID = 'fd6e2366d9ba4f24b7058ab3c06e7a64'
+
+
+@pytest.mark.parametrize('name, boot_id', [
+    ('journal-json.txt.gz', VM_BOOT_ID), ('journal-json-seq.txt.gz', VM_BOOT_ID),
+    ('journal-json-pretty.txt.gz', VM_BOOT_ID), ('journal-verbose.txt.gz', VM_BOOT_ID),
+    ('journal-export.txt.gz', VM_BOOT_ID), ('journal-short-iso.txt.gz', None), ('journal-cat.txt.gz', None)])
+def test_events_of_an_export_carry_its_boot_id(name, boot_id):
+    """_BOOT_ID of the real export's kernel entries, on each event (short formats do not carry it)."""
+    events = oom_events.collect(paths=[os.path.join(VM_EXPORTS, name)], year=2026)[0]
+    assert [(e['victim']['pid'], e['boot_id']) for e in events] == [(331, boot_id), (341, boot_id)]
+
+
+def _vm_json_entries():
+    with gzip.open(os.path.join(VM_EXPORTS, 'journal-json.txt.gz'), 'rt') as handle:
+        return [json.loads(line) for line in handle]
+
+
+@pytest.mark.parametrize('with_boot_ids', [True, False])
+def test_a_boot_change_ends_the_report_open_before_it(tmp_path, with_boot_ids):
+    """The real VM export cut as a crash cuts a log: boot A's memcg report stops before its kill
+    line; boot B's entries then start at a kill line whose report rate limiting dropped (the same
+    real line, under another _BOOT_ID).  The boot change ends A's report: B's kill is not A's."""
+    entries = _vm_json_entries()
+    kill = next(index for index, entry in enumerate(entries)
+                if 'Killed process 331' in str(entry.get('MESSAGE')))
+    boot_a = entries[:kill]
+    boot_b = [dict(entry, _BOOT_ID='0123456789abcdef0123456789abcdef') for entry in entries[kill:kill + 1]]
+    lines = []
+    for entry in boot_a + boot_b:
+        if not with_boot_ids:
+            entry = dict(entry)
+            entry.pop('_BOOT_ID', None)
+        lines.append(json.dumps(entry))
+    export = tmp_path / 'two-boots.json'
+    export.write_text('\n'.join(lines) + '\n')
+    events = oom_events.collect(paths=[str(export)], year=2026)[0]
+    found = [((e['invoker'] or {}).get('comm'), (e['victim'] or {}).get('pid'), e['boot_id']) for e in events]
+    if with_boot_ids:
+        assert found == [('python3', None, VM_BOOT_ID), (None, 331, '0123456789abcdef0123456789abcdef')]
+    else:
+        # Without them nothing says the log was cut: the kill completes the open report.
+        assert found == [('python3', 331, None)]
+
+
+def test_boot_lines_are_looked_for_only_where_the_scanner_is_told():
+    """A plain log's "-- Boot" line (a pasted journalctl text) is not a boot mark unless asked:
+    no extra search of plain files, and a log line cannot fake one."""
+    text = ('2026-12-07T05:22:40+0000 vm kernel: python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, '
+            'oom_score_adj=0\n-- Boot %s --\n2026-12-07T05:22:41+0000 vm kernel: Memory cgroup out of memory: '
+            'Killed process 331 (python3) total-vm:62964kB, anon-rss:48880kB, file-rss:0kB, shmem-rss:0kB, '
+            'UID:0 pgtables:168kB oom_score_adj:0\n' % VM_BOOT_ID).encode()
+    plain = oom_scan.StreamScanner(year=2026)
+    plain.scan_chunks([text])
+    told = oom_scan.StreamScanner(year=2026)
+    told.boot_marks = True
+    told.scan_chunks([text])
+    assert [(e['victim'] or {}).get('pid') for e in plain.parser.close()] == [331]
+    assert [((e['victim'] or {}).get('pid'), e['boot_id']) for e in told.parser.close()] == [
+        (None, None), (331, VM_BOOT_ID)]
