@@ -53,7 +53,8 @@ _RECORD_START = re.compile(
     r'|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d|<\d+>1 |\d+,\d+,\d+,[^;]*;|\d+ \[|kernel: ')
 _RECORD_START_BYTES = re.compile(_RECORD_START.pattern.encode())
 # A second record glued to the end of a line (a newline lost in a copy).
-_GLUED = re.compile(r'(?<=\S)(?=(?:<\d+>)?\[\s*\d+\.\d{6}\] |[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \S+ kernel: )')
+# A terminal copy pads each record to the screen's width, so padding may sit between the two.
+_GLUED = re.compile(r'(?<=\S)(?: {2,})?(?=(?:<\d+>)?\[\s*\d+\.\d{6}\] |[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \S+ kernel: )')
 # How the rest of a wrapped kernel line starts: a field ("order=0,", "total-vm:",
 # "UID:0", "oom-killer:"), a number ("3*16kB", "45,uid=0"), a bracket or separator.
 _FIELD_START = re.compile(r'(?:[a-z_][\w+-]*[=:]|[A-Z][A-Za-z_]*:\d|\d|[,)=:/*]|\([^\s()]*\))')
@@ -71,7 +72,11 @@ _ANGLE_END = re.compile(r'<\/?[A-Z][A-Z_]*>$')
 _COMPLETE_FIELD = re.compile(r'([A-Za-z_][\w-]*)[=:][^\s,]+[, ]')
 # Which of a window's lines may need this module at all (the rest are parsed as they are).
 # Each alternative fails at a line's first character or two: cheap on a clean window.
-_SUSPECT = re.compile(r'^(?:>|[^\[<A-Z0-9 \n\r]|\[\s*[+<]\s*\d|\[[A-Z][a-z]{2} ?\d{1,2} \d\d:\d\d\])', re.M)
+# An indented record (a Markdown code block or list, a terminal copy) is suspect too.
+_SUSPECT = re.compile(r'^(?:>|[^\[<A-Z0-9 \n\r]|\[\s*[+<]\s*\d|\[[A-Z][a-z]{2} ?\d{1,2} \d\d:\d\d\]'
+                      r'| +(?:[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d |\[\s*\d+\.\d+\] |\d{4}-\d\d-\d\dT\d\d:))', re.M)
+# Spaces a terminal copy pads a line with, up to the screen's width.
+_PADDING = re.compile(r'  +$')
 
 
 def suspect(text):
@@ -163,8 +168,8 @@ def carried(previous, line):
 
 
 def starts_record(line_bytes):
-    """True when a line (bytes, unquoted) starts with a record prefix: never a wrapped rest."""
-    return _RECORD_START_BYTES.match(line_bytes) is not None
+    """True when a line (bytes, unquoted; indented as a block or not) starts with a record prefix: never a wrapped rest."""
+    return _RECORD_START_BYTES.match(line_bytes.lstrip(b' ')) is not None
 
 
 def _cut_note(message):
@@ -199,8 +204,10 @@ def _cut_note(message):
 
 def _cut_width(rows):
     """The width of a cutter that breaks lines at a fixed column whatever is
-    there (not at spaces): every line followed by a bare one is that long
-    (two at least).  None when the wraps fall at spaces."""
+    there (not at spaces): every line followed by a bare one is that long, or
+    a multiple of it (a terminal copy joins a record padded to the screen's
+    width with the next one), two lines at least.  None when the wraps fall
+    at spaces."""
     widths = set()
     count = 0
     for row, following in zip(rows, rows[1:]):
@@ -210,9 +217,24 @@ def _cut_width(rows):
             continue
         widths.add(len(row.rstrip('\r')))
         count += 1
-        if len(widths) > 1:
-            return None
-    return widths.pop() if count >= 2 and widths and min(widths) >= MIN_WRAP_WIDTH else None
+    if count < 2 or not widths:
+        return None
+    width = min(widths)
+    if width < MIN_WRAP_WIDTH or any(other % width for other in widths):
+        return None
+    return width
+
+
+def _indentation(rows):
+    """The spaces every non-blank row starts with when the rows are prefixed
+    records indented as a block (a Markdown code block or list item); else 0."""
+    rows = [row for row in rows if row.strip()]
+    if not rows or rows[0][:1] != ' ':
+        return 0
+    indent = min(len(row) - len(row.lstrip(' ')) for row in rows)
+    if not indent or not any(_RECORD_START.match(row[indent:]) for row in rows):
+        return 0
+    return indent
 
 
 def repair(text):
@@ -228,7 +250,10 @@ def repair(text):
     notes = []
     last_level = None  # quote level of the line out[-1] came from; None: no kernel line open
     piece = before = last_raw = ''
-    rows = text.split('\n')
+    rows = [_PADDING.sub('', row.rstrip('\r')) for row in text.split('\n')]
+    indent = _indentation(rows)
+    if indent:
+        rows = [row[indent:] for row in rows]
     # Messages pasted without any prefix: each line is its own record.
     bare = not any(_RECORD_START.match(_unquote(row)[1]) or _HUMAN.match(_unquote(row)[1]) for row in rows)
     cut_width = _cut_width(rows)
@@ -263,7 +288,7 @@ def repair(text):
                 continue
             if _joins(level, last_level, piece, before, line, last_raw):
                 kept = out[-1][0].rstrip()
-                glue = '' if len(last_raw) == cut_width else _glue(kept, line)
+                glue = '' if cut_width and len(last_raw) % cut_width == 0 else _glue(kept, line)
                 out[-1][0] = (out[-1][0] if not glue else kept) + glue + line
                 out[-1][1] = out[-1][1] or cut
                 before, piece = piece, line
@@ -299,6 +324,8 @@ def repair(text):
     if other_cuts:
         notes.append('pager cut: %d other line%s' % (other_cuts, '' if other_cuts == 1 else 's'))
     repairs = []
+    if indent:
+        repairs.append('removed %d-column indentation' % indent)
     if levels:
         repairs.append('unquoted %d level%s' % (levels, '' if levels == 1 else 's'))
     if human:

@@ -179,6 +179,25 @@ def _continued(buf, end, size, final):
     return end
 
 
+# A memory cgroup's counter lines ("memory: usage 432kB, limit 0kB, failcnt 27",
+# memory+swap, swap, kmem, tcpmem), which the kernel prints right before
+# "Memory cgroup stats for": a fragment found by that line starts with them.
+_MAX_COUNTER_LINES = 5
+
+
+def _counters_before(buf, begin, floor):
+    """begin, moved back over the counter lines right before it (not below floor)."""
+    for dummy in range(_MAX_COUNTER_LINES):
+        if begin <= floor:
+            break
+        previous = _line_start(buf, begin - 1)
+        line = buf[previous:begin]
+        if previous < floor or b': usage ' not in line or b', limit ' not in line:
+            break
+        begin = previous
+    return begin
+
+
 def _cut(buf, begin, bound):
     """bound, moved back to the end of a line (but not into begin's line)."""
     if bound >= len(buf) or buf[bound - 1:bound] == b'\n':
@@ -687,8 +706,8 @@ class StreamScanner:
         begin = _line_start(buf, kill)
         if begin <= floor:
             return begin
-        previous = buf[_line_start(buf, begin - 1):begin]
-        if not _BODY_LINE.search(previous):
+        record = self._record_before(buf, begin, floor)
+        if not _BODY_LINE.search(buf[record:begin]):
             return begin  # a rate-limited kill: its report was never printed
         # The body is contiguous: look PARTIAL_PROBE_BYTES back, and further
         # only while the line there is still a body line (a long task table).
@@ -705,6 +724,28 @@ class StreamScanner:
                 break
             end = min(begin, low + max(len(marker) for marker in FRAGMENT_MARKERS))
             low = max(floor, begin - PARTIAL_LOOKBACK_BYTES, low - PARTIAL_PROBE_BYTES)
+        # No first line of a body: the body lines (task rows, the oom-kill line)
+        # right before the kill, as far as they go within PARTIAL_PROBE_BYTES.
+        low = max(floor, begin - PARTIAL_PROBE_BYTES)
+        while record > low:
+            earlier = self._record_before(buf, record, low)
+            if earlier >= record or not _BODY_LINE.search(buf[earlier:record]):
+                break
+            record = earlier
+        return record
+
+    @staticmethod
+    def _record_before(buf, begin, floor):
+        """Where the record before offset begin starts: the line before, or,
+        when that is the wrapped rest of a line, the line it continues (at most
+        _MAX_CONTINUATIONS back, not below floor)."""
+        at = begin
+        for dummy in range(_MAX_CONTINUATIONS + 1):
+            if at <= floor:
+                return max(at, floor)
+            at = _line_start(buf, at - 1)
+            if _carrier.starts_record(buf[at:at + 40]):
+                return at
         return _line_start(buf, begin - 1)
 
     @staticmethod
@@ -864,7 +905,7 @@ class StreamScanner:
                     else:
                         window = (begin, self._no_kill_end(buf, start, bound, size), ())
             elif frag >= 0 and (kill < 0 or frag < kill):
-                begin = _line_start(buf, frag)
+                begin = _counters_before(buf, _line_start(buf, frag), pos)
                 limit = _report_begin(buf, start)[0] if start >= 0 else size
                 bound = min(limit, begin + FRAGMENT_WINDOW_BYTES)
                 if 0 <= kill < bound:

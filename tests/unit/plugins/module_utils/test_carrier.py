@@ -77,6 +77,24 @@ def _interleaved(text):
     return '\n'.join(out)
 
 
+def _terminal_copy(text, width=169):
+    """journalctl copied from a terminal into a Markdown list (kmille/find-bytes, in the public corpus):
+    each line broken into screen rows at the width, whatever is there; rows padded with spaces to the
+    width; now and then a padded row joined with the next (the copy took it for a soft wrap); every
+    row indented 2 columns."""
+    rows = []
+    for line in text.split('\n'):
+        rows.extend([line[at:at + width] for at in range(0, len(line), width)] or [''])
+    out = []
+    for number, row in enumerate(rows):
+        row = row.ljust(width) if row else row
+        if out and number % 5 == 0 and len(out[-1]) == width + 2 and row:
+            out[-1] += row
+        else:
+            out.append('  ' + row)
+    return '\n'.join(out)
+
+
 CARRIERS = {
     'wrapped-72': lambda text: _wrap(text, 72),
     'wrapped-100-then-72': lambda text: _wrap(text, 100, 72),
@@ -88,6 +106,7 @@ CARRIERS = {
     'wrapped-72-then-100': lambda text: _wrap(text, 72, 100),
     'wrapped-quoted-rewrapped': lambda text: _rewrap(_quote(_wrap(text, 72), '> '), 72),
     'interleaved': _interleaved,
+    'terminal-copy': _terminal_copy,
 }
 
 
