@@ -71,7 +71,15 @@ class ActionModule(ActionBase):
 
         hostvars = task_vars.get('hostvars', {})
         now = datetime.datetime.now(datetime.timezone.utc)
-        generated_at = args.get('generated_at') or now.strftime('%Y-%m-%dT%H:%M:%SZ')
+        generated_at = args.get('generated_at')
+        if generated_at is not None:
+            # The textfiles' timestamp is the report's: one moment for all of a run's files.
+            try:
+                now = datetime.datetime.strptime(generated_at, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+            except (TypeError, ValueError):
+                raise AnsibleActionFail('generated_at = %s; allowed: a UTC time like 2026-12-07T04:00:00Z'
+                                        % describe(generated_at))
+        generated_at = now.strftime('%Y-%m-%dT%H:%M:%SZ')
         results = []
         for name in hosts:
             try:

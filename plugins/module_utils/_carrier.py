@@ -289,7 +289,12 @@ def repair(text):
             if _joins(level, last_level, piece, before, line, last_raw):
                 kept = out[-1][0].rstrip()
                 glue = '' if cut_width and len(last_raw) % cut_width == 0 else _glue(kept, line)
-                out[-1][0] = (out[-1][0] if not glue else kept) + glue + line
+                joined = (out[-1][0] if not glue else kept) + glue + line
+                if not cut and joined.endswith('>') and len(joined) >= MIN_PAGER_WIDTH and not _ANGLE_END.search(line):
+                    # A pager's cut, then a mail client's wrap: the '>' ends the last piece.
+                    joined = joined[:-1]
+                    cut = True
+                out[-1][0] = joined
                 out[-1][1] = out[-1][1] or cut
                 before, piece = piece, line
                 last_raw = raw

@@ -65,7 +65,9 @@ options:
     choices: [json, html, prometheus]
     default: [json, html, prometheus]
   generated_at:
-    description: The time to print in the report (UTC, ISO 8601); default now.
+    description:
+      - The time of the report (UTC, ISO 8601, C(YYYY-MM-DDTHH:MM:SSZ)); default now.
+      - The Prometheus textfiles' C(oomguard_audit_timestamp_seconds) is this time too.
     type: str
 seealso:
   - module: oomguard.linux.oom_audit

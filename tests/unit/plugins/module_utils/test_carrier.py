@@ -150,6 +150,26 @@ def test_pager_cut_keeps_the_causes_and_names_what_was_lost(path):
             assert any(note.startswith('pager cut: kill line after ') for note in notes), notes
 
 
+@pytest.mark.parametrize('pager_width, wrap_width', [(120, 72), (120, 100), (80, 72)])
+@pytest.mark.parametrize('path', CLEAN, ids=lambda path: os.path.relpath(path, GENERATED))
+def test_a_pager_cut_then_wrapped_reads_as_the_pager_cut(path, pager_width, wrap_width):
+    """A pager's copy pasted into a mail and wrapped: the '>' ends the last piece of the line, and the
+    line reads as the pager-cut one does (same causes and victims, the same losses named; the count of cut
+    stack and meminfo lines may differ, as a wrapped rest of those is not always told from noise)."""
+    cut = _pager(_text(path), pager_width)
+    expected = _events(cut)
+    events = _events(_wrap(cut, wrap_width))
+    assert _shape(events) == _shape(expected)
+
+    def named(event):
+        return [note for note in event['carrier_repairs'] if note.startswith('pager cut: ') and not note.endswith(
+            ('other line', 'other lines'))]
+    assert any(named(event) for event in expected)
+    # Each event names at least what the pager-cut copy names (a wrapped window may also carry the
+    # next report's cut invoked line into its notes).
+    assert all(set(named(alone)) <= set(named(event)) for event, alone in zip(events, expected))
+
+
 def test_pager_cut_dmesg_keeps_every_victim():
     """At 80 columns a dmesg kill line keeps its pid and comm; the sizes are named as lost."""
     path = os.path.join(GENERATED, 'debian12-6.1-cgroupv2-mixed', 'dmesg.txt')

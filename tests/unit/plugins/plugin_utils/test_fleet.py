@@ -311,11 +311,14 @@ def test_the_action_writes_one_textfile_per_host_and_removes_nothing(tmp_path):
     result = _action(tmp_path, hosts, [registered('localhost'), registered('unreachable-ssh'), registered('localhost')])
     assert len(result['textfiles']) == 3
     up = {}
+    stamps = set()
     for path in result['textfiles']:
         with open(path) as handle:
             for family in prometheus_parser.text_string_to_metric_families(handle.read()):
                 up.update((s.labels['host'], s.value) for s in family.samples if s.name == 'oomguard_audit_up')
+                stamps.update(s.value for s in family.samples if s.name == 'oomguard_audit_timestamp_seconds')
     assert up == {'web/1': 1, 'web_1': 0, 'WEB_1': 1}
+    assert stamps == {1796616000}  # generated_at, 2026-12-07T04:00:00Z: the second run writes the same bytes
     assert (textfiles / 'node.prom').read_text() == 'node_custom 1\n'
     assert (textfiles / 'oomguard-retired.prom').read_text() == 'oomguard_audit_up{host="retired"} 1\n'
     assert sorted(p.name for p in textfiles.iterdir()) == sorted(
@@ -336,6 +339,10 @@ def test_the_action_reports_a_broken_host_and_names_bad_arguments(tmp_path):
     assert result['summary']['by_status']['broken'] == 1
     assert 'bad (unreadable result): the audit result is not what oom_audit returns: posture = the text "high"; ' \
         'expected: a mapping' in result['summary']['text']
+    with pytest.raises(AnsibleActionFail, match=r'^generated_at = the text "yesterday"; allowed: a UTC time like '):
+        task = mock.MagicMock(check_mode=False, async_val=0,
+                              args={'hosts': [], 'result_var': 'a', 'dest': str(tmp_path), 'generated_at': 'yesterday'})
+        fleet_report.ActionModule(task, mock.MagicMock(), mock.MagicMock(), None, None, None).run(task_vars={})
     with pytest.raises(AnsibleActionFail, match=r'^dest = the text "report"; allowed: an absolute directory'):
         task = mock.MagicMock(check_mode=False, async_val=0, args={'hosts': [], 'result_var': 'a', 'dest': 'report'})
         fleet_report.ActionModule(task, mock.MagicMock(), mock.MagicMock(), None, None, None).run(task_vars={})
