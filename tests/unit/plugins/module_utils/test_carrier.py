@@ -355,3 +355,28 @@ def test_real_dmesg_H_capture_gives_the_events_of_the_raw_dmesg(marker):
         assert event['victim'] == clean['victim'] and event['memcg'] == clean['memcg']
         assert event['time'] is None and any(note.startswith('dropped ') and 'dmesg -H' in note
                                              for note in event['carrier_repairs'])
+
+
+@pytest.mark.parametrize('columns, expected', [
+    # 80 columns after a 45-column short-iso prefix: the oom-kill: line loses its constraint and
+    # each kill line its comm, so no cause and no victim is read, and each loss is named.
+    (80, [('unknown', None, None, 'a pager cut the oom-kill: line before its constraint'),
+          ('unknown', None, None, 'a pager cut the oom-kill: line before its constraint')]),
+    # 120 columns: the memcg kill keeps its victim but loses oom_memcg (own or parent limit?); the
+    # SysRq OOM is read whole enough (order=-1).
+    (120, [('unknown', 331, 'python3', 'but a pager cut the oom-kill: line before oom_memcg'),
+           ('manual', 341, 'sshd', None)]),
+])
+def test_real_less_S_screen_of_a_real_journal(columns, expected):
+    """The VM's real journal paged in a real less -S and copied off the screen (carriers/PROVENANCE.md)."""
+    events = _events(_text(os.path.join(CARRIER_FIXTURES,
+                                        'vm-debian12-6.1-journalctl-short-iso-less-S-%d-columns.txt' % columns)))
+    found = [(event['cause'], (event['victim'] or {}).get('pid'), (event['victim'] or {}).get('comm'),
+              event.get('unknown_reason')) for event in events]
+    assert [row[:3] for row in found] == [row[:3] for row in expected]
+    for (cause, dummy, dummy2, reason), row in zip(found, expected):
+        if row[3] is not None:
+            assert row[3] in reason
+    assert all(any(note.startswith('pager cut: kill line after ') for note in event['carrier_repairs'])
+               for event in events)
+
