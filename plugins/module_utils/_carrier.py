@@ -250,7 +250,9 @@ def repair(text):
     notes = []
     last_level = None  # quote level of the line out[-1] came from; None: no kernel line open
     piece = before = last_raw = ''
-    rows = [_PADDING.sub('', row.rstrip('\r')) for row in text.split('\n')]
+    rows = text.split('\n')
+    if '  \n' in text or '  \r\n' in text or text.endswith('  '):
+        rows = [_PADDING.sub('', row.rstrip('\r')) for row in rows]
     indent = _indentation(rows)
     if indent:
         rows = [row[indent:] for row in rows]
