@@ -136,10 +136,13 @@ def _victim_lines(victims):
 
 
 def _domain_lines(domains, count):
-    """The OOM domains, tightest headroom first (the host always listed), each with whom the kernel kills there."""
+    """The OOM domains, the soonest forecast OOM then the tightest headroom first (the host always listed),
+    each with whom the kernel kills there."""
     host = [d for d in domains if d['kind'] == 'host']
     others = sorted((d for d in domains if d['kind'] != 'host'),
-                    key=lambda d: (d['headroom_kb'] is None, d['headroom_kb'] or 0))
+                    key=lambda d: (d['forecast'] is None or d['forecast']['time_to_oom_s'] is None,
+                                   (d['forecast'] or {}).get('time_to_oom_s') or 0,
+                                   d['headroom_kb'] is None, d['headroom_kb'] or 0))
     shown = host + others[:max(count - len(host), 0)]
     lines = ['  %-6s %-*s %10s %10s %10s  %s' % ('KIND', WHERE_CHARS, 'WHERE', 'LIMIT', 'USED', 'HEADROOM', 'NEXT VICTIM')]
     for domain in shown:
@@ -153,6 +156,12 @@ def _domain_lines(domains, count):
             if domain['group_kill']:
                 who += '; memory.oom.group: all %s of %s' % (
                     plural(domain['group_size'], 'task'), rt.cut_middle(domain['group_kill'], WHERE_CHARS))
+        forecast = domain['forecast']
+        if forecast and forecast['time_to_oom_s'] is not None:
+            who += '; full in about %s (growing %s/s over %s)' % (
+                rt.seconds(forecast['time_to_oom_s']), rt.size_kb(forecast['growth_kb_per_s']), rt.seconds(forecast['span_s']))
+        elif forecast and forecast['samples'] >= 2:
+            who += '; not growing over %s' % rt.seconds(forecast['span_s'])
         lines.append('  %-6s %-*s %10s %10s %10s  %s' % (
             domain['kind'], WHERE_CHARS, where, rt.size_kb(domain['limit_kb']), rt.size_kb(domain['usage_kb']),
             rt.size_kb(domain['headroom_kb']), who))
@@ -192,7 +201,8 @@ def posture_report(posture, host=None, victims=5):
     lines.extend('  (%s)' % note[len('victims: '):] for note in about_victims)
     if read['domains']:
         lines.append('')
-        lines.append('Where an OOM can happen (tightest headroom first) and whom the kernel kills there:')
+        lines.append('Where an OOM can happen (the soonest forecast, then the tightest headroom, first) and whom the '
+                     'kernel kills there:')
         lines.extend(_domain_lines(read['domains'], max(count, 1)))
     notes = [n for n in read['notes'] if n not in about_victims]
     if notes or read['not_evaluated']:

@@ -187,7 +187,7 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
             'kind': 'memcg', 'path': top, 'unit': unit_of(top), 'limit_kb': limit_kb, 'usage_kb': usage_kb,
             'headroom_kb': limit_kb - usage_kb if usage_kb is not None else None,
             'totalpages': totalpages, 'tasks': len(inside), 'group_kill': None, 'next_victim': None,
-            'group_victims': [],
+            'group_victims': [], 'forecast': None,
         }
         if victim is not None:
             chosen = dict(ranked[0])
@@ -215,7 +215,8 @@ def host_domain(memory_kb, victims):
                   'swap_kb': top.get('swap_kb'), 'pgtables_kb': None}
     return {'kind': 'host', 'path': '/', 'unit': None, 'limit_kb': total_kb,
             'usage_kb': None if headroom_kb is None else total_kb - headroom_kb, 'headroom_kb': headroom_kb,
-            'totalpages': None, 'tasks': None, 'group_kill': None, 'next_victim': victim, 'group_victims': []}
+            'totalpages': None, 'tasks': None, 'group_kill': None, 'next_victim': victim, 'group_victims': [],
+            'forecast': None}
 
 
 def collect(host, snap, page_kb=4, exclude_pids=()):
@@ -232,3 +233,94 @@ def collect(host, snap, page_kb=4, exclude_pids=()):
                                    else 0, d['path']))
         domains += memcgs
     return domains, notes
+
+
+# -- time to OOM -----------------------------------------------------------------
+
+# A forecast's interval: the fitted growth plus or minus this many standard errors.
+FORECAST_SIGMAS = 2
+
+
+def usage_reader(host, mount):
+    """A function domain -> its usage in kB now (None when unreadable): a memory
+    cgroup's memory.current (v2) or memory.usage_in_bytes (v1) under mount; the
+    host's RAM and swap in use (MemTotal + SwapTotal - MemAvailable - SwapFree)."""
+    def read(domain):
+        try:
+            return _read_usage(domain)
+        except procfs.ReadError:
+            return None
+
+    def _read_usage(domain):
+        if domain['kind'] == 'host':
+            memory = procfs.parse_meminfo(host.read('proc/meminfo') or '')[0]
+            if 'MemAvailable' not in memory:
+                return None
+            return (memory.get('MemTotal', 0) + memory.get('SwapTotal', 0) - memory['MemAvailable']
+                    - memory.get('SwapFree', 0))
+        directory = (mount or '').rstrip('/') + domain['path']
+        for name in ('memory.current', 'memory.usage_in_bytes'):
+            text = host.read(directory.lstrip('/') + '/' + name)
+            if text is not None:
+                try:
+                    return int(text.strip()) // 1024
+                except ValueError:
+                    return None
+        return None
+    return read
+
+
+def fit(points):
+    """Least-squares line through (seconds, kB) points: (slope kB/s, its standard error or None)."""
+    count = len(points)
+    mean_t = sum(t for t, dummy in points) / count
+    mean_u = sum(u for dummy, u in points) / count
+    sxx = sum((t - mean_t) ** 2 for t, dummy in points)
+    if sxx <= 0:
+        return None, None
+    slope = sum((t - mean_t) * (u - mean_u) for t, u in points) / sxx
+    if count < 3:
+        return slope, None
+    residual = sum((u - mean_u - slope * (t - mean_t)) ** 2 for t, u in points)
+    return slope, (residual / (count - 2) / sxx) ** 0.5
+
+
+def forecast(points, limit_kb):
+    """What the samples (seconds, usage kB) say of a domain's time to OOM: growth_kb_per_s,
+    time_to_oom_s (null when not growing), and time_to_oom_range_s, the times the fitted growth
+    plus and minus FORECAST_SIGMAS standard errors give (the later one null when the fit cannot
+    tell growth from none; the range null with two samples)."""
+    points = [(t, u) for t, u in points if u is not None]
+    result = {'samples': len(points), 'span_s': None, 'growth_kb_per_s': None, 'time_to_oom_s': None,
+              'time_to_oom_range_s': None}
+    if len(points) < 2:
+        return result
+    result['span_s'] = round(points[-1][0] - points[0][0], 3)
+    slope, error = fit(points)
+    if slope is None:
+        return result
+    result['growth_kb_per_s'] = round(slope, 1)
+    headroom_kb = max(0, limit_kb - points[-1][1])
+    if slope <= 0:
+        return result
+    result['time_to_oom_s'] = round(headroom_kb / slope, 1)
+    if error is not None:
+        fast = slope + FORECAST_SIGMAS * error
+        slow = slope - FORECAST_SIGMAS * error
+        result['time_to_oom_range_s'] = [round(headroom_kb / fast, 1), round(headroom_kb / slow, 1) if slow > 0
+                                         else None]
+    return result
+
+
+def sample_forecasts(domains, read_usage, samples, interval_s, clock, sleep):
+    """Each domain's 'forecast' from `samples` readings `interval_s` apart (read_usage, clock and
+    sleep given: usage_reader, time.monotonic, time.sleep on a host)."""
+    points = dict((index, []) for index in range(len(domains)))
+    start = clock()
+    for number in range(samples):
+        if number:
+            sleep(max(0.0, start + number * interval_s - clock()))
+        for index, domain in enumerate(domains):
+            points[index].append((clock(), read_usage(domain)))
+    for index, domain in enumerate(domains):
+        domain['forecast'] = forecast(points[index], domain['limit_kb']) if domain.get('limit_kb') else None

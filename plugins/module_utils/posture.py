@@ -66,7 +66,13 @@ DEFAULT_THRESHOLDS = {
     ],
     'kill_loop_min_workers': 2,
     'early_killer_max_oom_score_adj': -900,
+    'time_to_oom_warn_s': 3600,
 }
+
+# Sampling for the time-to-OOM forecast (oom_facts samples, interval_s): a run
+# watches the host at most this long; longer watches belong in a monitor.
+MAX_SAMPLES = 720
+MAX_SAMPLING_S = 3600
 
 # How many items an evidence list carries at most; the count is given too.
 EVIDENCE_LIST_MAX = 10
@@ -313,6 +319,13 @@ CATALOGUE = {
                  '(or the kernel has no PSI), and no swap kill can fire',
         'advice': 'Enroll the slices with `oomguard_early_oom` (killer systemd-oomd, `slices`) through the '
                   'oomguard.linux.early_oom role, which sets ManagedOOMMemoryPressure=kill on them.',
+    },
+    'oom_forecast_soon': {
+        'severity': 'high',
+        'title': 'Memory use in an OOM domain grows steadily: at this rate it reaches its limit soon',
+        'advice': 'Find what grows (the domain\'s next victim is named; `oomguard.linux.slab_leak` for kernel '
+                  'memory), then raise the limit before the kill (`oomguard_cgroups` / '
+                  '`oomguard_services[unit].memory_max`, oomguard.linux.cgroup_limits role) or fix the leak.',
     },
     'group_kill_overrides_adj': {
         'severity': 'medium',
@@ -913,6 +926,30 @@ def check_group_kill_overrides_adj(snap, th):
     return [('group_kill_overrides_adj', {'tasks': _capped(exposed)})]
 
 
+def check_oom_forecast(snap, th):
+    """A domain whose usage, sampled over the run, reaches its limit within time_to_oom_warn_s."""
+    domains = _section(snap, 'domains')
+    forecasts = [d for d in domains if d.get('forecast')]
+    if not forecasts:
+        return []  # a forecast not asked for (samples 1, the default) is not a reading that failed
+    soon = []
+    for domain in forecasts:
+        forecast = domain['forecast']
+        if forecast.get('time_to_oom_s') is None or forecast['time_to_oom_s'] > th['time_to_oom_warn_s']:
+            continue
+        victim = domain.get('next_victim') or {}
+        soon.append({'kind': domain['kind'], 'path': domain['path'], 'unit': domain.get('unit'),
+                     'limit_kb': domain['limit_kb'], 'headroom_kb': domain.get('headroom_kb'),
+                     'growth_kb_per_s': forecast['growth_kb_per_s'], 'time_to_oom_s': forecast['time_to_oom_s'],
+                     'time_to_oom_range_s': forecast.get('time_to_oom_range_s'), 'samples': forecast['samples'],
+                     'span_s': forecast['span_s'], 'next_victim': victim.get('comm'),
+                     'next_victim_pid': victim.get('pid')})
+    if not soon:
+        return []
+    soon.sort(key=lambda item: item['time_to_oom_s'])
+    return [('oom_forecast_soon', {'domains': _capped(soon), 'threshold_s': th['time_to_oom_warn_s']})]
+
+
 def check_cpuset_numa(snap, th):
     cpusets = _section(snap, 'cpuset_mems')
     if not cpusets:
@@ -1079,6 +1116,7 @@ CHECKS = (
     (check_cgroup_limit_hit, ('cgroup_limit_hit',)),
     (check_cgroup_protection, ('cgroup_protection_nullified', 'cgroup_high_not_below_max', 'cgroup_min_overcommitted')),
     (check_group_kill_overrides_adj, ('group_kill_overrides_adj',)),
+    (check_oom_forecast, ('oom_forecast_soon',)),
     (check_cpuset_numa, ('cpuset_numa_squeeze',)),
     (check_critical_victims, ('critical_process_likely_victim',)),
     (check_kill_loop, ('kill_loop_risk', 'kill_loop_risk_unmanaged')),
@@ -1153,6 +1191,26 @@ def posture_options(options, labels, var, default_victims=DEFAULT_VICTIMS):
         if parsed is not schema.INVALID:
             thresholds[name] = parsed
     return thresholds, victims, checker.problems
+
+
+def sampling_options(samples, interval_s, labels, var):
+    """oom_facts' samples and interval_s, validated: (samples, interval_s, problems)."""
+    checker = schema.Checker(labels)
+    samples = checker.check(var('samples'), samples, schema.integer, 1, MAX_SAMPLES)
+    interval_s = checker.check(var('interval_s'), interval_s, _seconds, MAX_SAMPLING_S)
+    if samples is not schema.INVALID and interval_s is not schema.INVALID and \
+            (samples - 1) * interval_s > MAX_SAMPLING_S:
+        checker.refuse('invalid_value', '%s x %s = %d x %s s is longer than %d s; allowed: a watch of at most %d s '
+                       '(a longer one belongs in a monitor: docs/domains.md)' % (
+                           var('samples'), var('interval_s'), samples - 1, interval_s, MAX_SAMPLING_S,
+                           MAX_SAMPLING_S))
+    return samples, interval_s, checker.problems
+
+
+def _seconds(value, high):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
+        raise schema.Invalid('seconds, a number above 0 and at most %d' % high)
+    return float(value)
 
 
 def _finding(fid, evidence):

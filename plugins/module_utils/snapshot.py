@@ -12,6 +12,7 @@ facts, saved as a fixture and judged by pure functions.
 
 
 import os
+import time
 
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cgroups_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
@@ -51,8 +52,10 @@ class _Notes:
 
 
 def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=None,
-            max_cgroups=cgroups_mod.DEFAULT_MAX_CGROUPS):
-    """Read everything the posture needs from host (a procfs.HostRoot)."""
+            max_cgroups=cgroups_mod.DEFAULT_MAX_CGROUPS, samples=1, interval_s=10.0, clock=time.monotonic,
+            sleep=time.sleep):
+    """Read everything the posture needs from host (a procfs.HostRoot); with samples > 1, each
+    domain's usage is read that many times interval_s apart for its time-to-OOM forecast."""
     notes = _Notes()
     skip = set(skip)
     page_kb = _page_kb(host)
@@ -122,6 +125,10 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
             snap['domains'], domain_notes = domains_mod.collect(host, snap, page_kb, excluded_pids)
             for note in domain_notes:
                 notes.add('domains', note)
+            if samples > 1:
+                controller = (snap.get('cgroup') or {}).get('memory_controller') or {}
+                domains_mod.sample_forecasts(snap['domains'], domains_mod.usage_reader(host, controller.get('mount')),
+                                             samples, interval_s, clock, sleep)
 
     # The release facts the concerns' gating uses (docs/platforms.md); systemctl
     # only when it may be run, else the installed systemd's library.

@@ -55,6 +55,18 @@ options:
         C(docs/findings.md).
     type: dict
     default: {}
+  samples:
+    description:
+      - How many times to read the usage of every OOM domain for its time-to-OOM forecast
+        (C(forecast) of RV(ansible_facts.oom_posture.domains)); V(1) reads once and forecasts nothing.
+      - 1 to 720; the watch, O(samples) - 1 times O(interval_s), is at most 3600 seconds.
+    type: int
+    default: 1
+  interval_s:
+    description:
+      - Seconds between two readings of O(samples); above 0 and at most 3600.
+    type: float
+    default: 10.0
   include_snapshot:
     description:
       - Also return the full raw snapshot the posture was judged from (every cgroup, every reading),
@@ -82,6 +94,11 @@ EXAMPLES = r'''
   ansible.builtin.assert:
     that: ansible_facts.oom_posture.risk_level in ['low', 'medium']
     fail_msg: "{{ ansible_facts.oom_posture.findings | map(attribute='title') | list }}"
+
+- name: Watch for a minute and say when each domain would run out at its present growth
+  oomguard.linux.oom_facts:
+    samples: 7
+    interval_s: 10
 
 - name: A cheap run on a busy container host
   oomguard.linux.oom_facts:
@@ -194,12 +211,16 @@ ansible_facts:
               C(totalpages), C(tasks), C(next_victim) (C(pid), C(comm), C(unit), C(badness), C(oom_score_adj),
               C(rss_kb), C(swap_kb), C(pgtables_kb)), C(group_kill) (the cgroup whose C(memory.oom.group) makes
               the kill take all its tasks, or null) and C(group_victims).
+            - C(forecast), with O(samples) of 2 or more (else null) - C(samples), C(span_s), C(growth_kb_per_s)
+              (the least-squares slope of the usage), C(time_to_oom_s) (the headroom at that growth; null when not
+              growing) and C(time_to_oom_range_s) (the times at the slope plus and minus two standard errors; the
+              later one null when the fit cannot tell growth from none; null with two samples).
             - Null when the process scan or the domains are skipped.
           type: list
           elements: dict
           sample:
             - {kind: memcg, path: /system.slice/app.service, unit: app.service, limit_kb: 131072, usage_kb: 98304,
-               headroom_kb: 32768, totalpages: 32768, tasks: 3, group_kill: null, group_victims: [],
+               headroom_kb: 32768, totalpages: 32768, tasks: 3, group_kill: null, group_victims: [], forecast: null,
                next_victim: {pid: 4242, comm: worker, unit: app.service, badness: 14336, oom_score_adj: 500,
                              rss_kb: 8192, swap_kb: 0, pgtables_kb: 64}}
         protected:
@@ -244,7 +265,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
-from ansible_collections.oomguard.linux.plugins.module_utils.posture import judge, posture_options
+from ansible_collections.oomguard.linux.plugins.module_utils.posture import judge, posture_options, sampling_options
 from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
 from ansible_collections.oomguard.linux.plugins.module_utils.snapshot import SKIPPABLE, collect
 
@@ -256,6 +277,8 @@ def main():
             skip=dict(type='list', elements='str', choices=list(SKIPPABLE), default=[]),
             thresholds=dict(type='dict', default={}),
             include_snapshot=dict(type='bool', default=False),
+            samples=dict(type='int', default=1),
+            interval_s=dict(type='float', default=10.0),
             root=dict(type='path', default='/'),
         ),
         supports_check_mode=True,
@@ -264,6 +287,9 @@ def main():
     thresholds, victims_count, problems = posture_options(
         {'thresholds': params['thresholds'], 'victims_count': params['victims_count']},
         Labels(platform.node()), lambda key: key)
+    samples, interval_s, sampling_problems = sampling_options(
+        params['samples'], params['interval_s'], Labels(platform.node()), lambda key: key)
+    problems += sampling_problems
     if problems:
         module.fail_json(msg='\n'.join(p.message for p in problems), problems=[p.as_dict() for p in problems])
 
@@ -282,6 +308,8 @@ def main():
             victims_count=victims_count,
             run_command=module.run_command if host.live else None,
             systemctl_path=systemctl,
+            samples=samples,
+            interval_s=interval_s,
         )
     except ReadError as exc:
         module.fail_json(msg='cannot read the host memory state: %s' % exc)

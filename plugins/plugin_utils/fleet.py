@@ -203,6 +203,7 @@ def _domain(domain, field):
             'tasks': _count(_get(domain, 'tasks'), field + '.tasks'),
             'group_kill': _text(_get(domain, 'group_kill'), field + '.group_kill'),
             'group_size': len(group),
+            'forecast': _forecast(_get(domain, 'forecast'), field + '.forecast'),
             'next_victim': None if victim is None else {
                 'pid': _count(_get(victim, 'pid'), field + '.next_victim.pid', required=True),
                 'comm': _text(_get(victim, 'comm'), field + '.next_victim.comm', NAME_CHARS),
@@ -210,6 +211,28 @@ def _domain(domain, field):
                 'oom_score_adj': _number(_get(victim, 'oom_score_adj'), field + '.next_victim.oom_score_adj',
                                          -1000, 1000, integer=True),
                 'rss_kb': _number(_get(victim, 'rss_kb'), field + '.next_victim.rss_kb', minimum=0)}}
+
+
+def _forecast(forecast, field):
+    forecast = _mapping(forecast, field)
+    if forecast is None:
+        return None
+    return {'samples': _count(_get(forecast, 'samples'), field + '.samples', required=True),
+            'span_s': _number(_get(forecast, 'span_s'), field + '.span_s', minimum=0),
+            'growth_kb_per_s': _number(_get(forecast, 'growth_kb_per_s'), field + '.growth_kb_per_s'),
+            'time_to_oom_s': _number(_get(forecast, 'time_to_oom_s'), field + '.time_to_oom_s', minimum=0)}
+
+
+def tightest_domain(domains):
+    """The OOM domain closest to its limit: the soonest forecast OOM, else the least headroom (the host when
+    nothing else is known); None without domains."""
+    if not domains:
+        return None
+    timed = [d for d in domains if d['forecast'] and d['forecast']['time_to_oom_s'] is not None]
+    if timed:
+        return min(timed, key=lambda d: d['forecast']['time_to_oom_s'])
+    known = [d for d in domains if d['headroom_kb'] is not None]
+    return min(known, key=lambda d: (d['headroom_kb'], d['kind'] == 'host')) if known else domains[0]
 
 
 def _note(note, field):
@@ -267,13 +290,20 @@ def read_posture(posture, field='posture'):
     }
     if victims:
         basics['next_victim'] = dict((k, victims[0][k]) for k in ('comm', 'pid', 'oom_score', 'rss_kb'))
+    domains = _each(_get(posture, 'domains'), field + '.domains', _domain)
+    tightest = tightest_domain(domains)
+    basics['tightest_domain'] = None if tightest is None else {
+        'kind': tightest['kind'], 'path': tightest['path'], 'unit': tightest['unit'], 'limit_kb': tightest['limit_kb'],
+        'headroom_kb': tightest['headroom_kb'], 'time_to_oom_s': (tightest['forecast'] or {}).get('time_to_oom_s'),
+        'next_victim': None if tightest['next_victim'] is None else dict(
+            (k, tightest['next_victim'][k]) for k in ('comm', 'pid'))}
     return {
         'risk_score': _number(_get(posture, 'risk_score'), field + '.risk_score', 0, 100, required=True),
         'risk_level': _choice(_get(posture, 'risk_level'), field + '.risk_level', LEVELS, required=True),
         'findings': findings,
         'basics': basics,
         'victims': victims,
-        'domains': _each(_get(posture, 'domains'), field + '.domains', _domain),
+        'domains': domains,
         'early_killers': sorted(set(k for k in killers if k)),
         'oom_kills_since_boot': _count(_get(posture, 'oom_kills_since_boot'), field + '.oom_kills_since_boot'),
         'notes': _each(_get(posture, 'notes'), field + '.notes', _note),

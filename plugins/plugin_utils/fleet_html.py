@@ -202,6 +202,16 @@ def _host_details(host):
         blocks.append('<b>Findings</b><ul class="tight">%s</ul>' % ''.join(
             '<li><span class="sev sev-%s"></span>%s <code>%s</code> %s<br><span class="muted">%s</span></li>' % (
                 _e(f['severity']), _e(f['severity']), _e(f['id']), _e(f['title']), _e(f['advice'])) for f in host['findings']))
+    tightest = (host['basics'] or {}).get('tightest_domain')
+    if tightest:
+        victim = tightest['next_victim']
+        blocks.append('<b>Tightest OOM domain</b><p>%s <code>%s</code>: %s headroom of %s%s; next victim %s</p>' % (
+            _e(tightest['kind']), _e(rt.cut_middle(tightest['unit'] or tightest['path'] or '/', 80)),
+            _e(rt.size_kb(tightest['headroom_kb'])), _e(rt.size_kb(tightest['limit_kb'])),
+            (', full in about %s at its present growth' % _e(rt.seconds(tightest['time_to_oom_s'])))
+            if tightest['time_to_oom_s'] is not None else '',
+            ('<code>%s</code> (pid %s)' % (_e(victim['comm'] or 'unknown'), _e(rt.value_text(victim['pid']))))
+            if victim else 'nobody the OOM killer may kill'))
     drift = host['drift']
     if drift and drift['rows']:
         blocks.append('<b>Drift from the policy</b><ul class="tight">%s</ul>' % ''.join(

@@ -108,7 +108,8 @@ def test_the_domains_tightest_first_with_whom_the_kernel_kills():
          'group_victims': [], 'next_victim': None},
     ]
     lines = posture_report(data, victims=2).splitlines()
-    start = lines.index('Where an OOM can happen (tightest headroom first) and whom the kernel kills there:')
+    start = lines.index('Where an OOM can happen (the soonest forecast, then the tightest headroom, first) and whom the '
+                        'kernel kills there:')
     rows = lines[start + 2:]
     assert rows[0].split()[:2] == ['host', '/'] and 'worker (pid 4242, RSS 8.0 MiB, adj 500)' in rows[0]
     # The host, then the tightest cgroup only (victims=2); the other is counted.

@@ -379,4 +379,3 @@ def test_real_less_S_screen_of_a_real_journal(columns, expected):
             assert row[3] in reason
     assert all(any(note.startswith('pager cut: kill line after ') for note in event['carrier_repairs'])
                for event in events)
-

@@ -151,3 +151,78 @@ def test_the_live_host_has_a_host_domain():
     assert host['kind'] == 'host' and host['limit_kb'] >= snap['memory']['MemTotal']
     for domain in snap['domains'][1:]:
         assert domain['kind'] == 'memcg' and domain['limit_kb'] > 0
+
+
+# -- time to OOM ---------------------------------------------------------------------
+
+def test_a_steady_growth_gives_its_rate_and_the_time_to_the_limit():
+    # 1000 kB/s from 40000 kB against a 100000 kB limit, read every 2 s for 8 s: 52000 kB left at 8 s.
+    points = [(t, 40000 + 1000 * t) for t in (0, 2, 4, 6, 8)]
+    forecast = domains.forecast(points, 100000)
+    assert forecast == {'samples': 5, 'span_s': 8, 'growth_kb_per_s': 1000.0, 'time_to_oom_s': 52.0,
+                        'time_to_oom_range_s': [52.0, 52.0]}
+
+
+def test_noise_widens_the_range_and_no_growth_gives_no_time():
+    points = [(0, 1000), (1, 1900), (2, 3100), (3, 3900), (4, 5100)]  # about 1000 kB/s, not exactly
+    forecast = domains.forecast(points, 20000)
+    span = forecast['time_to_oom_range_s']
+    assert span[0] < forecast['time_to_oom_s'] < span[1]
+    flat = domains.forecast([(0, 5000), (1, 5100), (2, 4900), (3, 5000)], 20000)
+    assert flat['time_to_oom_s'] is None and flat['time_to_oom_range_s'] is None and flat['growth_kb_per_s'] == -20.0
+    # Rising, but the fit cannot tell it from no growth: the later bound is open.
+    unsure = domains.forecast([(0, 5000), (1, 9000), (2, 5000), (3, 9100)], 20000)
+    assert unsure['time_to_oom_s'] is not None and unsure['time_to_oom_range_s'][1] is None
+
+
+def test_two_samples_give_a_time_without_a_range_and_one_gives_nothing():
+    assert domains.forecast([(0, 1000), (10, 2000)], 6000) == {
+        'samples': 2, 'span_s': 10, 'growth_kb_per_s': 100.0, 'time_to_oom_s': 40.0, 'time_to_oom_range_s': None}
+    assert domains.forecast([(0, 1000), (1, None)], 6000)['growth_kb_per_s'] is None  # an unreadable sample is left out
+    # Over the limit already (a v1 usage includes the page cache it could reclaim): no time left.
+    assert domains.forecast([(0, 7000), (1, 7100)], 6000)['time_to_oom_s'] == 0.0
+
+
+def test_samples_are_read_at_the_interval_for_every_domain():
+    clock = [100.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(round(seconds, 3))
+        clock[0] += seconds
+
+    def read(domain):
+        clock[0] += 0.01  # each read takes a little time
+        return domain['base'] + 500 * (clock[0] - 100.0)
+
+    found = [{'kind': 'host', 'path': '/', 'limit_kb': 10 ** 6, 'base': 1000},
+             {'kind': 'memcg', 'path': '/a', 'limit_kb': 50000, 'base': 20000},
+             {'kind': 'memcg', 'path': '/b', 'limit_kb': None, 'base': 0}]
+    domains.sample_forecasts(found, read, 4, 2.0, lambda: clock[0], sleep)
+    # The interval is kept from the first reading, whatever the reads cost.
+    assert slept == [1.97, 1.97, 1.97]
+    assert found[1]['forecast']['samples'] == 4 and found[1]['forecast']['growth_kb_per_s'] == 500.0
+    assert found[0]['forecast']['time_to_oom_s'] > found[1]['forecast']['time_to_oom_s']
+    assert found[2]['forecast'] is None
+
+
+def test_usage_is_read_from_the_cgroup_and_the_host(limited_tree):
+    host = procfs.HostRoot(limited_tree)
+    layout = cg.read_layout(host)
+    read = domains.usage_reader(host, layout['memory_controller']['mount'])
+    assert read({'kind': 'memcg', 'path': '/system.slice'}) == 43536384 // 1024
+    assert read({'kind': 'memcg', 'path': '/no-such.slice'}) is None
+    memory = procfs.parse_meminfo(host.read('proc/meminfo'))[0]
+    in_use_kb = memory['MemTotal'] + memory.get('SwapTotal', 0) - memory['MemAvailable'] - memory.get('SwapFree', 0)
+    assert read({'kind': 'host', 'path': '/'}) == in_use_kb
+
+
+def test_the_snapshot_forecasts_only_when_asked(limited_tree):
+    ticks = iter(range(1000))
+    snap = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd'), samples=3, interval_s=5,
+                            clock=lambda: float(next(ticks)), sleep=lambda seconds: None)
+    # A captured tree does not change: read three times, no growth.
+    assert [(d['path'], d['forecast']['samples'], d['forecast']['time_to_oom_s']) for d in snap['domains']] == [
+        ('/', 3, None), ('/system.slice', 3, None)]
+    once = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd'))
+    assert [d['forecast'] for d in once['domains']] == [None, None]

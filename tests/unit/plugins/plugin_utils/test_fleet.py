@@ -182,12 +182,15 @@ def test_the_json_carries_each_hosts_basics_from_its_posture(document):
     posture = registered('localhost')['posture']
     basics = dict((h['name'], h['basics']) for h in document['hosts'])
     victim = posture['victims'][0]
+    # This capture was made before oom_facts read OOM domains: there is no tightest one.
+    assert 'domains' not in posture
     assert basics['localhost'] == {
         'kernel_release': posture['kernel']['release'], 'machine': posture['kernel']['machine'],
         'mem_total_kb': posture['memory']['MemTotal'], 'mem_available_kb': posture['memory']['MemAvailable'],
         'swap_total_kb': 0, 'swap_used_kb': 0, 'cgroup_mode': 'hybrid', 'memory_controller': 1,
         'psi': {'some_avg10_percent': posture['pressure']['some']['avg10'], 'full_avg10_percent': posture['pressure']['full']['avg10']},
-        'next_victim': {'comm': victim['comm'], 'pid': victim['pid'], 'oom_score': victim['oom_score'], 'rss_kb': victim['rss_kb']}}
+        'next_victim': {'comm': victim['comm'], 'pid': victim['pid'], 'oom_score': victim['oom_score'], 'rss_kb': victim['rss_kb']},
+        'tightest_domain': None}
     assert basics['unreachable-ssh'] is None and basics['no-python'] is None
 
 
@@ -376,3 +379,38 @@ def test_values_that_differ_and_files_that_are_absent_are_told_apart():
         '1 host lacks files or units of the policy (never hardened, or removed since: fresh)')
     html = fleet_html.render(document)
     assert '2 values differ' in html and '3 files absent' in html
+
+
+def _domain(kind, path, headroom_kb, time_to_oom_s=None, victim='worker'):
+    return {'kind': kind, 'path': path, 'unit': None, 'limit_kb': 1048576, 'usage_kb': 1048576 - headroom_kb,
+            'headroom_kb': headroom_kb, 'tasks': 2, 'group_kill': None, 'group_victims': [],
+            'next_victim': {'pid': 4242, 'comm': victim, 'unit': None, 'oom_score_adj': 0, 'rss_kb': 8192},
+            'forecast': None if time_to_oom_s is None else {'samples': 5, 'span_s': 40.0, 'growth_kb_per_s': 100.0,
+                                                            'time_to_oom_s': time_to_oom_s,
+                                                            'time_to_oom_range_s': None}}
+
+
+def test_the_tightest_domain_is_the_soonest_forecast_else_the_least_headroom(tmp_path):
+    host = _domain('host', '/', 900000)
+    roomy = _domain('memcg', '/roomy.slice', 500000, time_to_oom_s=120.0, victim='cache')
+    tight = _domain('memcg', '/tight.slice', 4096)
+    posture = dict(registered('localhost')['posture'], domains=[host, roomy, tight])
+    read = fleet.read_posture(posture)
+    assert read['basics']['tightest_domain'] == {
+        'kind': 'memcg', 'path': '/roomy.slice', 'unit': None, 'limit_kb': 1048576, 'headroom_kb': 500000,
+        'time_to_oom_s': 120.0, 'next_victim': {'comm': 'cache', 'pid': 4242}}
+    read = fleet.read_posture(dict(posture, domains=[host, tight]))
+    assert read['basics']['tightest_domain']['path'] == '/tight.slice'
+    page = fleet_html.render(fleet.build([('web1', {'posture': dict(posture, domains=[host, roomy, tight])})],
+                                         '2026-12-07T04:00:00Z', {}))
+    text = re.sub(r'<[^>]+>', ' ', page)
+    assert 'Tightest OOM domain' in page
+    assert re.search(r'memcg\s+/roomy\.slice\s*: 488\.3 MiB headroom of 1\.0 GiB, full in about 120 s at its present '
+                     r'growth; next victim\s+cache\s+\(pid 4242\)', text), text[text.find('Tightest'):][:300]
+
+
+def test_a_malformed_forecast_makes_the_host_broken():
+    bad = dict(_domain('memcg', '/a', 10), forecast={'samples': 'many'})
+    entry = fleet.host_entry('web1', {'posture': dict(registered('localhost')['posture'], domains=[bad])})
+    assert entry['status'] == 'broken'
+    assert 'posture.domains[0].forecast.samples' in entry['message'], entry['message']
