@@ -188,6 +188,7 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
             'headroom_kb': limit_kb - usage_kb if usage_kb is not None else None,
             'totalpages': totalpages, 'tasks': len(inside), 'group_kill': None, 'next_victim': None,
             'group_victims': [], 'forecast': None,
+            '_ranked': ranked,  # for what_if; collect() drops it
         }
         if victim is not None:
             chosen = dict(ranked[0])
@@ -219,8 +220,9 @@ def host_domain(memory_kb, victims):
             'forecast': None}
 
 
-def collect(host, snap, page_kb=4, exclude_pids=()):
-    """The domains of a snapshot (host first, then memory cgroups, tightest headroom first); (domains, notes)."""
+def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
+    """The domains of a snapshot (host first, then memory cgroups, tightest headroom first), and what_if's
+    answer when what_if_request is given; (domains, what_if answer or None, notes)."""
     processes = snap.get('processes') or {}
     domains = [host_domain(snap['memory'], processes.get('victims') or [])]
     notes = []
@@ -232,7 +234,88 @@ def collect(host, snap, page_kb=4, exclude_pids=()):
         memcgs.sort(key=lambda d: (d['headroom_kb'] is None, d['headroom_kb'] if d['headroom_kb'] is not None
                                    else 0, d['path']))
         domains += memcgs
-    return domains, notes
+    answer = None
+    if what_if_request is not None:
+        oom_groups = dict((c['path'], bool(c.get('oom_group'))) for c in snap.get('cgroups') or [])
+        answer = what_if(domains, what_if_request, snap['memory'], processes.get('victims') or [], oom_groups, page_kb)
+    for domain in domains:
+        domain.pop('_ranked', None)
+    return domains, answer, notes
+
+
+# -- what if -------------------------------------------------------------------------
+
+def what_if(domains, request, memory_kb, host_victims, oom_groups, page_kb=4):
+    """Which domain fills first if the cgroup request['path'] grows by request['grow_kb'] (in the
+    task request['pid'] when given), and whom the kernel kills there. Nothing is written: the
+    answer is computed from the domains as read."""
+    path, grow_kb, pid = request['path'], request['grow_kb'], request.get('pid')
+    on_the_way = [d for d in domains if d['kind'] == 'host' or path == d['path']
+                  or path.startswith(d['path'].rstrip('/') + '/')]
+    answer = {'path': path, 'grow_kb': grow_kb, 'pid': pid, 'fills': None, 'victim': None, 'group_kill': None,
+              'group_victims': [], 'domains': [
+                  {'kind': d['kind'], 'path': d['path'], 'unit': d['unit'], 'limit_kb': d['limit_kb'],
+                   'headroom_kb': d['headroom_kb'], 'fills': d['headroom_kb'] is not None and grow_kb >= d['headroom_kb']}
+                  for d in on_the_way], 'note': None}
+    full = [d for d in on_the_way if d['headroom_kb'] is not None and grow_kb >= d['headroom_kb']]
+    if not full:
+        known = [d for d in on_the_way if d['headroom_kb'] is not None]
+        if known:
+            tightest = min(known, key=lambda d: d['headroom_kb'])
+            answer['note'] = 'no domain fills: the least headroom on the way is %d kB, in %s' % (
+                tightest['headroom_kb'], tightest['path'])
+        else:
+            answer['note'] = 'no domain on the way has a known headroom'
+        return answer
+    # The growth raises every domain on the way at once: the one with the least headroom fills first.
+    domain = min(full, key=lambda d: (d['headroom_kb'], d['kind'] == 'host'))
+    answer['fills'] = {'kind': domain['kind'], 'path': domain['path'], 'unit': domain['unit'],
+                       'limit_kb': domain['limit_kb'], 'headroom_kb': domain['headroom_kb']}
+    if domain['kind'] == 'host':
+        answer['victim'], answer['note'] = _host_what_if(host_victims, pid, grow_kb, memory_kb, page_kb)
+        return answer
+    ranked = [dict(task) for task in domain.get('_ranked') or []]
+    grower = [task for task in ranked if task['pid'] == pid] if pid is not None else []
+    if grower:
+        task = grower[0]
+        task['rss_kb'] += grow_kb
+        task['badness'] = badness(task['rss_kb'], task['swap_kb'], task['pgtables_kb'], task['oom_score_adj'],
+                                  domain['totalpages'], page_kb, at_least_one=False)
+        if task['badness'] is None:
+            ranked.remove(task)
+        ranked.sort(key=lambda t: -t['badness'])  # stable: equal points keep the kernel's order
+    elif pid is not None:
+        answer['note'] = 'pid %d is not a task of %s: the growth is taken as another task\'s' % (pid, domain['path'])
+    else:
+        answer['note'] = 'the growing task is not named (pid): the choice is among the tasks as they are'
+    if ranked:
+        chosen = ranked[0]
+        answer['victim'] = _victim_view(chosen, unit_of(chosen['cgroup']))
+        group = group_of(chosen['cgroup'], domain['path'], oom_groups)
+        if group is not None:
+            answer['group_kill'] = group
+            answer['group_victims'] = [_victim_view(t, unit_of(t['cgroup'])) for t in ranked
+                                       if t['cgroup'] == group or t['cgroup'].startswith(group.rstrip('/') + '/')]
+    return answer
+
+
+def _host_what_if(victims, pid, grow_kb, memory_kb, page_kb):
+    """The host's victim after pid grew by grow_kb: oom_score rises by the pages over the host's size
+    (1000 points for all of RAM and swap)."""
+    if not victims:
+        return None, 'no process scan: the host\'s victim is not known'
+    total_pages = (memory_kb.get('MemTotal', 0) + memory_kb.get('SwapTotal', 0)) // page_kb or 1
+    scored = [(v['oom_score'] + (grow_kb // page_kb * 1000 // total_pages if v['pid'] == pid else 0), v)
+              for v in victims]
+    note = None
+    if pid is not None and not any(v['pid'] == pid for v in victims):
+        note = 'pid %d is not among the listed victims: its growth is taken as another task\'s' % pid
+    elif pid is None:
+        note = 'the growing task is not named (pid): the choice is among the tasks as they are'
+    score, top = max(scored, key=lambda item: item[0])
+    return {'pid': top['pid'], 'comm': top['comm'], 'unit': top.get('unit'), 'badness': None, 'oom_score': score,
+            'oom_score_adj': top['oom_score_adj'], 'rss_kb': top['rss_kb'] + (grow_kb if top['pid'] == pid else 0),
+            'swap_kb': top.get('swap_kb'), 'pgtables_kb': None}, note
 
 
 # -- time to OOM -----------------------------------------------------------------

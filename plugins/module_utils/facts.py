@@ -58,6 +58,7 @@ def posture_facts(snapshot, verdict, include_snapshot=False):
         'zones': snapshot.get('zones'),
         'victims': processes.get('victims', []),
         'domains': snapshot.get('domains'),
+        'what_if': snapshot.get('what_if'),
         'protected': processes.get('protected', []),
         'early_killers': processes.get('early_killers', []),
         'process_count': processes.get('count'),

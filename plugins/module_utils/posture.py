@@ -1207,6 +1207,37 @@ def sampling_options(samples, interval_s, labels, var):
     return samples, interval_s, checker.problems
 
 
+def what_if_options(value, labels, var):
+    """oom_facts' what_if ({path, grow_kb, pid}), validated: (request or None, problems)."""
+    checker = schema.Checker(labels)
+    if value is None:
+        return None, []
+    if not isinstance(value, dict):
+        checker.refuse('wrong_type', '%s must be a mapping with path, grow_kb and optionally pid' % var('what_if'))
+        return None, checker.problems
+    for key in sorted(set(value) - set(['path', 'grow_kb', 'pid']), key=str):
+        checker.refuse('invalid_name', "%s['%s']: unknown key; allowed: path, grow_kb, pid" % (
+            var('what_if'), schema.cut_middle(str(key), 60)))
+    path = checker.check("%s['path']" % var('what_if'), value.get('path'), _cgroup_path)
+    grow_kb = checker.check("%s['grow_kb']" % var('what_if'), value.get('grow_kb'), schema.integer, 1, 1 << 50)
+    pid = value.get('pid')
+    if pid is not None:
+        pid = checker.check("%s['pid']" % var('what_if'), pid, schema.integer, 1, 1 << 22)
+    if checker.problems:
+        return None, checker.problems
+    return {'path': path, 'grow_kb': grow_kb, 'pid': pid}, []
+
+
+def _cgroup_path(value):
+    """A cgroup's path below the hierarchy's root ("system.slice/db.service" or with a leading /)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096 or '\x00' in value:
+        raise schema.Invalid('a cgroup path such as system.slice/db.service (at most 4096 characters)')
+    parts = [part for part in value.strip().split('/') if part]
+    if any(part in ('.', '..') for part in parts):
+        raise schema.Invalid('a cgroup path without . or .. parts')
+    return '/' + '/'.join(parts)
+
+
 def _seconds(value, high):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
         raise schema.Invalid('seconds, a number above 0 and at most %d' % high)

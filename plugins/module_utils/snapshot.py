@@ -53,7 +53,7 @@ class _Notes:
 
 def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=None,
             max_cgroups=cgroups_mod.DEFAULT_MAX_CGROUPS, samples=1, interval_s=10.0, clock=time.monotonic,
-            sleep=time.sleep):
+            sleep=time.sleep, what_if=None):
     """Read everything the posture needs from host (a procfs.HostRoot); with samples > 1, each
     domain's usage is read that many times interval_s apart for its time-to-OOM forecast."""
     notes = _Notes()
@@ -119,10 +119,12 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
                 snap['systemd'] = {'units': units}
 
     snap['domains'] = None
+    snap['what_if'] = None
     if snap['processes'] is not None:
         excluded_pids = set(snap['processes'].pop('excluded_pids', ()))
         if 'domains' not in skip:
-            snap['domains'], domain_notes = domains_mod.collect(host, snap, page_kb, excluded_pids)
+            snap['domains'], snap['what_if'], domain_notes = domains_mod.collect(host, snap, page_kb, excluded_pids,
+                                                                                 what_if)
             for note in domain_notes:
                 notes.add('domains', note)
             if samples > 1:

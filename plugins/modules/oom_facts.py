@@ -67,6 +67,26 @@ options:
       - Seconds between two readings of O(samples); above 0 and at most 3600.
     type: float
     default: 10.0
+  what_if:
+    description:
+      - Ask which OOM domain fills first if the memory cgroup O(what_if.path) grows by O(what_if.grow_kb), and
+        whom the kernel kills there (RV(ansible_facts.oom_posture.what_if)). Nothing on the host is touched;
+        the answer is computed from the domains as read.
+    type: dict
+    suboptions:
+      path:
+        description: The growing cgroup, below the hierarchy's root (V(system.slice/db.service)).
+        type: str
+        required: true
+      grow_kb:
+        description: How much it grows, in kB.
+        type: int
+        required: true
+      pid:
+        description:
+          - The process that grows, when known; its RSS is raised by O(what_if.grow_kb) before the kernel's choice
+            is made again. Without it the choice is among the tasks as they are.
+        type: int
   include_snapshot:
     description:
       - Also return the full raw snapshot the posture was judged from (every cgroup, every reading),
@@ -99,6 +119,12 @@ EXAMPLES = r'''
   oomguard.linux.oom_facts:
     samples: 7
     interval_s: 10
+
+- name: If the database grows by 2 GiB, which limit does it hit and who dies?
+  oomguard.linux.oom_facts:
+    what_if:
+      path: system.slice/postgresql.service
+      grow_kb: 2097152
 
 - name: A cheap run on a busy container host
   oomguard.linux.oom_facts:
@@ -223,6 +249,30 @@ ansible_facts:
                headroom_kb: 32768, totalpages: 32768, tasks: 3, group_kill: null, group_victims: [], forecast: null,
                next_victim: {pid: 4242, comm: worker, unit: app.service, badness: 14336, oom_score_adj: 500,
                              rss_kb: 8192, swap_kb: 0, pgtables_kb: 64}}
+        what_if:
+          description:
+            - The answer to O(what_if), null without it. C(path), C(grow_kb), C(pid) as asked; C(domains), every
+              domain the growth counts against (the host, the cgroup if limited, each limited ancestor) with its
+              C(limit_kb), C(headroom_kb) and whether it C(fills); C(fills), the one that fills first (the least
+              headroom), or null; C(victim), whom the kernel kills there (with the grower's RSS raised when C(pid)
+              is one of its tasks); C(group_kill) and C(group_victims) when C(memory.oom.group) takes more; C(note)
+              on what was assumed.
+          type: dict
+          sample:
+            path: /system.slice/db.service
+            grow_kb: 2097152
+            pid: 4242
+            domains:
+              - {kind: host, path: /, unit: null, limit_kb: 16777216, headroom_kb: 9437184, fills: false}
+              - {kind: memcg, path: /system.slice/db.service, unit: db.service, limit_kb: 4194304,
+                 headroom_kb: 1048576, fills: true}
+            fills: {kind: memcg, path: /system.slice/db.service, unit: db.service, limit_kb: 4194304,
+                    headroom_kb: 1048576}
+            victim: {pid: 4242, comm: postgres, unit: db.service, badness: 786432, oom_score_adj: 0,
+                     rss_kb: 3145728, swap_kb: 0, pgtables_kb: 6144}
+            group_kill: null
+            group_victims: []
+            note: null
         protected:
           description: Processes exempt from the OOM killer (C(oom_score_adj) -1000).
           type: list
@@ -265,7 +315,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
 from ansible_collections.oomguard.linux.plugins.module_utils.facts import posture_facts
-from ansible_collections.oomguard.linux.plugins.module_utils.posture import judge, posture_options, sampling_options
+from ansible_collections.oomguard.linux.plugins.module_utils.posture import (
+    judge, posture_options, sampling_options, what_if_options)
 from ansible_collections.oomguard.linux.plugins.module_utils.procfs import HostRoot, ReadError
 from ansible_collections.oomguard.linux.plugins.module_utils.snapshot import SKIPPABLE, collect
 
@@ -279,6 +330,8 @@ def main():
             include_snapshot=dict(type='bool', default=False),
             samples=dict(type='int', default=1),
             interval_s=dict(type='float', default=10.0),
+            what_if=dict(type='dict', options=dict(
+                path=dict(type='str', required=True), grow_kb=dict(type='int', required=True), pid=dict(type='int'))),
             root=dict(type='path', default='/'),
         ),
         supports_check_mode=True,
@@ -290,6 +343,8 @@ def main():
     samples, interval_s, sampling_problems = sampling_options(
         params['samples'], params['interval_s'], Labels(platform.node()), lambda key: key)
     problems += sampling_problems
+    what_if, what_if_problems = what_if_options(params['what_if'], Labels(platform.node()), lambda key: key)
+    problems += what_if_problems
     if problems:
         module.fail_json(msg='\n'.join(p.message for p in problems), problems=[p.as_dict() for p in problems])
 
@@ -310,6 +365,7 @@ def main():
             systemctl_path=systemctl,
             samples=samples,
             interval_s=interval_s,
+            what_if=what_if,
         )
     except ReadError as exc:
         module.fail_json(msg='cannot read the host memory state: %s' % exc)

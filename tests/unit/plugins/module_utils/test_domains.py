@@ -226,3 +226,61 @@ def test_the_snapshot_forecasts_only_when_asked(limited_tree):
         ('/', 3, None), ('/system.slice', 3, None)]
     once = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd'))
     assert [d['forecast'] for d in once['domains']] == [None, None]
+
+
+# -- what if -------------------------------------------------------------------------
+
+def _what_if(root, **request):
+    request.setdefault('pid', None)
+    snap = snapshot.collect(procfs.HostRoot(root), skip=('slabinfo', 'systemd'), what_if=request)
+    return snap['what_if'], snap
+
+
+def test_what_if_names_the_limit_hit_first_and_the_kernels_choice_there(limited_tree):
+    answer, snap = _what_if(limited_tree, path='/system.slice/systemd-logind.service', grow_kb=100000)
+    # system.slice has 131072 - 42516 kB left; the host far more: the slice fills first.
+    assert [(d['path'], d['headroom_kb'], d['fills']) for d in answer['domains']] == [
+        ('/', snap['domains'][0]['headroom_kb'], False), ('/system.slice', 131072 - 43536384 // 1024, True)]
+    assert answer['fills']['path'] == '/system.slice'
+    assert (answer['victim']['pid'], answer['victim']['comm']) == (238, 'systemd-logind')
+    assert answer['note'] == 'the growing task is not named (pid): the choice is among the tasks as they are'
+    assert all('_ranked' not in domain for domain in snap['domains'])
+
+
+def test_what_if_the_grower_is_named_its_growth_makes_it_the_victim(limited_tree):
+    # journald (pid 189, 10592 kB, adj -250) grows by 100000 kB: (110592 + 80) / 4 - 250 * 32 = 19668 points,
+    # against logind's 1729.
+    answer = _what_if(limited_tree, path='/system.slice/systemd-journald.service', grow_kb=100000, pid=189)[0]
+    assert (answer['victim']['pid'], answer['victim']['badness'], answer['victim']['rss_kb']) == (189, 19668, 110592)
+    assert answer['note'] is None
+    elsewhere = _what_if(limited_tree, path='/system.slice', grow_kb=100000, pid=999999)[0]
+    assert elsewhere['victim']['pid'] == 238 and 'pid 999999 is not a task of /system.slice' in elsewhere['note']
+
+
+def test_what_if_nothing_fills_says_the_least_headroom(limited_tree):
+    answer = _what_if(limited_tree, path='/system.slice/cron.service', grow_kb=1000)[0]
+    assert answer['fills'] is None and answer['victim'] is None
+    assert answer['note'] == 'no domain fills: the least headroom on the way is %d kB, in /system.slice' % (
+        131072 - 43536384 // 1024)
+    # A cgroup outside every limit counts against the host only.
+    outside = _what_if(limited_tree, path='/user.slice', grow_kb=1000)[0]
+    assert [d['path'] for d in outside['domains']] == ['/']
+
+
+def test_what_if_with_memory_oom_group_names_every_task_of_the_group(limited_tree):
+    fake_host.write_file(os.path.join(limited_tree, 'sys/fs/cgroup/system.slice/memory.oom.group'), '1\n')
+    answer = _what_if(limited_tree, path='/system.slice', grow_kb=100000)[0]
+    assert answer['group_kill'] == '/system.slice'
+    assert sorted(v['comm'] for v in answer['group_victims']) == [
+        'agetty', 'agetty', 'dbus-daemon', 'systemd-journal', 'systemd-logind']
+
+
+def test_what_if_the_host_fills_its_top_victim_or_the_grower(limited_tree):
+    snap = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd'))
+    huge = snap['domains'][0]['headroom_kb'] + 1
+    answer = _what_if(limited_tree, path='/user.slice', grow_kb=huge)[0]
+    assert answer['fills']['kind'] == 'host'
+    assert answer['victim']['pid'] == snap['processes']['victims'][0]['pid']
+    last = snap['processes']['victims'][-1]
+    grown = _what_if(limited_tree, path='/user.slice', grow_kb=huge, pid=last['pid'])[0]
+    assert grown['victim']['pid'] == last['pid'] and grown['victim']['rss_kb'] == last['rss_kb'] + huge

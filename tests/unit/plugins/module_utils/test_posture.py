@@ -246,3 +246,49 @@ def test_doc_lists_every_threshold_and_weight():
     assert dict((k, int(v)) for k, v in weights.items()) == posture.SEVERITY_WEIGHTS
     for level, bound in posture.LEVEL_SCORE_BOUNDS:
         assert '`%s` at ≥ %d' % (level, bound) in doc
+
+
+# -- oom_facts' sampling and what_if options -----------------------------------------
+
+def _labels():
+    from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels
+    return Labels('web1')
+
+
+@pytest.mark.parametrize('samples, interval_s, messages', [
+    (1, 10.0, []),
+    (361, 10.0, []),
+    (0, 10.0, ['host web1: samples = 0; allowed: an integer 1..720']),
+    (721, 1.0, ['host web1: samples = 721; allowed: an integer 1..720']),
+    (5, 0, ['host web1: interval_s = 0; allowed: seconds, a number above 0 and at most 3600']),
+    (5, True, ['host web1: interval_s = true; allowed: seconds, a number above 0 and at most 3600']),
+    (362, 10.0, ['host web1: samples x interval_s = 361 x 10.0 s is longer than 3600 s; allowed: a watch of at most '
+                 '3600 s (a longer one belongs in a monitor: docs/domains.md)']),
+    # Both wrong: both said, in one run.
+    (-1, -1, ['host web1: samples = -1; allowed: an integer 1..720',
+              'host web1: interval_s = -1; allowed: seconds, a number above 0 and at most 3600']),
+])
+def test_sampling_options(samples, interval_s, messages):
+    dummy, dummy2, problems = posture.sampling_options(samples, interval_s, _labels(), lambda key: key)
+    assert [p.message for p in problems] == messages
+
+
+@pytest.mark.parametrize('value, request_or_messages', [
+    (None, None),
+    ({'path': 'system.slice/db.service', 'grow_kb': 1024}, {'path': '/system.slice/db.service', 'grow_kb': 1024, 'pid': None}),
+    ({'path': '//system.slice//db.service/', 'grow_kb': '2048', 'pid': 42},
+     {'path': '/system.slice/db.service', 'grow_kb': 2048, 'pid': 42}),
+    ({'path': '/a/../etc', 'grow_kb': 1}, ["host web1: what_if['path'] = '/a/../etc'; allowed: a cgroup path without . or .. parts"]),
+    ({'path': '', 'grow_kb': 0, 'pid': -3, 'size': 1}, [
+        "host web1: what_if['size']: unknown key; allowed: path, grow_kb, pid",
+        "host web1: what_if['path'] = ''; allowed: a cgroup path such as system.slice/db.service (at most 4096 characters)",
+        "host web1: what_if['grow_kb'] = 0; allowed: an integer 1..1125899906842624",
+        "host web1: what_if['pid'] = -3; allowed: an integer 1..4194304"]),
+    ('db', ['host web1: what_if must be a mapping with path, grow_kb and optionally pid']),
+])
+def test_what_if_options(value, request_or_messages):
+    request, problems = posture.what_if_options(value, _labels(), lambda key: key)
+    if isinstance(request_or_messages, list):
+        assert request is None and [p.message for p in problems] == request_or_messages
+    else:
+        assert problems == [] and request == request_or_messages
