@@ -327,6 +327,19 @@ CATALOGUE = {
                   'memory), then raise the limit before the kill (`oomguard_cgroups` / '
                   '`oomguard_services[unit].memory_max`, oomguard.linux.cgroup_limits role) or fix the leak.',
     },
+    'earlyoom_avoid_misses_critical': {
+        'severity': 'medium',
+        'title': "A critical process ranks among the first victims and earlyoom's --avoid does not cover it",
+        'advice': 'List it in `oomguard_early_oom.avoid` (oomguard.linux.early_oom role, which writes earlyoom\'s '
+                  '--avoid), or lower its oom_score_adj with `oomguard_services[unit].oom_score_adj` '
+                  '(oomguard.linux.oom_protect role).',
+    },
+    'earlyoom_pattern_matches_nothing': {
+        'severity': 'low',
+        'title': "An earlyoom --prefer or --avoid pattern matches no running process (a typo, or a name that changed)",
+        'advice': 'earlyoom matches the process name (comm, at most 15 characters) with a POSIX ERE; fix the names '
+                  'in `oomguard_early_oom.prefer` / `avoid` (oomguard.linux.early_oom role).',
+    },
     'group_kill_overrides_adj': {
         'severity': 'medium',
         'title': 'A protected process (negative oom_score_adj) sits in a memory.oom.group cgroup: the group kill '
@@ -1065,6 +1078,37 @@ def check_early_killer_running(snap, th):
     return [('no_early_killer', evidence)]
 
 
+def check_earlyoom_coverage(snap, th):
+    """earlyoom's --avoid misses a critical process near the top of the victims; a --prefer or --avoid
+    pattern matches nothing running (the reader matched them: processes.earlyoom_patterns)."""
+    killers = _key(_section(snap, 'processes'), 'early_killers', 'processes')
+    earlyooms = [k for k in killers if k.get('name') == 'earlyoom' and 'patterns' in k]
+    if not earlyooms:
+        return []
+    victims = _key(_section(snap, 'processes'), 'victims', 'processes')
+    critical = set(th['critical_processes'])
+    results = []
+    for killer in earlyooms:
+        avoided = set((killer.get('matches') or {}).get('avoid') or [])
+        missed = [{'pid': v.get('pid'), 'comm': v.get('comm'), 'rank': rank, 'oom_score': v.get('oom_score'),
+                   'unit': v.get('unit')}
+                  for rank, v in enumerate(victims, 1)
+                  if rank <= th['critical_victim_rank'] and v.get('comm') in critical and v.get('comm') not in avoided
+                  and (v.get('oom_score_adj') or 0) > OOM_SCORE_ADJ_MIN and v.get('pid') != killer.get('pid')]
+        if missed and 'avoid' not in (killer.get('pattern_problems') or {}):
+            results.append(('earlyoom_avoid_misses_critical', {
+                'processes': _capped(missed), 'avoid': (killer.get('patterns') or {}).get('avoid'),
+                'earlyoom_pid': killer.get('pid'), 'threshold_rank': th['critical_victim_rank']}))
+        empty = [{'option': '--' + name, 'pattern': killer['patterns'][name]}
+                 for name, matched in sorted((killer.get('matches') or {}).items()) if not matched]
+        unreadable = [{'option': '--' + name, 'pattern': killer['patterns'].get(name), 'problem': problem}
+                      for name, problem in sorted((killer.get('pattern_problems') or {}).items())]
+        if empty or unreadable:
+            results.append(('earlyoom_pattern_matches_nothing', {
+                'patterns': empty + unreadable, 'earlyoom_pid': killer.get('pid')}))
+    return results
+
+
 def check_oomd_coverage(snap, th):
     """systemd-oomd runs but watches nothing it can act on: no unit enrolled with
     ManagedOOMMemoryPressure=kill (on a kernel with PSI) or ManagedOOMSwap=kill (on a host
@@ -1123,6 +1167,7 @@ CHECKS = (
     (check_early_killer_protection, ('early_killer_unprotected',)),
     (check_early_killer_running, ('no_early_killer',)),
     (check_oomd_coverage, ('oomd_covers_nothing',)),
+    (check_earlyoom_coverage, ('earlyoom_avoid_misses_critical', 'earlyoom_pattern_matches_nothing')),
 )
 
 

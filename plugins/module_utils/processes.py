@@ -16,6 +16,7 @@ import re
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import (
     parse_proc_cgroup, unit_of,
 )
+from ansible_collections.oomguard.linux.plugins.module_utils import _bounded
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils.procfs import ReadError
 
@@ -65,6 +66,63 @@ def _read_quiet(host, rel):
         return host.read(rel)
     except ReadError:
         return None
+
+
+def _argv(host, pid, limit=4096):
+    """A process's arguments (its cmdline split at NULs, at most limit characters read)."""
+    text = _read_quiet(host, 'proc/%d/cmdline' % pid) or ''
+    return [arg for arg in text[:limit].split('\0') if arg]
+
+
+# POSIX bracket classes, which earlyoom's regcomp knows and Python's re does not.
+_POSIX_CLASSES = {
+    '[:alpha:]': 'a-zA-Z', '[:digit:]': '0-9', '[:alnum:]': 'a-zA-Z0-9', '[:upper:]': 'A-Z', '[:lower:]': 'a-z',
+    '[:space:]': ' \\t\\n\\r\\f\\v', '[:blank:]': ' \\t', '[:xdigit:]': '0-9A-Fa-f',
+    '[:punct:]': re.escape('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~'),
+}
+
+
+def earlyoom_patterns(argv):
+    """earlyoom's --prefer and --avoid (getopt_long: "--avoid RE" or "--avoid=RE"; the last one counts)."""
+    found = {}
+    for index, arg in enumerate(argv):
+        for name in ('prefer', 'avoid'):
+            option = '--' + name
+            if arg == option and index + 1 < len(argv):
+                found[name] = argv[index + 1]
+            elif arg.startswith(option + '='):
+                found[name] = arg[len(option) + 1:]
+    return found
+
+
+def _earlyoom_coverage(killer, argv, comms):
+    """The running process names each of earlyoom's patterns matches (as earlyoom matches them: the
+    comm, POSIX ERE), matched within _bounded's time budget."""
+    patterns = earlyoom_patterns(argv)
+    killer['patterns'] = patterns
+    killer['matches'] = {}
+    killer['pattern_problems'] = {}
+    names = sorted(patterns)
+    compiled = []
+    for name in names:
+        text = patterns[name]
+        for posix, python in _POSIX_CLASSES.items():
+            text = text.replace(posix, python)
+        try:
+            re.compile(text)
+        except (re.error, OverflowError, RecursionError) as exc:
+            killer['pattern_problems'][name] = 'not read: %s' % exc
+            continue
+        compiled.append((name, text))
+    if not compiled:
+        return
+    texts = dict((comm, comm) for comm in comms)
+    found, slow = _bounded.search_all([text for dummy, text in compiled], texts)
+    for index, (name, dummy) in enumerate(compiled):
+        if index in slow:
+            killer['pattern_problems'][name] = 'not matched within %g s' % _bounded.PATTERN_BUDGET_S
+        else:
+            killer['matches'][name] = found.get(index, [])
 
 
 def _cmdline(host, pid, limit=200):
@@ -266,9 +324,12 @@ def scan_processes(host, page_kb=4, top_n=10, exclude_pids=(), own_pid=None):
         excluded = {'count': len(tree), 'root_pid': root,
                     'root_comm': _program(host, root, by_pid[root][3]) if root in by_pid else None}
 
+    comms = sorted(set(entry[3] for entry in entries))
     for killer in killers:
         killer['oom_score_adj'] = _read_int(host, 'proc/%d/oom_score_adj' % killer['pid'])
         killer['cgroup'], killer['unit'] = cgroup_of(host, killer['pid'])
+        if killer['name'] == 'earlyoom':
+            _earlyoom_coverage(killer, _argv(host, killer['pid']), comms)
 
     return {
         'count': len(entries),

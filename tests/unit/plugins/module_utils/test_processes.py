@@ -3,7 +3,10 @@
 """processes.own_tree and scan_processes(own_pid=...): the audit's own processes are not victims."""
 
 import os
+import re
+import signal
 import subprocess
+import time
 
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import processes
@@ -67,5 +70,45 @@ def test_on_this_machine_the_scan_leaves_out_its_own_tree_and_its_children():
         assert plain['excluded'] is None
         assert set([os.getpid(), child.pid]) <= set(v['pid'] for v in plain['victims'])
     finally:
-        child.kill()
+        os.killpg(child.pid, signal.SIGKILL)  # the script and its sleep
+        child.wait()
+
+
+def test_earlyoom_argument_forms():
+    assert processes.earlyoom_patterns(['earlyoom', '-m', '5', '--avoid', '^(sshd)$', '--prefer=^(java)$']) == {
+        'avoid': '^(sshd)$', 'prefer': '^(java)$'}
+    # getopt_long: the last one counts; an option without its value is not one.
+    assert processes.earlyoom_patterns(['earlyoom', '--avoid=a', '--avoid', 'b', '--prefer']) == {'avoid': 'b'}
+    assert processes.earlyoom_patterns(['earlyoom', '-r', '3600']) == {}
+
+
+def test_a_running_earlyoom_has_its_patterns_matched_against_this_machines_processes(tmp_path):
+    """A real process named earlyoom (a script: its comm is the script's name) with real --avoid and
+    --prefer arguments, scanned on this machine: each pattern gets the running names it matches."""
+    script = tmp_path / 'earlyoom'
+    # sh stays (exec would give the process sleep's name): its comm is the script's.
+    script.write_text('#!/bin/sh\nsleep 60 &\nwait\n')
+    script.chmod(0o755)
+    child = subprocess.Popen([str(script), '--avoid', '^(earlyoom|[[:lower:]]+d)$', '--prefer=^(no-such-program)$',
+                              '--ignore', 'x'], start_new_session=True)
+    try:
+        for dummy in range(50):
+            with open('/proc/%d/stat' % child.pid) as handle:
+                if '(earlyoom)' in handle.read():
+                    break
+            time.sleep(0.05)
+        scan = processes.scan_processes(procfs.HostRoot('/'), 4, 5)
+        mine = [k for k in scan['early_killers'] if k['pid'] == child.pid]
+        assert len(mine) == 1 and mine[0]['name'] == 'earlyoom'
+        killer = mine[0]
+        assert killer['patterns'] == {'avoid': '^(earlyoom|[[:lower:]]+d)$', 'prefer': '^(no-such-program)$'}
+        assert killer['pattern_problems'] == {}
+        assert 'earlyoom' in killer['matches']['avoid']
+        assert killer['matches']['prefer'] == []
+        # The POSIX class was read as earlyoom reads it: names of lower-case letters ending in d, user
+        # processes only (earlyoom never looks at kernel threads: kthreadd runs on every Linux).
+        assert all(re.match(r'^(earlyoom|[a-z]+d)$', name) for name in killer['matches']['avoid'])
+        assert 'kthreadd' not in killer['matches']['avoid']
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the script and its sleep
         child.wait()
