@@ -278,7 +278,12 @@ ansible_facts:
           type: list
           elements: dict
         early_killers:
-          description: Userspace early OOM killers found running (earlyoom, systemd-oomd, oomd, nohang).
+          description:
+            - Userspace early OOM killers found running (earlyoom, systemd-oomd, oomd, nohang), each with C(name),
+              C(pid), C(comm), C(oom_score_adj), C(cgroup) and C(unit).
+            - For earlyoom also C(patterns) (its C(--prefer) and C(--avoid), as it runs with them), C(matches) (per
+              pattern, the running process names it matches) and C(pattern_problems) (a pattern not read or not
+              matched in time).
           type: list
           elements: dict
         process_count:

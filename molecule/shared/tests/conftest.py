@@ -86,7 +86,7 @@ SCENARIOS = {
                      'system.slice': {'ManagedOOMMemoryPressure': 'kill'}}},
     'numa': {'cgroup_modes': ['v2'], 'numa_nodes': 2, 'ooms': [CPUSET, MEMPOLICY], 'release': DEBIAN12,
              'unit_ooms': [NODE1], 'early_kill': True,
-             'early_killer': {'unit': 'earlyoom.service', 'dry_run': False},
+             'early_killer': {'unit': 'earlyoom.service', 'dry_run': False, 'prefer': ['oomguard-batch']},
              'unit_properties': {'oomguard-hog-node1.service': {'AllowedMemoryNodes': '1'},
                                  'oomguard-db.service': {'OOMScoreAdjust': '-900'},
                                  'oomguard-batch.service': {'OOMScoreAdjust': '800'}}},

@@ -92,6 +92,15 @@ def test_the_early_killer_runs_as_configured(host, scenario):
         # variable at whitespace and keeps quotes).
         avoid = args[args.index('--avoid') + 1]
         assert avoid.startswith('^(') and avoid.endswith(')$') and "'" not in avoid
+        # oom_facts reads the same patterns off the running earlyoom and matches them against the
+        # running names: the killer itself and systemd are always avoided; nothing is flagged.
+        posture = host.ansible('oomguard.linux.oom_facts', 'skip=slabinfo', check=False)['ansible_facts']['oom_posture']
+        seen = [k for k in posture['early_killers'] if k['pid'] == pid][0]
+        assert seen['patterns']['avoid'] == avoid and seen['pattern_problems'] == {}, seen
+        assert {'earlyoom', 'systemd'} <= set(seen['matches']['avoid']), seen
+        if 'oomguard-batch' in killer.get('prefer', []) and _show(host, 'oomguard-batch.service', 'ActiveState') == 'active':
+            assert seen['matches']['prefer'] == ['oomguard-batch'], seen
+        assert not [f['id'] for f in posture['findings'] if f['id'].startswith('earlyoom_')], posture['findings']
     else:
         # oomctl lists the cgroups systemd-oomd watches.
         assert 'system.slice' in host.check_output('oomctl')
