@@ -717,7 +717,7 @@ class StreamScanner:
         if begin <= floor:
             return begin
         record = self._record_before(buf, begin, floor)
-        if not _BODY_LINE.search(buf[record:begin]):
+        if record is None or not _BODY_LINE.search(buf[record:begin]):
             return begin  # a rate-limited kill: its report was never printed
         # The body is contiguous: look PARTIAL_PROBE_BYTES back, and further
         # only while the line there is still a body line (a long task table).
@@ -739,24 +739,28 @@ class StreamScanner:
         low = max(floor, begin - PARTIAL_PROBE_BYTES)
         while record > low:
             earlier = self._record_before(buf, record, low)
-            if earlier >= record or not _BODY_LINE.search(buf[earlier:record]):
+            if earlier is None or not _BODY_LINE.search(buf[earlier:record]):
                 break
             record = earlier
         return record
 
     @staticmethod
     def _record_before(buf, begin, floor):
-        """Where the record before offset begin starts: the line before, or,
-        when that is the wrapped rest of a line, the line it continues (at most
-        _MAX_CONTINUATIONS back, not below floor)."""
+        """Where the record before offset begin (a line's start) starts: the line
+        before, or, when that is the wrapped rest of a line, the line it continues
+        (at most _MAX_CONTINUATIONS back).  None when that line starts below floor
+        (a window never starts inside a line)."""
         at = begin
         for dummy in range(_MAX_CONTINUATIONS + 1):
             if at <= floor:
-                return max(at, floor)
+                break
             at = _line_start(buf, at - 1)
+            if at < floor:
+                break
             if _carrier.starts_record(buf[at:at + 40]):
                 return at
-        return _line_start(buf, begin - 1)
+        previous = _line_start(buf, begin - 1)
+        return previous if floor <= previous < begin else None
 
     @staticmethod
     def _kill_window(buf, begin, kill, following, limit, size, final):
