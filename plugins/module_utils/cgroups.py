@@ -115,6 +115,15 @@ def _bytes_or_none(text, unlimited_at=None):
     return value
 
 
+def usage_bytes(host, directory):
+    """A memory cgroup's usage now: memory.current (v2), else memory.usage_in_bytes (v1); None when unreadable."""
+    for name in ('memory.current', 'memory.usage_in_bytes'):
+        value = _bytes_or_none(_read_value(host, directory + '/' + name))
+        if value is not None:
+            return value
+    return None
+
+
 def parse_flat_keyed(text):
     """'key value' lines (memory.events, memory.oom_control) -> {key: int}."""
     result = {}

@@ -17,6 +17,7 @@ __metaclass__ = type
 
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import cgroups
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
 
 OOM_SCORE_ADJ_MIN = -1000
@@ -203,11 +204,19 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
     return domains, notes
 
 
+def host_usage_kb(memory_kb):
+    """RAM and swap in use (MemTotal + SwapTotal - MemAvailable - SwapFree); None without MemAvailable."""
+    if memory_kb.get('MemAvailable') is None:
+        return None
+    return (memory_kb.get('MemTotal', 0) + memory_kb.get('SwapTotal', 0) - memory_kb['MemAvailable']
+            - memory_kb.get('SwapFree', 0))
+
+
 def host_domain(memory_kb, victims):
     """The host: all of RAM and swap (constrained_alloc's totalpages), ranked by the kernel's own oom_score."""
     total_kb = memory_kb.get('MemTotal', 0) + memory_kb.get('SwapTotal', 0)
-    available_kb = memory_kb.get('MemAvailable')
-    headroom_kb = None if available_kb is None else available_kb + memory_kb.get('SwapFree', 0)
+    usage_kb = host_usage_kb(memory_kb)
+    headroom_kb = None if usage_kb is None else total_kb - usage_kb
     victim = None
     if victims:
         top = victims[0]
@@ -215,7 +224,7 @@ def host_domain(memory_kb, victims):
                   'oom_score': top['oom_score'], 'oom_score_adj': top['oom_score_adj'], 'rss_kb': top['rss_kb'],
                   'swap_kb': top.get('swap_kb'), 'pgtables_kb': None}
     return {'kind': 'host', 'path': '/', 'unit': None, 'limit_kb': total_kb,
-            'usage_kb': None if headroom_kb is None else total_kb - headroom_kb, 'headroom_kb': headroom_kb,
+            'usage_kb': usage_kb, 'headroom_kb': headroom_kb,
             'totalpages': None, 'tasks': None, 'group_kill': None, 'next_victim': victim, 'group_victims': [],
             'forecast': None}
 
@@ -336,20 +345,9 @@ def usage_reader(host, mount):
 
     def _read_usage(domain):
         if domain['kind'] == 'host':
-            memory = procfs.parse_meminfo(host.read('proc/meminfo') or '')[0]
-            if 'MemAvailable' not in memory:
-                return None
-            return (memory.get('MemTotal', 0) + memory.get('SwapTotal', 0) - memory['MemAvailable']
-                    - memory.get('SwapFree', 0))
-        directory = (mount or '').rstrip('/') + domain['path']
-        for name in ('memory.current', 'memory.usage_in_bytes'):
-            text = host.read(directory.lstrip('/') + '/' + name)
-            if text is not None:
-                try:
-                    return int(text.strip()) // 1024
-                except ValueError:
-                    return None
-        return None
+            return host_usage_kb(procfs.parse_meminfo(host.read('proc/meminfo') or '')[0])
+        usage = cgroups.usage_bytes(host, (mount or '').rstrip('/') + domain['path'])
+        return None if usage is None else usage // 1024
     return read
 
 
