@@ -284,8 +284,9 @@ def start(spec, image, run_root, accel_name):
                     os.path.join(run_dir, 'overlay.qcow2')], check=True)
     for attempt in range(3):
         port = free_port()
-        result = subprocess.run(qemu_argv(spec, image, run_dir, port, accel_name), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+        argv = qemu_argv(spec, image, run_dir, port, accel_name)
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                check=False)
         if result.returncode == 0:
             break
         message = result.stdout.decode('utf-8', 'replace').strip()
@@ -293,8 +294,12 @@ def start(spec, image, run_root, accel_name):
             raise VMError('QEMU did not start %s: %s' % (spec['name'], message))
     with open(os.path.join(run_dir, 'port'), 'w') as handle:
         handle.write('%d\n' % port)
-    return {'instance': spec['name'], 'address': '127.0.0.1', 'user': USER, 'port': port,
-            'identity_file': image['key'], 'run_dir': run_dir, 'accel': accel_name}
+    config = {'instance': spec['name'], 'address': '127.0.0.1', 'user': USER, 'port': port,
+              'identity_file': image['key'], 'run_dir': run_dir, 'accel': accel_name}
+    # What restart() needs to boot the same machine again: the same disk, port and -uuid.
+    with open(os.path.join(run_dir, 'machine.json'), 'w') as handle:
+        json.dump({'argv': argv, 'config': config}, handle)
+    return config
 
 
 def ssh_argv(config, command):
@@ -371,6 +376,36 @@ def up(specs, run_root):
     return configs
 
 
+def restart(run_root, names, timeout_s):
+    """Boot each VM again from cold once its guest has powered off (QEMU exits on an ACPI poweroff):
+    the same QEMU command line, so the same disk, port and -uuid. The side effect's reboot uses this
+    because a warm reset under TCG boots three to five times slower than a cold start (seen: 140 s
+    against 26-45 s; after the reset the kernel cannot calibrate against the PIT and the initramfs
+    takes 90 s)."""
+    configs = []
+    for name in names:
+        run_dir = os.path.join(run_root, name)
+        with open(os.path.join(run_dir, 'machine.json')) as handle:
+            machine = json.load(handle)
+        pid = read_pid(run_dir)
+        deadline = time.time() + timeout_s
+        while pid is not None and alive(pid, run_dir):
+            if time.time() > deadline:
+                raise VMError('%s: still running %d s after the poweroff; serial console:\n%s'
+                              % (name, timeout_s, serial_tail(run_dir)))
+            time.sleep(0.5)
+        result = subprocess.run(machine['argv'], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, check=False)
+        if result.returncode != 0:
+            raise VMError('QEMU did not start %s again: %s' % (name, result.stdout.decode('utf-8', 'replace').strip()))
+        config = dict(machine['config'], started=time.time())
+        configs.append(config)
+    wait_ssh(configs, int(os.environ.get('OOMGUARD_VM_BOOT_TIMEOUT', '600')))
+    for config in configs:
+        del config['started']
+    return configs
+
+
 def down(run_root, names):
     if not os.path.isdir(run_root):
         return []
@@ -407,6 +442,10 @@ def main(argv=None):
     down_parser = sub.add_parser('down')
     down_parser.add_argument('--run-root', required=True)
     down_parser.add_argument('names', nargs='*')
+    restart_parser = sub.add_parser('restart')
+    restart_parser.add_argument('--run-root', required=True)
+    restart_parser.add_argument('--timeout', type=int, default=120, help='seconds to wait for the poweroff')
+    restart_parser.add_argument('names', nargs='+')
     reap_parser = sub.add_parser('reap')
     reap_parser.add_argument('--run-root', required=True)
     args = parser.parse_args(argv)
@@ -418,6 +457,8 @@ def main(argv=None):
         elif args.command == 'up':
             specs = [platform_spec(p) for p in json.loads(args.spec)]
             print(json.dumps(up(specs, os.path.abspath(args.run_root)), indent=2))
+        elif args.command == 'restart':
+            print(json.dumps(restart(os.path.abspath(args.run_root), args.names, args.timeout), indent=2))
         elif args.command == 'reap':
             print(json.dumps(reap(os.path.abspath(args.run_root))))
         else:

@@ -146,7 +146,7 @@ def _domain_lines(domains, count):
     shown = host + others[:max(count - len(host), 0)]
     lines = ['  %-6s %-*s %10s %10s %10s  %s' % ('KIND', WHERE_CHARS, 'WHERE', 'LIMIT', 'USED', 'HEADROOM', 'NEXT VICTIM')]
     for domain in shown:
-        where = rt.cut_middle(domain['unit'] or domain['path'] or '-', WHERE_CHARS)
+        where = rt.cut_middle(fleet.domain_where(domain), WHERE_CHARS)
         victim = domain['next_victim']
         if victim is None:
             who = 'nobody the OOM killer may kill'
@@ -167,7 +167,7 @@ def _domain_lines(domains, count):
             rt.size_kb(domain['headroom_kb']), who))
     if len(others) > len(shown) - len(host):
         hidden = len(others) - len(shown) + len(host)
-        lines.append('  (%d more %s with more headroom)' % (hidden, 'cgroup' if hidden == 1 else 'cgroups'))
+        lines.append('  (%d more %s with more headroom)' % (hidden, 'domain' if hidden == 1 else 'domains'))
     return lines
 
 

@@ -19,6 +19,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
+from ansible_collections.oomguard.linux.plugins.module_utils.processes import cgroup_of as processes_cgroup_of
 
 OOM_SCORE_ADJ_MIN = -1000
 # At most this many tasks are ranked per run (the rest is said, not guessed).
@@ -204,6 +205,137 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
     return domains, notes
 
 
+# -- NUMA nodes ------------------------------------------------------------------
+
+def format_node_list(nodes):
+    """[0, 1, 2, 4] -> '0-2,4' (the kernel's list format)."""
+    parts = []
+    for node in sorted(set(nodes)):
+        if parts and node == parts[-1][1] + 1:
+            parts[-1][1] = node
+        else:
+            parts.append([node, node])
+    return ','.join('%d' % low if low == high else '%d-%d' % (low, high) for low, high in parts)
+
+
+def node_available_kb(meminfo_kb):
+    """What a node can still give before its OOM: free pages, its file LRU pages and its reclaimable
+    slab. Nodes have no MemAvailable; the kernel's estimate also keeps back part of the page cache
+    and the watermarks, so this is the upper end. None without MemFree."""
+    if meminfo_kb.get('MemFree') is None:
+        return None
+    reclaimable = meminfo_kb.get('KReclaimable', meminfo_kb.get('SReclaimable', 0))
+    return (meminfo_kb['MemFree'] + meminfo_kb.get('Active(file)', 0) + meminfo_kb.get('Inactive(file)', 0)
+            + reclaimable)
+
+
+def _bound_pids(host, snap, restricted, mask_of):
+    """{pid: node mask} of the tasks in cgroups whose cpuset allows fewer nodes than the host has (on v2,
+    with the cgroups under them that have no cpuset of their own)."""
+    layout = snap.get('cgroup') or {}
+    controller = layout.get('cpuset_controller') or {}
+    mount = (controller.get('mount') or '').rstrip('/')
+    paths = dict((path, mask_of[path]) for path in restricted if path in mask_of)
+    if controller.get('version') == 2:
+        for cgroup in snap.get('cgroups') or []:
+            path = cgroup['path']
+            if path in restricted:
+                continue
+            owners = [top for top in paths if path.startswith(top.rstrip('/') + '/')]
+            if owners:
+                paths[path] = paths[max(owners, key=len)]
+    bound = {}
+    for path in sorted(paths):
+        for pid in read_procs(host, mount + path):
+            bound[pid] = paths[path]
+    return bound
+
+
+def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max_tasks=MAX_TASKS):
+    """One domain per set of NUMA nodes a cpuset confines tasks to (cpuset.mems, systemd's
+    AllowedMemoryNodes). When such a set runs out, constrained_alloc() makes it a CONSTRAINT_CPUSET OOM:
+    totalpages are the set's present pages plus all swap, and the candidates are every task whose
+    cpuset shares a node with the set (oom_cpuset_eligible), unconfined tasks included.
+    Returns (domains, notes); nothing on a host with one memory node or no confined cpuset."""
+    notes = []
+    numa = snap.get('numa') or {}
+    memory_nodes = set(n['node'] for n in numa.get('nodes') or [] if n.get('has_memory'))
+    restricted = snap.get('cpuset_mems') or {}
+    if len(memory_nodes) < 2 or not restricted:
+        return [], notes
+    mask_of = {}
+    cpusets = {}
+    for path in sorted(restricted):
+        mask = frozenset(restricted[path]) & memory_nodes
+        if mask and mask != memory_nodes:
+            mask_of[path] = mask
+            cpusets.setdefault(mask, []).append(path)
+    if not cpusets:
+        return [], notes
+    bound = _bound_pids(host, snap, restricted, mask_of)
+    pids = sorted(int(name) for name in host.listdir('proc') if name.isdigit())
+    pids = [pid for pid in pids if pid not in exclude_pids]
+    if len(pids) > max_tasks:
+        notes.append('ranked %d of the %d tasks for the NUMA node domains only' % (max_tasks, len(pids)))
+        pids = pids[:max_tasks]
+    tasks = read_tasks(host, pids)
+    present_kb = {}
+    for zone in snap.get('zones') or []:
+        if zone.get('present_kb') is not None:
+            present_kb[zone['node']] = present_kb.get(zone['node'], 0) + zone['present_kb']
+    meminfo = dict((n['node'], n.get('memory_kb') or {}) for n in numa.get('nodes') or [])
+    swap_total_kb = snap['memory'].get('SwapTotal') or 0
+    swap_free_kb = snap['memory'].get('SwapFree') or 0
+    oom_groups = dict((c['path'], bool(c.get('oom_group'))) for c in snap.get('cgroups') or [])
+    domains = []
+    for mask in sorted(cpusets, key=sorted):
+        if all(node in present_kb for node in mask):
+            size_kb = sum(present_kb[node] for node in mask)
+        else:
+            size_kb = sum(meminfo.get(node, {}).get('MemTotal', 0) for node in mask)
+            notes.append('node %s: no present pages in zoneinfo; its MemTotal is taken for the kernel\'s size'
+                         % format_node_list(mask))
+        totalpages = size_kb // page_kb + swap_total_kb // page_kb
+        candidates = [t for t in tasks if t['has_mm'] and not t['kthread'] and bound.get(t['pid'], memory_nodes) & mask]
+        victim, ranked = rank(candidates, totalpages, page_kb, at_least_one)
+        limit_kb = sum(meminfo.get(node, {}).get('MemTotal', 0) for node in mask) + swap_total_kb
+        available = [node_available_kb(meminfo.get(node, {})) for node in mask]
+        usage_kb = None if None in available else limit_kb - sum(available) - swap_free_kb
+        paths = cpusets[mask]
+        domain = {
+            'kind': 'node', 'path': 'node:' + format_node_list(mask), 'nodes': sorted(mask),
+            'cpusets': paths[:20], 'unit': unit_of(paths[0]) if len(paths) == 1 else None,
+            'limit_kb': limit_kb, 'usage_kb': usage_kb,
+            'headroom_kb': None if usage_kb is None else limit_kb - usage_kb,
+            'totalpages': totalpages, 'tasks': len(candidates),
+            'bound_tasks': sum(1 for pid in bound if bound[pid] == mask),
+            'group_kill': None, 'next_victim': None, 'group_victims': [], 'forecast': None,
+            '_ranked': ranked,  # for what_if; collect() drops it
+        }
+        if victim is not None:
+            chosen = dict(ranked[0])
+            cgroup, unit = processes_cgroup_of(host, chosen['pid'])
+            domain['next_victim'] = _victim_view(chosen, unit)
+            # A global OOM looks for memory.oom.group up to the root (mem_cgroup_get_oom_group).
+            group = group_of(cgroup, '/', oom_groups) if cgroup else None
+            if group is not None:
+                domain['group_kill'] = group
+                domain['group_victims'] = _members_of(host, snap, group, ranked)
+        domains.append(domain)
+    return domains, notes
+
+
+def _members_of(host, snap, group, ranked):
+    """The ranked tasks in the memory cgroup group and below it (the tasks a group kill takes)."""
+    controller = (snap.get('cgroup') or {}).get('memory_controller') or {}
+    mount = (controller.get('mount') or '').rstrip('/')
+    pids = set()
+    for cgroup in snap.get('cgroups') or []:
+        if cgroup['path'] == group or cgroup['path'].startswith(group.rstrip('/') + '/'):
+            pids.update(read_procs(host, mount + cgroup['path']))
+    return [_victim_view(t, None) for t in ranked if t['pid'] in pids]
+
+
 def host_usage_kb(memory_kb):
     """RAM and swap in use (MemTotal + SwapTotal - MemAvailable - SwapFree); None without MemAvailable."""
     if memory_kb.get('MemAvailable') is None:
@@ -229,8 +361,13 @@ def host_domain(memory_kb, victims):
             'forecast': None}
 
 
+def _tightest_first(domain):
+    return (domain['headroom_kb'] is None, domain['headroom_kb'] or 0, domain['path'])
+
+
 def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
-    """The domains of a snapshot (host first, then memory cgroups, tightest headroom first), and what_if's
+    """The domains of a snapshot (host first, then memory cgroups and NUMA node sets, tightest headroom
+    first), and what_if's
     answer when what_if_request is given; (domains, what_if answer or None, notes)."""
     processes = snap.get('processes') or {}
     domains = [host_domain(snap['memory'], processes.get('victims') or [])]
@@ -240,13 +377,17 @@ def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
         memcgs, notes = memcg_domains(host, snap['cgroups'], controller['mount'], snap['memory'].get('SwapTotal'),
                                       page_kb, exclude_pids=exclude_pids,
                                       kernel_release=(snap.get('kernel') or {}).get('release'))
-        memcgs.sort(key=lambda d: (d['headroom_kb'] is None, d['headroom_kb'] if d['headroom_kb'] is not None
-                                   else 0, d['path']))
         domains += memcgs
+    release = kr.kernel_version((snap.get('kernel') or {}).get('release') or '')
+    nodes, node_notes = node_domains(host, snap, page_kb, exclude_pids,
+                                     at_least_one=release is not None and release < SIGNED_POINTS_SINCE)
+    notes += node_notes
+    domains[1:] = sorted(domains[1:] + nodes, key=_tightest_first)
     answer = None
     if what_if_request is not None:
         oom_groups = dict((c['path'], bool(c.get('oom_group'))) for c in snap.get('cgroups') or [])
-        answer = what_if(domains, what_if_request, snap['memory'], processes.get('victims') or [], oom_groups, page_kb)
+        answer = what_if(domains, what_if_request, snap['memory'], processes.get('victims') or [], oom_groups, page_kb,
+                         host, snap)
     for domain in domains:
         domain.pop('_ranked', None)
     return domains, answer, notes
@@ -254,13 +395,13 @@ def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
 
 # -- what if -------------------------------------------------------------------------
 
-def what_if(domains, request, memory_kb, host_victims, oom_groups, page_kb=4):
+def what_if(domains, request, memory_kb, host_victims, oom_groups, page_kb=4, host=None, snap=None):
     """Which domain fills first if the cgroup request['path'] grows by request['grow_kb'] (in the
     task request['pid'] when given), and whom the kernel kills there. Nothing is written: the
     answer is computed from the domains as read."""
     path, grow_kb, pid = request['path'], request['grow_kb'], request.get('pid')
-    on_the_way = [d for d in domains if d['kind'] == 'host' or path == d['path']
-                  or path.startswith(d['path'].rstrip('/') + '/')]
+    on_the_way = [d for d in domains if d['kind'] == 'host'
+                  or _under(path, d['cpusets'] if d['kind'] == 'node' else [d['path']])]
     answer = {'path': path, 'grow_kb': grow_kb, 'pid': pid, 'fills': None, 'victim': None, 'group_kill': None,
               'group_victims': [], 'domains': [
                   {'kind': d['kind'], 'path': d['path'], 'unit': d['unit'], 'limit_kb': d['limit_kb'],
@@ -297,7 +438,15 @@ def what_if(domains, request, memory_kb, host_victims, oom_groups, page_kb=4):
         answer['note'] = 'pid %d is not a task of %s: the growth is taken as another task\'s' % (pid, domain['path'])
     else:
         answer['note'] = 'the growing task is not named (pid): the choice is among the tasks as they are'
-    if ranked:
+    if ranked and domain['kind'] == 'node':
+        chosen = ranked[0]
+        cgroup, unit = processes_cgroup_of(host, chosen['pid'])
+        answer['victim'] = _victim_view(chosen, unit)
+        group = group_of(cgroup, '/', oom_groups) if cgroup else None
+        if group is not None:
+            answer['group_kill'] = group
+            answer['group_victims'] = _members_of(host, snap, group, ranked)
+    elif ranked:
         chosen = ranked[0]
         answer['victim'] = _victim_view(chosen, unit_of(chosen['cgroup']))
         group = group_of(chosen['cgroup'], domain['path'], oom_groups)
@@ -306,6 +455,10 @@ def what_if(domains, request, memory_kb, host_victims, oom_groups, page_kb=4):
             answer['group_victims'] = [_victim_view(t, unit_of(t['cgroup'])) for t in ranked
                                        if t['cgroup'] == group or t['cgroup'].startswith(group.rstrip('/') + '/')]
     return answer
+
+
+def _under(path, tops):
+    return any(path == top or path.startswith(top.rstrip('/') + '/') for top in tops)
 
 
 def _host_what_if(victims, pid, grow_kb, memory_kb, page_kb):
@@ -346,8 +499,21 @@ def usage_reader(host, mount):
     def _read_usage(domain):
         if domain['kind'] == 'host':
             return host_usage_kb(procfs.parse_meminfo(host.read('proc/meminfo') or '')[0])
+        if domain['kind'] == 'node':
+            return _node_usage_kb(domain)
         usage = cgroups.usage_bytes(host, (mount or '').rstrip('/') + domain['path'])
         return None if usage is None else usage // 1024
+
+    def _node_usage_kb(domain):
+        swap = procfs.parse_meminfo(host.read('proc/meminfo') or '')[0]
+        used = swap.get('SwapTotal', 0) - swap.get('SwapFree', 0)
+        for node in domain['nodes']:
+            meminfo = procfs.parse_meminfo(host.read('%s/node%d/meminfo' % (procfs.NODE_DIR, node)) or '')[0]
+            available = node_available_kb(meminfo)
+            if available is None or meminfo.get('MemTotal') is None:
+                return None
+            used += meminfo['MemTotal'] - available
+        return used
     return read
 
 

@@ -229,11 +229,15 @@ ansible_facts:
                cgroup: /system.slice/mariadb.service, unit: mariadb.service, cmdline: /usr/sbin/mariadbd}
         domains:
           description:
-            - Every OOM domain (docs/domains.md) - the host, then each memory cgroup with a limit of its own, tightest
-              headroom first - with whom the kernel would kill there. Inside a cgroup the choice is computed the way
+            - Every OOM domain (docs/domains.md) - the host, then each memory cgroup with a limit of its own and each
+              set of NUMA nodes a cpuset confines tasks to, tightest headroom first - with whom the kernel would
+              kill there. Inside a cgroup the choice is computed the way
               the kernel's C(oom_badness()) ranks that cgroup's tasks (resident + swap + page-table pages, plus
               C(oom_score_adj) times the cgroup's size in pages / 1000); the host's is the kernel's own C(oom_score).
-            - Each has C(kind) (V(host) or V(memcg)), C(path), C(unit), C(limit_kb), C(usage_kb), C(headroom_kb),
+            - A V(node) domain (a C(CONSTRAINT_CPUSET) OOM) ranks every task that may use its nodes, those outside
+              the confined cgroups too, against the nodes' present pages plus swap; its C(path) is C(node:) and the
+              node list, with C(nodes), C(cpusets) and C(bound_tasks) besides.
+            - Each has C(kind) (V(host), V(memcg) or V(node)), C(path), C(unit), C(limit_kb), C(usage_kb), C(headroom_kb),
               C(totalpages), C(tasks), C(next_victim) (C(pid), C(comm), C(unit), C(badness), C(oom_score_adj),
               C(rss_kb), C(swap_kb), C(pgtables_kb)), C(group_kill) (the cgroup whose C(memory.oom.group) makes
               the kill take all its tasks, or null) and C(group_victims).

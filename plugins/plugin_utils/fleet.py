@@ -223,6 +223,13 @@ def _forecast(forecast, field):
             'time_to_oom_s': _number(_get(forecast, 'time_to_oom_s'), field + '.time_to_oom_s', minimum=0)}
 
 
+def domain_where(domain):
+    """Where a domain is, for people: its unit or cgroup; a NUMA node set with the unit confined to it."""
+    if domain['kind'] == 'node':
+        return ' '.join(filter(None, (domain['path'], domain['unit'])))
+    return domain['unit'] or domain['path'] or '/'
+
+
 def tightest_domain(domains):
     """The OOM domain closest to its limit: the soonest forecast OOM, else the least headroom (the host when
     nothing else is known); None without domains."""

@@ -206,7 +206,7 @@ def _host_details(host):
     if tightest:
         victim = tightest['next_victim']
         blocks.append('<b>Tightest OOM domain</b><p>%s <code>%s</code>: %s headroom of %s%s; next victim %s</p>' % (
-            _e(tightest['kind']), _e(rt.cut_middle(tightest['unit'] or tightest['path'] or '/', 80)),
+            _e(tightest['kind']), _e(rt.cut_middle(fleet.domain_where(tightest), 80)),
             _e(rt.size_kb(tightest['headroom_kb'])), _e(rt.size_kb(tightest['limit_kb'])),
             (', full in about %s at its present growth' % _e(rt.seconds(tightest['time_to_oom_s'])))
             if tightest['time_to_oom_s'] is not None else '',

@@ -123,7 +123,7 @@ VM_DEFAULTS = vm_defaults()
 
 def vm_units():
     """The units the VM has beyond the capture: the image's packages and prepare's test units."""
-    test_units = os.listdir(os.path.join(SHARED, 'files', 'test-units'))
+    test_units = os.listdir(os.path.join(SHARED, 'files', 'test-units', 'systemd', 'system'))
     return sorted(set(IMAGE_UNITS) | set(n for n in test_units if n.endswith(('.service', '.slice'))))
 
 

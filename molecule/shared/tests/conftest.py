@@ -50,7 +50,7 @@ SCENARIOS = {
     'default': {'cgroup_modes': ['v2'], 'numa_nodes': 1, 'ooms': [MEMCG, HOST], 'release': DEBIAN12,
                 'unit_ooms': [LIMITED, SLICED], 'protection_oom': True, 'nginx_loop': True,
                 'early_killer': {'unit': 'systemd-oomd.service', 'dry_run': True},
-                'unit_properties': DEFAULT_UNITS, 'slab_leak': True},
+                'unit_properties': DEFAULT_UNITS, 'slab_leak': True, 'seeded_findings': 'cgroups'},
     # systemd 252 with unified_cgroup_hierarchy=0 mounts v1 controllers and,
     # by default, a v2 hierarchy for itself at /sys/fs/cgroup/unified.  On v1
     # systemd cannot tell an OOM kill from another SIGKILL: Result=signal.
@@ -85,7 +85,7 @@ SCENARIOS = {
                      'nginx.service': {'OOMPolicy': 'kill'},
                      'system.slice': {'ManagedOOMMemoryPressure': 'kill'}}},
     'numa': {'cgroup_modes': ['v2'], 'numa_nodes': 2, 'ooms': [CPUSET, MEMPOLICY], 'release': DEBIAN12,
-             'unit_ooms': [NODE1], 'early_kill': True,
+             'unit_ooms': [NODE1], 'early_kill': True, 'seeded_findings': 'earlyoom',
              'early_killer': {'unit': 'earlyoom.service', 'dry_run': False, 'prefer': ['oomguard-batch']},
              'unit_properties': {'oomguard-hog-node1.service': {'AllowedMemoryNodes': '1'},
                                  'oomguard-db.service': {'OOMScoreAdjust': '-900'},

@@ -11,6 +11,10 @@ import re
 
 from ansible_collections.oomguard.linux.plugins.filter.posture_report import FilterModule, posture_report
 from ansible_collections.oomguard.linux.plugins.plugin_utils import report_text as rt
+from ansible_collections.oomguard.linux.plugins.module_utils import facts
+from ansible_collections.oomguard.linux.plugins.module_utils import posture as posture_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import procfs
+from ansible_collections.oomguard.linux.plugins.module_utils import snapshot
 
 FIXTURE = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'fleet', 'registered-localhost.json')
 REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'|\['|'\]|'\}")
@@ -115,7 +119,20 @@ def test_the_domains_tightest_first_with_whom_the_kernel_kills():
     # The host, then the tightest cgroup only (victims=2); the other is counted.
     assert rows[1].split()[:2] == ['memcg', 'app.service'] and rows[1].endswith('nobody the OOM killer may kill')
     assert '128.0 MiB' in rows[1] and '32.0 MiB' in rows[1]
-    assert rows[2] == '  (1 more cgroup with more headroom)'
+    assert rows[2] == '  (1 more domain with more headroom)'
     text = posture_report(data, victims=5)
     assert 'memory.oom.group: all 3 tasks of /system.slice' in text
+    assert not REPR.search(text)
+
+
+def test_a_numa_node_domain_reads_as_the_node_and_the_unit_confined_to_it(captured_tree):
+    """The real capture of the numa VM with a service confined to node 1 (AllowedMemoryNodes=1)."""
+    root = captured_tree('debian12-6.1-qemu-numa2-cpuset')
+    snap = snapshot.collect(procfs.HostRoot(root), skip=('slabinfo', 'systemd'))
+    text = posture_report(facts.posture_facts(snap, posture_mod.judge(snap)), victims=5)
+    row = [line for line in text.splitlines() if line.split()[:1] == ['node']]
+    assert len(row) == 1, text
+    assert row[0].split()[:3] == ['node', 'node:1', 'oomguard-predict.service'], row
+    assert row[0].endswith('small (pid 982, RSS 16.1 MiB, adj 1000)'), row
+    assert '735.4 MiB' in row[0] and '544.2 MiB' in row[0], row  # node 1's MemTotal and what it can still give
     assert not REPR.search(text)

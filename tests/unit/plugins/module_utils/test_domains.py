@@ -20,6 +20,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import domains
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import snapshot
 from ansible_collections.oomguard.linux.tests.unit import fake_host
+from ansible_collections.oomguard.linux.tests.unit import trees
 
 TREE = 'debian12-6.1-qemu-cgroupv2'
 
@@ -284,3 +285,84 @@ def test_what_if_the_host_fills_its_top_victim_or_the_grower(limited_tree):
     last = snap['processes']['victims'][-1]
     grown = _what_if(limited_tree, path='/user.slice', grow_kb=huge, pid=last['pid'])[0]
     assert grown['victim']['pid'] == last['pid'] and grown['victim']['rss_kb'] == last['rss_kb'] + huge
+
+
+# -- NUMA nodes ------------------------------------------------------------------------
+
+CPUSET_TREE = 'debian12-6.1-qemu-numa2-cpuset'
+
+
+@pytest.mark.parametrize('nodes, text', [([0, 1, 2, 4], '0-2,4'), ([1], '1'), ([3, 1, 0], '0-1,3'), ([], '')])
+def test_format_node_list(nodes, text):
+    assert domains.format_node_list(nodes) == text
+    assert procfs.parse_node_list(text) == sorted(nodes)
+
+
+def _node_snap(root, **options):
+    return snapshot.collect(procfs.HostRoot(root), skip=('slabinfo', 'systemd'), **options)
+
+
+def test_a_service_confined_to_node_1_is_its_own_domain_with_the_kernels_choice(captured_tree):
+    """The capture's service runs under AllowedMemoryNodes=1; the kernel's first kill when node 1
+    ran out (expected.yml, from the VM's dmesg) was the one predicted here."""
+    expected = trees.expected(CPUSET_TREE)
+    snap = _node_snap(captured_tree(CPUSET_TREE))
+    nodes = [d for d in snap['domains'] if d['kind'] == 'node']
+    assert len(nodes) == 1
+    node = nodes[0]
+    node1 = expected['node1']
+    assert (node['path'], node['nodes'], node['cpusets'], node['unit']) == (
+        'node:1', [1], ['/system.slice/oomguard-predict.service'], 'oomguard-predict.service')
+    # constrained_alloc(): the node's present pages plus all swap (none here).
+    assert node['totalpages'] == node1['present_pages'] + expected['swap_total_kb'] // 4
+    assert node['limit_kb'] == node1['mem_total_kb'] + expected['swap_total_kb']
+    assert node['headroom_kb'] == node1['available_kb']
+    assert node['bound_tasks'] == len(expected['workers'])
+    # Every task that may use node 1 is a candidate: the service's four and the unconfined rest.
+    assert node['tasks'] > node['bound_tasks']
+    small = expected['workers'][982]
+    # (16480 + 80) / 4 + 1000 * (196573 // 1000): small beats big, which holds 4.5 times its memory.
+    assert node['next_victim'] == {
+        'pid': 982, 'comm': 'small', 'unit': 'oomguard-predict.service', 'oom_score_adj': 1000,
+        'badness': (small['rss_kb'] + small['pgtables_kb']) // 4 + 1000 * (node1['present_pages'] // 1000),
+        'rss_kb': small['rss_kb'], 'swap_kb': 0, 'pgtables_kb': small['pgtables_kb']}
+    assert node['next_victim']['pid'] == expected['kernel_first_victim']
+    assert node['group_kill'] is None and node['group_victims'] == []
+
+
+def test_the_node_domain_ranks_unconfined_tasks_too(captured_tree):
+    """oom_cpuset_eligible(): a task whose cpuset shares a node with the OOM's is a candidate.
+    Without small, the next victim is the unconfined oomguard-batch (+800), outside the service."""
+    root = captured_tree(CPUSET_TREE)
+    host = procfs.HostRoot(root)
+    snap = _node_snap(root)
+    found, notes = domains.node_domains(host, snap, exclude_pids=(982,))
+    assert notes == []
+    victim = found[0]['next_victim']
+    assert (victim['comm'], victim['oom_score_adj'], victim['unit']) == ('oomguard-batch', 800,
+                                                                         'oomguard-batch.service')
+
+
+def test_no_node_domain_without_a_confined_cpuset_or_with_one_node(captured_tree):
+    for name in ('debian12-6.1-qemu-numa2', TREE):
+        snap = _node_snap(captured_tree(name))
+        assert [d for d in snap['domains'] if d['kind'] == 'node'] == []
+
+
+def test_what_if_a_confined_service_grows_its_node_fills_before_the_host(captured_tree):
+    root = captured_tree(CPUSET_TREE)
+    path = '/system.slice/oomguard-predict.service'
+    snap = _node_snap(root, what_if={'path': path, 'grow_kb': 600000})
+    answer = snap['what_if']
+    assert [(d['kind'], d['fills']) for d in answer['domains']] == [('host', False), ('node', True)]
+    assert answer['fills']['path'] == 'node:1' and answer['victim']['pid'] == 982
+    # mid (983) grown by 900000 kB outweighs small's +1000: (34116 + 900000 + 108) / 4 > 200140.
+    grown = _node_snap(root, what_if={'path': path, 'grow_kb': 900000, 'pid': 983})['what_if']
+    assert grown['fills']['path'] == 'node:1' and grown['victim']['pid'] == 983, grown
+
+
+def test_a_node_domain_usage_is_read_again_for_the_forecast(captured_tree):
+    root = captured_tree(CPUSET_TREE)
+    snap = _node_snap(root)
+    node = [d for d in snap['domains'] if d['kind'] == 'node'][0]
+    assert domains.usage_reader(procfs.HostRoot(root), '/sys/fs/cgroup')(node) == node['usage_kb']
