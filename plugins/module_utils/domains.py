@@ -15,6 +15,8 @@ always scaled to the host. docs/domains.md cites the kernel source.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import re
+
 from ansible_collections.oomguard.linux.plugins.module_utils import kernel_rules as kr
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups
@@ -24,7 +26,6 @@ from ansible_collections.oomguard.linux.plugins.module_utils.processes import cg
 OOM_SCORE_ADJ_MIN = -1000
 # At most this many tasks are ranked per run (the rest is said, not guessed).
 MAX_TASKS = 20000
-_STATUS_KEYS = ((b'VmRSS', 'rss_kb'), (b'VmSwap', 'swap_kb'), (b'VmPTE', 'pgtables_kb'))
 
 
 # Before 5.9 oom_badness() returned an unsigned long and gave an eligible task at
@@ -46,18 +47,9 @@ def badness(rss_kb, swap_kb, pgtables_kb, oom_score_adj, totalpages, page_kb=4, 
     return max(points, 1) if at_least_one else points
 
 
-def _field_int(status, key):
-    """The first number of a 'Key:\t123 kB' line of /proc/PID/status (bytes with a leading newline), or None."""
-    at = status.find(b'\n' + key + b':')
-    if at < 0:
-        return None
-    start = at + len(key) + 2
-    end = status.find(b'\n', start)
-    words = status[start:end if end >= 0 else len(status)].split()
-    try:
-        return int(words[0]) if words else None
-    except ValueError:
-        return None
+# The status lines the ranking needs, found in one pass: 'Key:\t  123 kB'.
+_STATUS_FIELDS = re.compile(br'\n(VmRSS|VmSwap|VmPTE|Tgid):\s*(\d+)')
+_STATUS_NAMES = {b'VmRSS': 'rss_kb', b'VmSwap': 'swap_kb', b'VmPTE': 'pgtables_kb', b'Tgid': 'tgid'}
 
 
 def parse_status(status):
@@ -65,11 +57,14 @@ def parse_status(status):
     if not isinstance(status, bytes):
         status = status.encode('utf-8', 'replace')
     status = b'\n' + status
-    task = dict((name, _field_int(status, key)) for key, name in _STATUS_KEYS)
+    task = {'rss_kb': None, 'swap_kb': None, 'pgtables_kb': None, 'tgid': None}
+    for key, value in _STATUS_FIELDS.findall(status):
+        name = _STATUS_NAMES[key]
+        if task[name] is None:
+            task[name] = int(value)
     name_at = status.find(b'\nName:')
     task['comm'] = (status[name_at + 6:status.index(b'\n', name_at + 1)].strip().decode('utf-8', 'replace')
                     if name_at >= 0 else None)
-    task['tgid'] = _field_int(status, b'Tgid')
     task['kthread'] = status.find(b'\nKthread:\t1') >= 0
     # A kernel thread (or a zombie) has no mm: no VmRSS line at all.
     task['has_mm'] = task['rss_kb'] is not None
@@ -163,11 +158,14 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
     limited = sorted(c['path'] for c in cgroups if c.get('max_bytes') is not None)
     if not limited:
         return [], notes
+    # Each cgroup's limited ancestors, itself included (a walk up the path, not a scan of every limit).
+    limited_set = set(limited)
+    tops_of = dict((path, [a for a in _self_and_ancestors(path) if a in limited_set]) for path in by_path)
     # Tasks are read once, for the cgroups under some limit only.
     members = {}
     pids = []
     for path in sorted(by_path):
-        if any(path == top or path.startswith(top.rstrip('/') + '/') for top in limited):
+        if tops_of[path]:
             # the audit's own processes are left out: gone when it ends
             pids += [(pid, path) for pid in read_procs(host, mount.rstrip('/') + path) if pid not in exclude_pids]
     if len(pids) > max_tasks:
@@ -176,11 +174,14 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
     for task in read_tasks(host, [pid for pid, dummy in pids[:max_tasks]]):
         task['cgroup'] = cgroup_of[task['pid']]
         members.setdefault(task['cgroup'], []).append(task)
+    inside_of = dict((top, []) for top in limited)
+    for path in sorted(members):
+        for top in tops_of[path]:
+            inside_of[top].extend(members[path])
     domains = []
     for top in limited:
         state = by_path[top]
-        inside = [t for path in sorted(members) if path == top or path.startswith(top.rstrip('/') + '/')
-                  for t in members[path]]
+        inside = inside_of[top]
         totalpages = totalpages_of_memcg(state['max_bytes'], state.get('swap_max_bytes'), swap_total_kb, page_kb)
         victim, ranked = rank(inside, totalpages, page_kb, at_least_one)
         usage_kb = state['current_bytes'] // 1024 if state.get('current_bytes') is not None else None
@@ -334,6 +335,15 @@ def _members_of(host, snap, group, ranked):
         if cgroup['path'] == group or cgroup['path'].startswith(group.rstrip('/') + '/'):
             pids.update(read_procs(host, mount + cgroup['path']))
     return [_victim_view(t, None) for t in ranked if t['pid'] in pids]
+
+
+def _self_and_ancestors(path):
+    """'/a/b' -> ['/a/b', '/a', '/']."""
+    found = [path]
+    while path not in ('/', ''):
+        path = path.rsplit('/', 1)[0] or '/'
+        found.append(path)
+    return found
 
 
 def host_usage_kb(memory_kb):

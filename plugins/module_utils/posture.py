@@ -1112,7 +1112,7 @@ def check_earlyoom_coverage(snap, th):
 def check_oomd_coverage(snap, th):
     """systemd-oomd runs but watches nothing it can act on: no unit enrolled with
     ManagedOOMMemoryPressure=kill (on a kernel with PSI) or ManagedOOMSwap=kill (on a host
-    with swap). Debian's package enrolls nothing by itself."""
+    with swap). Debian's package enrolls only -.slice, for a swap kill."""
     killers = _key(_section(snap, 'processes'), 'early_killers', 'processes')
     if not any(k.get('name') == 'systemd-oomd' for k in killers):
         return []
