@@ -314,16 +314,19 @@ def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max
             '_ranked': ranked,  # for what_if; collect() drops it
         }
         if victim is not None:
-            chosen = dict(ranked[0])
-            cgroup, unit = processes_cgroup_of(host, chosen['pid'])
-            domain['next_victim'] = _victim_view(chosen, unit)
-            # A global OOM looks for memory.oom.group up to the root (mem_cgroup_get_oom_group).
-            group = group_of(cgroup, '/', oom_groups) if cgroup else None
-            if group is not None:
-                domain['group_kill'] = group
-                domain['group_victims'] = _members_of(host, snap, group, ranked)
+            domain['next_victim'], domain['group_kill'], domain['group_victims'] = _node_choice(
+                host, snap, ranked, oom_groups)
         domains.append(domain)
     return domains, notes
+
+
+def _node_choice(host, snap, ranked, oom_groups):
+    """(victim, group_kill, group_victims) of a node domain's ranking: the first task, and the memory
+    cgroup a global OOM kills whole with it (mem_cgroup_get_oom_group looks up to the root)."""
+    chosen = ranked[0]
+    cgroup, unit = processes_cgroup_of(host, chosen['pid'])
+    group = group_of(cgroup, '/', oom_groups) if cgroup else None
+    return _victim_view(chosen, unit), group, (_members_of(host, snap, group, ranked) if group else [])
 
 
 def _members_of(host, snap, group, ranked):
@@ -449,13 +452,7 @@ def what_if(domains, request, memory_kb, host_victims, oom_groups, page_kb=4, ho
     else:
         answer['note'] = 'the growing task is not named (pid): the choice is among the tasks as they are'
     if ranked and domain['kind'] == 'node':
-        chosen = ranked[0]
-        cgroup, unit = processes_cgroup_of(host, chosen['pid'])
-        answer['victim'] = _victim_view(chosen, unit)
-        group = group_of(cgroup, '/', oom_groups) if cgroup else None
-        if group is not None:
-            answer['group_kill'] = group
-            answer['group_victims'] = _members_of(host, snap, group, ranked)
+        answer['victim'], answer['group_kill'], answer['group_victims'] = _node_choice(host, snap, ranked, oom_groups)
     elif ranked:
         chosen = ranked[0]
         answer['victim'] = _victim_view(chosen, unit_of(chosen['cgroup']))
