@@ -11,6 +11,9 @@
     vm.py down --run-root DIR [NAME ...]
                                       stop the VMs (all under DIR without names) and delete
                                       their overlays
+    vm.py restart --run-root DIR NAME ...
+                                      once each guest has powered off, boot it again from cold
+                                      (same disk, port and -uuid); wait for SSH
     vm.py reap --run-root DIR         stop every VM anywhere under DIR, kill any process still
                                       holding a file there, delete DIR (after a run, on interruption)
     vm.py accel                       print the accelerator QEMU will use (kvm or tcg)
@@ -366,14 +369,19 @@ def up(specs, run_root):
             config = start(spec, images[spec['suite']], run_root, accel_name)
             config['started'] = time.time()
             configs.append(config)
-        wait_ssh(configs, int(os.environ.get('OOMGUARD_VM_BOOT_TIMEOUT', '600')))
+        wait_booted(configs)
     except BaseException:
         for config in configs:
             stop(config['run_dir'])
         raise
+    return configs
+
+
+def wait_booted(configs):
+    """wait_ssh() for VMs whose QEMU just started (config['started']), within OOMGUARD_VM_BOOT_TIMEOUT."""
+    wait_ssh(configs, int(os.environ.get('OOMGUARD_VM_BOOT_TIMEOUT', '600')))
     for config in configs:
         del config['started']
-    return configs
 
 
 def restart(run_root, names, timeout_s):
@@ -398,11 +406,8 @@ def restart(run_root, names, timeout_s):
                                 stderr=subprocess.STDOUT, check=False)
         if result.returncode != 0:
             raise VMError('QEMU did not start %s again: %s' % (name, result.stdout.decode('utf-8', 'replace').strip()))
-        config = dict(machine['config'], started=time.time())
-        configs.append(config)
-    wait_ssh(configs, int(os.environ.get('OOMGUARD_VM_BOOT_TIMEOUT', '600')))
-    for config in configs:
-        del config['started']
+        configs.append(dict(machine['config'], started=time.time()))
+    wait_booted(configs)
     return configs
 
 

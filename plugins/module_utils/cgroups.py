@@ -266,7 +266,7 @@ def read_cpuset_mems(host, layout, max_cgroups=DEFAULT_MAX_CGROUPS, max_depth=DE
         for name in names:
             value = _read_value(host, directory + '/' + name)
             if value:
-                nodes = parse_node_list(value)
+                nodes = parse_node_list(value, directory + '/' + name)
                 break
         if path == '/':
             root_nodes = nodes

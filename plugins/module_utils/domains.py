@@ -80,11 +80,15 @@ def read_procs(host, directory):
     return [int(line) for line in (text or '').split() if line.isdigit()]
 
 
-def read_tasks(host, pids):
-    """[task] of the pids that still exist: parse_status() plus pid and oom_score_adj."""
-    tasks = []
-    for pid, files in procfs.read_pid_files(host.path('proc'), pids, ('status', 'oom_score_adj')):
+def read_tasks(host, pids, cache=None):
+    """[task] of the pids that still exist: parse_status() plus pid and oom_score_adj. With cache (a
+    dict kept for one snapshot), a task already read is not read again: the memory cgroup and the
+    NUMA node domains rank many of the same tasks."""
+    cache = {} if cache is None else cache
+    missing = [pid for pid in pids if pid not in cache]
+    for pid, files in procfs.read_pid_files(host.path('proc'), missing, ('status', 'oom_score_adj')):
         status, adj = files or (None, None)
+        cache[pid] = None
         if not status or not adj:
             continue
         try:
@@ -93,8 +97,8 @@ def read_tasks(host, pids):
         except ValueError:
             continue
         task['pid'] = pid
-        tasks.append(task)
-    return tasks
+        cache[pid] = task
+    return [cache[pid] for pid in pids if cache.get(pid) is not None]
 
 
 def totalpages_of_memcg(max_bytes, swap_max_bytes, swap_total_kb, page_kb=4):
@@ -143,7 +147,7 @@ def _victim_view(task, unit):
 
 
 def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_TASKS, exclude_pids=(),
-                  kernel_release=None):
+                  kernel_release=None, task_cache=None):
     """One domain per memory cgroup with a limit of its own (cgroups as
     cgroups.read_memory_cgroups returns them, mount its hierarchy's mount;
     kernel_release as the snapshot read it, else read here).
@@ -171,7 +175,7 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
     if len(pids) > max_tasks:
         notes.append('ranked %d of the %d tasks in limited cgroups only' % (max_tasks, len(pids)))
     cgroup_of = dict(pids[:max_tasks])
-    for task in read_tasks(host, [pid for pid, dummy in pids[:max_tasks]]):
+    for task in read_tasks(host, [pid for pid, dummy in pids[:max_tasks]], task_cache):
         task['cgroup'] = cgroup_of[task['pid']]
         members.setdefault(task['cgroup'], []).append(task)
     inside_of = dict((top, []) for top in limited)
@@ -242,9 +246,10 @@ def _bound_pids(host, snap, restricted, mask_of):
             path = cgroup['path']
             if path in restricted:
                 continue
-            owners = [top for top in paths if path.startswith(top.rstrip('/') + '/')]
-            if owners:
-                paths[path] = paths[max(owners, key=len)]
+            # the nearest confined ancestor's nodes
+            owner = next((a for a in _self_and_ancestors(path)[1:] if a in restricted), None)
+            if owner in mask_of:
+                paths[path] = mask_of[owner]
     bound = {}
     for path in sorted(paths):
         for pid in read_procs(host, mount + path):
@@ -252,7 +257,8 @@ def _bound_pids(host, snap, restricted, mask_of):
     return bound
 
 
-def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max_tasks=MAX_TASKS):
+def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max_tasks=MAX_TASKS,
+                 task_cache=None):
     """One domain per set of NUMA nodes a cpuset confines tasks to (cpuset.mems, systemd's
     AllowedMemoryNodes). When such a set runs out, constrained_alloc() makes it a CONSTRAINT_CPUSET OOM:
     totalpages are the set's present pages plus all swap, and the candidates are every task whose
@@ -279,7 +285,7 @@ def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max
     if len(pids) > max_tasks:
         notes.append('ranked %d of the %d tasks for the NUMA node domains only' % (max_tasks, len(pids)))
         pids = pids[:max_tasks]
-    tasks = read_tasks(host, pids)
+    tasks = read_tasks(host, pids, task_cache)
     present_kb = {}
     for zone in snap.get('zones') or []:
         if zone.get('present_kb') is not None:
@@ -385,15 +391,17 @@ def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
     processes = snap.get('processes') or {}
     domains = [host_domain(snap['memory'], processes.get('victims') or [])]
     notes = []
+    task_cache = {}
     controller = (snap.get('cgroup') or {}).get('memory_controller')
     if controller and snap.get('cgroups'):
         memcgs, notes = memcg_domains(host, snap['cgroups'], controller['mount'], snap['memory'].get('SwapTotal'),
                                       page_kb, exclude_pids=exclude_pids,
-                                      kernel_release=(snap.get('kernel') or {}).get('release'))
+                                      kernel_release=(snap.get('kernel') or {}).get('release'), task_cache=task_cache)
         domains += memcgs
     release = kr.kernel_version((snap.get('kernel') or {}).get('release') or '')
     nodes, node_notes = node_domains(host, snap, page_kb, exclude_pids,
-                                     at_least_one=release is not None and release < SIGNED_POINTS_SINCE)
+                                     at_least_one=release is not None and release < SIGNED_POINTS_SINCE,
+                                     task_cache=task_cache)
     notes += node_notes
     domains[1:] = sorted(domains[1:] + nodes, key=_tightest_first)
     answer = None

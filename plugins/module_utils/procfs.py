@@ -444,18 +444,36 @@ def read_pid_files(proc, pids, files):
 NODE_DIR = 'sys/devices/system/node'
 
 
-def parse_node_list(text):
-    """Kernel list format '0-2,4' -> [0, 1, 2, 4]."""
+# Node and CPU numbers stay far below this (MAX_NUMNODES is at most 1024, NR_CPUS 8192 on x86): a
+# list that goes beyond it is not the kernel's, and is refused rather than expanded.
+LIST_ID_MAX = 65535
+
+
+def parse_node_list(text, path='-'):
+    """Kernel list format '0-2,4' -> [0, 1, 2, 4]; ReadError naming path for anything else."""
     nodes = []
     for part in (text or '').strip().split(','):
         if not part:
             continue
         low, sep, high = part.partition('-')
-        if sep:
-            nodes.extend(range(int(low), int(high) + 1))
-        else:
-            nodes.append(int(low))
+        try:
+            first = int(low)
+            last = int(high) if sep else first
+        except ValueError:
+            first = last = None
+        if first is None or not 0 <= first <= last <= LIST_ID_MAX:
+            raise ReadError(path, "%s is not in the kernel's list format ('0-2,4', numbers up to %d): '%s'"
+                            % (path, LIST_ID_MAX, part[:40]))
+        nodes.extend(range(first, last + 1))
     return nodes
+
+
+def _distances(text, path):
+    """A node's distance line ('10 21') -> [10, 21]; ReadError naming path for anything else."""
+    words = (text or '').split()
+    if len(words) > LIST_ID_MAX or not all(word.isdigit() for word in words):
+        raise ReadError(path, "%s is not a line of distances ('10 21'): '%s'" % (path, (text or '').strip()[:40]))
+    return [int(word) for word in words]
 
 
 def read_numa(host):
@@ -465,12 +483,12 @@ def read_numa(host):
     is reported with meminfo left empty.
     """
     online = host.read(NODE_DIR + '/online')
-    node_ids = parse_node_list(online) if online is not None else []
+    node_ids = parse_node_list(online, NODE_DIR + '/online') if online is not None else []
     if online is None:
         node_ids = sorted(int(name[4:]) for name in host.listdir(NODE_DIR)
                           if name.startswith('node') and name[4:].isdigit())
     has_memory = host.read(NODE_DIR + '/has_memory')
-    with_memory = parse_node_list(has_memory) if has_memory is not None else node_ids
+    with_memory = parse_node_list(has_memory, NODE_DIR + '/has_memory') if has_memory is not None else node_ids
     nodes = []
     for node in node_ids:
         base = '%s/node%d' % (NODE_DIR, node)
@@ -480,10 +498,10 @@ def read_numa(host):
         distance = host.read(base + '/distance')
         nodes.append({
             'node': node,
-            'cpus': parse_node_list(cpulist) if cpulist else [],
+            'cpus': parse_node_list(cpulist, base + '/cpulist') if cpulist else [],
             'has_memory': node in with_memory,
             'memory_kb': memory_kb,
-            'distance': [int(d) for d in distance.split()] if distance else [],
+            'distance': _distances(distance, base + '/distance'),
         })
     return {'numa_kernel': online is not None or bool(node_ids), 'nodes': nodes}
 

@@ -40,8 +40,8 @@ def _stop(host, units):
     host.run('systemctl stop %s; systemctl reset-failed %s' % (' '.join(units), ' '.join(units)))
 
 
-def _paths(finding, key='path'):
-    return set(item[key] for item in finding[0]['evidence']['cgroups']['items']) if finding else set()
+def _paths(finding):
+    return set(item['path'] for item in finding[0]['evidence']['cgroups']['items']) if finding else set()
 
 
 CGROUP_SEEDS = [

@@ -366,3 +366,45 @@ def test_a_node_domain_usage_is_read_again_for_the_forecast(captured_tree):
     snap = _node_snap(root)
     node = [d for d in snap['domains'] if d['kind'] == 'node'][0]
     assert domains.usage_reader(procfs.HostRoot(root), '/sys/fs/cgroup')(node) == node['usage_kb']
+
+
+@pytest.mark.parametrize('value', ['garbage', '1-', '3-1', '-1', '0-99999999', '0,70000'])
+def test_a_malformed_cpuset_list_is_said_and_read_no_further(tmp_path, captured_tree, value):
+    """A captured tree (oom_facts root) can hold anything: a list that is not the kernel's is refused with
+    its path, not expanded (a range of 10^8 nodes) and not a traceback; the rest of the read goes on."""
+    root = str(tmp_path / 'root')
+    shutil.copytree(captured_tree(CPUSET_TREE), root, symlinks=True)
+    fake_host.write_file(os.path.join(root, 'sys/fs/cgroup/system.slice/oomguard-predict.service/'
+                                            'cpuset.mems.effective'), value + '\n')
+    snap = _node_snap(root)
+    notes = [n for n in snap['notes'] if n['reader'] == 'cpuset']
+    assert len(notes) == 1 and 'oomguard-predict.service/cpuset.mems.effective' in notes[0]['reason'], snap['notes']
+    assert "is not in the kernel's list format" in notes[0]['reason']
+    assert snap['cpuset_mems'] is None and [d for d in snap['domains'] if d['kind'] == 'node'] == []
+    assert [d['kind'] for d in snap['domains']][:1] == ['host']
+
+
+@pytest.mark.parametrize('name, value', [('online', '0-99999999'), ('node1/cpulist', 'x'),
+                                         ('node1/distance', '10 2x')])
+def test_a_malformed_node_file_is_said_and_the_numa_read_skipped(tmp_path, captured_tree, name, value):
+    root = str(tmp_path / 'root')
+    shutil.copytree(captured_tree(CPUSET_TREE), root, symlinks=True)
+    fake_host.write_file(os.path.join(root, procfs.NODE_DIR, name), value + '\n')
+    snap = _node_snap(root)
+    notes = [n for n in snap['notes'] if n['reader'] == 'numa']
+    assert len(notes) == 1 and name in notes[0]['reason'], snap['notes']
+    assert snap['numa'] is None and [d for d in snap['domains'] if d['kind'] == 'node'] == []
+
+
+def test_a_task_read_for_a_memory_cgroup_is_not_read_again_for_the_node(captured_tree, monkeypatch):
+    """The capture has a limited cgroup (earlyoom.service, 50 MiB) and a node domain: each task's status
+    and oom_score_adj are read once per snapshot."""
+    root = captured_tree(CPUSET_TREE)
+    asked = []
+    real = procfs.read_pid_files
+    monkeypatch.setattr(procfs, 'read_pid_files', lambda proc, pids, files: asked.append((files, list(pids))) or
+                        real(proc, pids, files))
+    snap = _node_snap(root)
+    assert [d['kind'] for d in snap['domains']].count('node') == 1
+    read = [pid for files, pids in asked if files == ('status', 'oom_score_adj') for pid in pids]
+    assert read and len(read) == len(set(read))
