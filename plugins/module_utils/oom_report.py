@@ -319,6 +319,18 @@ def _add_victim(event, victim):
         victims.append(victim)
 
 
+# The members of a memory.oom.group kill are killed in one pass, within
+# milliseconds; a kill line later than this is another OOM.
+_GROUP_SPAN_S = 1.0
+
+
+def _gap_s(first_uptime_s, uptime_s):
+    """Seconds between two kernel stamps; 0 when either has none (dmesg -T, syslog)."""
+    if first_uptime_s is None or uptime_s is None:
+        return 0.0
+    return uptime_s - first_uptime_s
+
+
 def _origin(prefix):
     """'memcg' for "Memory cgroup out of memory", 'global' for "Out of memory"."""
     return 'memcg' if prefix.startswith('Memory cgroup') else 'global'
@@ -543,7 +555,7 @@ class EventParser:
         if event['victim'] is not None:
             _add_victim(event, event['victim'])
         event['lines'] += 1
-        self.groups[line.host] = event
+        self.groups[line.host] = (event, line.uptime_s)
 
     def _open_selection(self, pid):
         for candidate in self.open.values():
@@ -578,11 +590,14 @@ class EventParser:
                 # A host name on some lines only (seed 003): the selection
                 # line of the same pid, open under another host, is this report.
                 event = self._open_selection(int(match.group('pid')))
-            group = self.groups.get(line.host)
+            group, group_uptime_s = self.groups.get(line.host, (None, None))
+            if group is not None and _GROUP_SPAN_S < _gap_s(group_uptime_s, line.uptime_s):
+                # The kernel kills a group's members in one pass. A kill line
+                # seconds later is the next OOM, its header rate-limited away
+                # (the oom-kill: line is part of that header).
+                group = None
             if event is None and group is not None:
                 # Another member of a memory.oom.group kill: the same invocation.
-                # (A next OOM, even rate-limited, prints its oom-kill: line
-                # first on 4.19+, where oom.group exists; that line ends the group.)
                 _add_victim(group, _victim(match))
                 group['lines'] += 1
                 return True

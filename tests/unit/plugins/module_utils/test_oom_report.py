@@ -621,6 +621,23 @@ def test_oom_group_member_printed_twice_is_one_victim():
     assert len(again) == 2 and again[1]['oom_group'] is False and 'victims' not in again[1]
 
 
+def test_a_rate_limited_kill_after_a_group_is_the_next_oom():
+    # The kernel prints at most 10 OOM headers per 5 s; past that an OOM shows
+    # only its kill line. Seconds after a group kill it is not one of the members.
+    lines = _group_lines()
+    report = lines[:lines.index(next(l for l in lines if 'abrt-hook-ccpp' in l))]
+    member = next(l for l in report if 'Killed process 9191 ' in l)
+    stamp = re.match(r'\[\s*([0-9.]+)\]', member).group(1)
+    later = member.replace(stamp, '%.6f' % (float(stamp) + 4.0)).replace('process 9191 ', 'process 9300 ')
+    events = _feed(report + [later])
+    assert len(events) == 2
+    assert 9300 not in [v['pid'] for v in events[0]['victims']] and len(events[0]['victims']) == 12
+    assert (events[1]['victim']['pid'], events[1]['complete'], events[1]['cause']) == (9300, False, 'memcg_limit')
+    # Within the same pass (the same stamp) it stays a member.
+    same = member.replace('process 9191 ', 'process 9300 ')
+    assert [v['pid'] for v in _feed(report + [same])[0]['victims']][-1] == 9300
+
+
 def test_oom_group_line_before_the_kills():
     # Excerpts quoted in articles put the group line first; the first kill is the victim.
     lines = _group_lines()
@@ -642,8 +659,8 @@ def test_memcg_stats_line_keeps_a_cut_memcg_report_from_host():
 
 
 def test_oom_group_ends_at_the_next_invocations_oom_kill_line():
-    # A rate-limited next OOM prints no header, but 4.19+ always print its
-    # oom-kill line before the kill: that starts a new event, not a member.
+    # A next OOM whose header was printed: its oom-kill line (4.19+, part of
+    # the header) starts a new event, not a member.
     lines = _group_lines()
     oom_kill = next(l for l in lines if 'oom-kill:constraint' in l)
     killed = next(l for l in lines if 'Killed process 9192' in l)
