@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -76,7 +77,6 @@ def main():
     limit_file = 'memory.max' if version == 2 else 'memory.limit_in_bytes'
     base = os.path.join(mount, 'oomguard-bench-%d' % os.getpid())
     groups = [os.path.join(base, 'g%03d' % i) for i in range(args.cgroups)]
-    procs = []
     try:
         os.mkdir(base)
         if version == 2:
@@ -87,15 +87,22 @@ def main():
             with open(os.path.join(group, limit_file), 'w') as handle:
                 handle.write(str(1 << 30))
         sleep = shutil.which('sleep')
-        for index in range(args.processes):
-            group = groups[index % len(groups)]
-            # The child moves itself into its cgroup before it becomes `sleep`.
-            procs.append(subprocess.Popen(
-                ['sh', '-c', 'echo $$ > %s/cgroup.procs && exec %s 3600' % (group, sleep)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        time.sleep(2)
-        placed = sum(len(open(os.path.join(g, 'cgroup.procs')).read().split()) for g in groups)
+        per_group = -(-args.processes // len(groups))
+        for index, group in enumerate(groups):
+            count = min(per_group, args.processes - index * per_group)
+            # Each sleep moves itself into its cgroup, and its parent shell exits at once: the
+            # sleeps belong to no process of the benchmark, like the services of a real host
+            # (oom_facts leaves its own process tree out of every ranking).
+            subprocess.run(['sh', '-c', 'i=0; while [ $i -lt %d ]; do sh -c \'echo $$ > %s/cgroup.procs && exec %s 3600\' '
+                            '</dev/null >/dev/null 2>&1 & i=$((i+1)); done' % (count, group, sleep)], check=True)
+        placed = 0
+        deadline = time.monotonic() + 60
+        while placed < args.processes and time.monotonic() < deadline:
+            time.sleep(0.5)
+            placed = sum(len(_members(g)) for g in groups)
         total = sum(1 for name in os.listdir('/proc') if name.isdigit())
+        if placed < args.processes:
+            sys.exit('only %d of %d sleeps reached their cgroups in 60 s' % (placed, args.processes))
         print('processes on the host: %d; %d of them in %d limited cgroups (cgroup v%d)' % (
             total, placed, len(groups), version))
         env = dict(os.environ, PYTHONPATH=collections)
@@ -130,14 +137,35 @@ def main():
             print('  ratio with/without              %7.2f%s' % (
                 with_s / without_s, '   (goal <= 1.20)' if kind == 'module' else ''))
     finally:
-        _common.kill_all(procs)
-        time.sleep(0.5)
+        _kill_members(groups)
         for group in reversed(groups):
             if os.path.isdir(group):
                 os.rmdir(group)
         if os.path.isdir(base):
             os.rmdir(base)
 
+
+def _members(group):
+    try:
+        with open(os.path.join(group, 'cgroup.procs')) as handle:
+            return [int(pid) for pid in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _kill_members(groups):
+    """SIGKILL every process in the benchmark's cgroups and wait until they are gone (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = [pid for group in groups for pid in _members(group)]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
 
 if __name__ == '__main__':
     main()
