@@ -167,5 +167,6 @@ def _kill_members(groups):
                 pass
         time.sleep(0.2)
 
+
 if __name__ == '__main__':
     main()

@@ -34,6 +34,8 @@ PATH_DEFAULTS = {
     'compaction_file': '/etc/sysctl.d/90-oomguard-compaction.conf',
     'earlyoom_defaults': '/etc/default/earlyoom',
     'oomd_conf_dir': '/etc/systemd/oomd.conf.d',
+    'monitor_lib_dir': '/usr/local/lib/oomguard-monitor',
+    'cron_dir': '/etc/cron.d',
 }
 
 

@@ -285,6 +285,7 @@ class Plan:
     after_reload: [(verb, unit)] for systemctl after the reload
     prune_dirs:   a removed file's directory goes too when it is left empty
     checks:       check(systemd) after everything, e.g. that a started unit runs
+    outputs:      files a program the plan installs will write (recorded, never written here)
     """
 
     def __init__(self, problems=None):
@@ -300,6 +301,7 @@ class Plan:
         self.after_reload = []
         self.prune_dirs = False
         self.checks = []
+        self.outputs = []
 
     def ledger_key(self, change):
         """A live value's key in the ledger: its name, or the file of a process."""
@@ -327,7 +329,7 @@ def execute(plan, state_dir, owner, systemd, labels, write, read):
         ledger.record_value(plan.ledger_key(change), change['kind'], change['path'], change['before'], owner,
                             change.get('starttime'))
     changed = [c['path'] for c in plan.file_changes]
-    for path in changed:
+    for path in changed + plan.outputs:
         ledger.record_file(path, owner)
     for unit, was_active in sorted(plan.units_record.items()):
         ledger.record_unit(unit, was_active, owner)

@@ -24,21 +24,26 @@ from ansible_collections.oomguard.linux.plugins.module_utils import _argspec
 from ansible_collections.oomguard.linux.plugins.module_utils import _engine as engine
 from ansible_collections.oomguard.linux.plugins.module_utils import early_oom as eo
 from ansible_collections.oomguard.linux.plugins.module_utils import ledger as ledger_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import monitor_apply as mon
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import tunables as tn
 from ansible_collections.oomguard.linux.plugins.module_utils import units_apply as ua
 from ansible_collections.oomguard.linux.plugins.module_utils.tunables_apply import DEFAULT_PATHS, read_back
 
 # The files the collection writes, by path option (unset: the default on the host restored).
-TARGET_PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'earlyoom_defaults', 'oomd_conf_dir')
+TARGET_PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'systemd_dir', 'earlyoom_defaults', 'oomd_conf_dir',
+                       'monitor_lib_dir', 'cron_dir')
 # Beside the per-unit drop-ins, what the collection puts in systemd_dir.
 SYSTEMD_FILES = (tn.THP_UNIT, 'sysinit.target.wants/' + tn.THP_UNIT, tn.COMPACT_SERVICE, tn.COMPACT_TIMER,
-                 'timers.target.wants/' + tn.COMPACT_TIMER)
+                 'timers.target.wants/' + tn.COMPACT_TIMER, mon.SERVICE, mon.TIMER, mon.TIMER_LINK)
 KILLER_UNITS = tuple(sorted(set(eo.UNITS.values()) | set(u for units in eo.SOCKETS.values() for u in units)))
 # What `systemctl enable` makes for the early killers: their [Install] links,
 # and systemd-oomd's Alias= in Debian's unit.
 KILLER_ALIASES = ('dbus-org.freedesktop.oom1.service',)
-UNITS = tuple(sorted(set(KILLER_UNITS) | set([tn.COMPACT_TIMER, tn.THP_UNIT])))
+UNITS = tuple(sorted(set(KILLER_UNITS) | set([tn.COMPACT_TIMER, tn.THP_UNIT, mon.TIMER])))
+# The collector's sources under monitor_lib_dir: module_utils by their module names.
+_MONITOR_SOURCE_RE = re.compile(r'^%s/(?:[a-z_]{1,64}\.py|__pycache__/[a-z_]{1,64}\.[a-z]{1,16}-[0-9]{1,8}\.pyc)$'
+                                % re.escape(mon.PACKAGE_DIR))
 DROPIN_NAMES = tuple(sorted([ua.DROPIN_NAME % scope for scope in ua.SCOPES] + [eo.DROPIN]))
 _UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]{1,255}$')
 CGROUP_FILE_NAMES = tuple(sorted(set(n for v2, dummy, v1 in ua.CGROUP_FILES.values() for n in (v2, v1) if n)))
@@ -64,21 +69,31 @@ def target_paths(params, host):
                 for name in TARGET_PATH_OPTIONS)
 
 
-def files_allowed(targets):
+def files_allowed(targets, state_dir):
     sd = targets['systemd_dir']
-    return ("the files the collection writes: %s, %s, %s, %s/%s; in %s: the drop-ins <unit>.d/NAME (NAME one of %s), "
-            "%s, and the early killers' links <target>.wants/UNIT or <target>.requires/UNIT (UNIT one of %s) and %s"
+    return ("the files the collection writes: %s, %s, %s, %s/%s, %s/%s, %s/%s; the collector's %s/%s and %s/%s/NAME.py (and its __pycache__/NAME.TAG.pyc), "
+            "and its textfile DIR/%s; in %s: the drop-ins <unit>.d/NAME (NAME one of %s), %s, and the early killers' "
+            "links <target>.wants/UNIT or <target>.requires/UNIT (UNIT one of %s) and %s"
             % (targets['sysctl_file'], targets['compaction_file'], targets['earlyoom_defaults'],
-               targets['oomd_conf_dir'], eo.DROPIN, sd, ', '.join(DROPIN_NAMES), ', '.join(SYSTEMD_FILES),
+               targets['oomd_conf_dir'], eo.DROPIN, targets['cron_dir'], mon.CRON_FILE, state_dir, mon.STATE_FILE,
+               targets['monitor_lib_dir'], mon.ENTRY, targets['monitor_lib_dir'], mon.PACKAGE_DIR,
+               mon.monitor.TEXTFILE_NAME, sd, ', '.join(DROPIN_NAMES), ', '.join(SYSTEMD_FILES),
                ', '.join(KILLER_UNITS), ', '.join(KILLER_ALIASES)))
 
 
-def file_allowed(path, targets):
+def file_allowed(path, targets, state_dir):
     if not normal_path(path):
         return False
     if path in (targets['sysctl_file'], targets['compaction_file'], targets['earlyoom_defaults'],
-                targets['oomd_conf_dir'] + '/' + eo.DROPIN):
+                targets['oomd_conf_dir'] + '/' + eo.DROPIN, targets['cron_dir'] + '/' + mon.CRON_FILE,
+                os.path.join(state_dir, mon.STATE_FILE), targets['monitor_lib_dir'] + '/' + mon.ENTRY):
         return True
+    # The textfile's directory is the inventory's; the name is the collector's alone.
+    if os.path.basename(path) == mon.monitor.TEXTFILE_NAME:
+        return True
+    lib = targets['monitor_lib_dir'] + '/'
+    if path.startswith(lib):
+        return bool(_MONITOR_SOURCE_RE.match(path[len(lib):]))
     prefix = targets['systemd_dir'] + '/'
     if not path.startswith(prefix):
         return False
@@ -137,17 +152,17 @@ def check_targets(data, targets, state_dir):
         if found:
             bad(*found)
     good_files = []
+    state_dir = os.path.normpath(state_dir)
     for path in sorted(data['files']):
-        if file_allowed(path, targets):
+        if file_allowed(path, targets, state_dir):
             good_files.append(path)
         else:
             bad('files[%s]' % ledger_mod.show(path), 'a file' if normal_path(path) else 'not a normal absolute path',
-                files_allowed(targets))
+                files_allowed(targets, state_dir))
     for index, directory in enumerate(data['dirs']):
         if not (normal_path(directory) and directory != '/'
                 and any(f.startswith(directory + '/') for f in good_files)):
             bad('dirs[%d]' % index, directory, 'a directory above one of the files the ledger holds')
-    state_dir = os.path.normpath(state_dir)
     for index, directory in enumerate(data['state_dirs_created']):
         if not (normal_path(directory) and directory != '/'
                 and (directory == state_dir or state_dir.startswith(directory + '/'))):

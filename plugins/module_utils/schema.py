@@ -60,7 +60,8 @@ KNOWN_VARIABLES = (
     'oomguard_diagnose_max_read_bytes', 'oomguard_diagnose_paths', 'oomguard_diagnose_since',
     'oomguard_diagnose_sources', 'oomguard_diagnose_timeout_s', 'oomguard_early_oom', 'oomguard_early_oom_result',
     'oomguard_fleet_report', 'oomguard_force', 'oomguard_harden', 'oomguard_harden_early_oom',
-    'oomguard_harden_hosts', 'oomguard_harden_tunables', 'oomguard_harden_units', 'oomguard_oom_protect_result',
+    'oomguard_harden_hosts', 'oomguard_harden_tunables', 'oomguard_harden_units', 'oomguard_monitor',
+    'oomguard_monitor_lib_dir', 'oomguard_monitor_result', 'oomguard_oom_protect_result',
     'oomguard_posture', 'oomguard_processes', 'oomguard_profile', 'oomguard_protect_defaults',
     'oomguard_report_dir', 'oomguard_report_formats', 'oomguard_restore_hosts', 'oomguard_services',
     'oomguard_state_dir', 'oomguard_sysctl', 'oomguard_sysctl_file', 'oomguard_sysctl_result',
@@ -381,7 +382,7 @@ def posix_ere(value):
 
 # What each path option names: a file the collection writes whole, or a directory it writes into.
 FILE_PATH_OPTIONS = ('sysctl_file', 'compaction_file', 'earlyoom_defaults')
-DIR_PATH_OPTIONS = ('systemd_dir', 'state_dir', 'oomd_conf_dir')
+DIR_PATH_OPTIONS = ('systemd_dir', 'state_dir', 'oomd_conf_dir', 'monitor_lib_dir', 'cron_dir', 'textfile_dir')
 # Files systemd-sysctl (and procps' sysctl --system) read: *.conf in these directories.
 SYSCTL_FILE_OPTIONS = ('sysctl_file', 'compaction_file')
 PATH_MAX_CHARS = 1024

@@ -65,6 +65,14 @@ options:
     description: systemd-oomd's drop-in directory that M(oomguard.linux.early_oom) was given.
     type: path
     default: /etc/systemd/oomd.conf.d
+  monitor_lib_dir:
+    description: Where M(oomguard.linux.oom_monitor) put the collector's files.
+    type: path
+    default: /usr/local/lib/oomguard-monitor
+  cron_dir:
+    description: Where M(oomguard.linux.oom_monitor) put its cron file (hosts without systemd).
+    type: path
+    default: /etc/cron.d
 extends_documentation_fragment:
   - oomguard.linux.change.ledger
   - oomguard.linux.labels.host

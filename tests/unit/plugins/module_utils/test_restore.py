@@ -149,13 +149,27 @@ def test_the_targets_follow_the_path_options(tmp_path):
     targets = restore_mod.target_paths({'paths': {'sysctl_file': '/etc/sysctl.d/60-mine.conf'}}, host)
     assert targets['sysctl_file'] == '/etc/sysctl.d/60-mine.conf'
     assert targets['systemd_dir'] == str(tmp_path / 'etc/systemd/system')
-    assert restore_mod.file_allowed('/etc/sysctl.d/60-mine.conf', targets)
-    assert not restore_mod.file_allowed('/etc/sysctl.d/90-oomguard.conf', targets)
+    assert restore_mod.file_allowed('/etc/sysctl.d/60-mine.conf', targets, '/var/lib/oomguard')
+    assert not restore_mod.file_allowed('/etc/sysctl.d/90-oomguard.conf', targets, '/var/lib/oomguard')
     sd = targets['systemd_dir']
     for path in (sd + '/ssh.service.d/90-oomguard-limits.conf', sd + '/multi-user.target.wants/earlyoom.service',
                  sd + '/oomguard-compact-memory.timer', sd + '/dbus-org.freedesktop.oom1.service'):
-        assert restore_mod.file_allowed(path, targets), path
+        assert restore_mod.file_allowed(path, targets, '/var/lib/oomguard'), path
     for path in (sd + '/ssh.service.d/override.conf', sd + '/multi-user.target.wants/cron.service',
                  sd + '/ssh.service', sd + '/a/b/90-oomguard-limits.conf', sd + '//oomguard-compact-memory.timer',
                  sd + '/../system/oomguard-compact-memory.timer', 'etc/sysctl.d/60-mine.conf'):
-        assert not restore_mod.file_allowed(path, targets), path
+        assert not restore_mod.file_allowed(path, targets, '/var/lib/oomguard'), path
+    # The monitor's files: its sources by module name, its entry, units, cron file, state and textfile.
+    lib = targets['monitor_lib_dir']
+    source = lib + '/ansible_collections/oomguard/linux/plugins/module_utils/'
+    for path in (source + 'monitor.py', source + '_engine.py', source + '__pycache__/monitor.cpython-311.pyc',
+                 lib + '/oomguard-monitor', sd + '/oomguard-monitor.timer',
+                 sd + '/timers.target.wants/oomguard-monitor.timer', sd + '/oomguard-monitor.service',
+                 str(tmp_path / 'etc/cron.d/oomguard-monitor'), '/var/lib/oomguard/monitor-state.json',
+                 '/var/lib/prometheus/node-exporter/oomguard.prom'):
+        assert restore_mod.file_allowed(path, targets, '/var/lib/oomguard'), path
+    for path in (source + 'x/monitor.py', source + 'Monitor.py', source + 'monitor.pyc', lib + '/bin/sh',
+                 source + '__pycache__/monitor.py', source + '__pycache__/../monitor.cpython-311.pyc',
+                 lib + '/ansible_collections/evil.py', '/var/lib/oomguard/other-state.json',
+                 '/var/lib/prometheus/node-exporter/node.prom', sd + '/timers.target.wants/other.timer'):
+        assert not restore_mod.file_allowed(path, targets, '/var/lib/oomguard'), path
