@@ -7,6 +7,7 @@ directory is first on sys.path when it is run as a file, as `tools/run bench
 benchmarks/X.py` does).  Standard library only.  See docs/benchmarks.md.
 """
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -112,3 +113,88 @@ def kill_all(procs):
             pass
     for proc in procs:
         proc.wait()
+
+
+# -- throwaway memory cgroups full of sleeping processes ---------------------------------------
+
+def memory_mount():
+    """(mount, cgroup version) of the memory controller; exits when there is none."""
+    mount = None
+    with open('/proc/mounts') as handle:
+        for line in handle:
+            fields = line.split()
+            if fields[2] == 'cgroup' and 'memory' in fields[3].split(','):
+                return fields[1], 1
+            if fields[2] == 'cgroup2' and fields[1] == '/sys/fs/cgroup':
+                mount = fields[1]
+    if mount is None:
+        sys.exit('no memory controller mounted: no cgroup to limit')
+    return mount, 2
+
+
+def _members(group):
+    try:
+        with open(os.path.join(group, 'cgroup.procs')) as handle:
+            return [int(pid) for pid in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _kill_members(groups):
+    """SIGKILL every process in the cgroups and wait until they are gone (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = [pid for group in groups for pid in _members(group)]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def limited_sleepers(processes, cgroups):
+    """`processes` sleeping processes spread over `cgroups` throwaway memory cgroups with a 1 GiB limit
+    each; yields (how many reached their cgroups, cgroup version). Changes no host setting: the cgroups
+    are the benchmark's own, removed with their processes at the end.
+
+    Each sleep moves itself into its cgroup, and its parent shell exits at once: the sleeps belong to
+    no process of the benchmark, like the services of a real host (oom_facts leaves its own process
+    tree out of every ranking)."""
+    mount, version = memory_mount()
+    limit_file = 'memory.max' if version == 2 else 'memory.limit_in_bytes'
+    base = os.path.join(mount, 'oomguard-bench-%d' % os.getpid())
+    groups = [os.path.join(base, 'g%03d' % i) for i in range(cgroups)]
+    try:
+        os.mkdir(base)
+        if version == 2:
+            with open(os.path.join(base, 'cgroup.subtree_control'), 'w') as handle:
+                handle.write('+memory')
+        for group in groups:
+            os.mkdir(group)
+            with open(os.path.join(group, limit_file), 'w') as handle:
+                handle.write(str(1 << 30))
+        sleep = shutil.which('sleep')
+        per_group = -(-processes // len(groups))
+        for index, group in enumerate(groups):
+            count = min(per_group, processes - index * per_group)
+            subprocess.run(['sh', '-c', 'i=0; while [ $i -lt %d ]; do sh -c \'echo $$ > %s/cgroup.procs && exec %s 3600\' '
+                            '</dev/null >/dev/null 2>&1 & i=$((i+1)); done' % (count, group, sleep)], check=True)
+        placed = 0
+        deadline = time.monotonic() + 60
+        while placed < processes and time.monotonic() < deadline:
+            time.sleep(0.5)
+            placed = sum(len(_members(g)) for g in groups)
+        if placed < processes:
+            sys.exit('only %d of %d sleeps reached their cgroups in 60 s' % (placed, processes))
+        yield placed, version
+    finally:
+        _kill_members(groups)
+        for group in reversed(groups):
+            if os.path.isdir(group):
+                os.rmdir(group)
+        if os.path.isdir(base):
+            os.rmdir(base)

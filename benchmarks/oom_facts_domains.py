@@ -25,12 +25,9 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 import _common
 
@@ -52,20 +49,6 @@ def _domain_count(kind, stdout):
     return len(domains or [])
 
 
-def memory_mount():
-    mount = None
-    with open('/proc/mounts') as handle:
-        for line in handle:
-            fields = line.split()
-            if fields[2] == 'cgroup' and 'memory' in fields[3].split(','):
-                return fields[1], 1
-            if fields[2] == 'cgroup2' and fields[1] == '/sys/fs/cgroup':
-                mount = fields[1]
-    if mount is None:
-        sys.exit('no memory controller mounted: no cgroup to limit')
-    return mount, 2
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--processes', type=int, default=5000)
@@ -73,38 +56,10 @@ def main():
     parser.add_argument('--rounds', type=int, default=5)
     args = parser.parse_args()
     collections = _common.collections_path()
-    mount, version = memory_mount()
-    limit_file = 'memory.max' if version == 2 else 'memory.limit_in_bytes'
-    base = os.path.join(mount, 'oomguard-bench-%d' % os.getpid())
-    groups = [os.path.join(base, 'g%03d' % i) for i in range(args.cgroups)]
-    try:
-        os.mkdir(base)
-        if version == 2:
-            with open(os.path.join(base, 'cgroup.subtree_control'), 'w') as handle:
-                handle.write('+memory')
-        for group in groups:
-            os.mkdir(group)
-            with open(os.path.join(group, limit_file), 'w') as handle:
-                handle.write(str(1 << 30))
-        sleep = shutil.which('sleep')
-        per_group = -(-args.processes // len(groups))
-        for index, group in enumerate(groups):
-            count = min(per_group, args.processes - index * per_group)
-            # Each sleep moves itself into its cgroup, and its parent shell exits at once: the
-            # sleeps belong to no process of the benchmark, like the services of a real host
-            # (oom_facts leaves its own process tree out of every ranking).
-            subprocess.run(['sh', '-c', 'i=0; while [ $i -lt %d ]; do sh -c \'echo $$ > %s/cgroup.procs && exec %s 3600\' '
-                            '</dev/null >/dev/null 2>&1 & i=$((i+1)); done' % (count, group, sleep)], check=True)
-        placed = 0
-        deadline = time.monotonic() + 60
-        while placed < args.processes and time.monotonic() < deadline:
-            time.sleep(0.5)
-            placed = sum(len(_members(g)) for g in groups)
+    with _common.limited_sleepers(args.processes, args.cgroups) as (placed, version):
         total = sum(1 for name in os.listdir('/proc') if name.isdigit())
-        if placed < args.processes:
-            sys.exit('only %d of %d sleeps reached their cgroups in 60 s' % (placed, args.processes))
         print('processes on the host: %d; %d of them in %d limited cgroups (cgroup v%d)' % (
-            total, placed, len(groups), version))
+            total, placed, args.cgroups, version))
         env = dict(os.environ, PYTHONPATH=collections)
         module = os.path.join(collections, 'ansible_collections', 'oomguard', 'linux', 'plugins', 'modules',
                               'oom_facts.py')
@@ -136,36 +91,6 @@ def main():
                 counts[kind, 'with'], with_s, _common.runs(times[kind, 'with'])))
             print('  ratio with/without              %7.2f%s' % (
                 with_s / without_s, '   (goal <= 1.20)' if kind == 'module' else ''))
-    finally:
-        _kill_members(groups)
-        for group in reversed(groups):
-            if os.path.isdir(group):
-                os.rmdir(group)
-        if os.path.isdir(base):
-            os.rmdir(base)
-
-
-def _members(group):
-    try:
-        with open(os.path.join(group, 'cgroup.procs')) as handle:
-            return [int(pid) for pid in handle.read().split()]
-    except OSError:
-        return []
-
-
-def _kill_members(groups):
-    """SIGKILL every process in the benchmark's cgroups and wait until they are gone (at most 30 s)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pids = [pid for group in groups for pid in _members(group)]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
 
 
 if __name__ == '__main__':

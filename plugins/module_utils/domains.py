@@ -147,10 +147,11 @@ def _victim_view(task, unit):
 
 
 def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_TASKS, exclude_pids=(),
-                  kernel_release=None, task_cache=None):
+                  kernel_release=None, task_cache=None, rank_tasks=True):
     """One domain per memory cgroup with a limit of its own (cgroups as
     cgroups.read_memory_cgroups returns them, mount its hierarchy's mount;
-    kernel_release as the snapshot read it, else read here).
+    kernel_release as the snapshot read it, else read here). Without rank_tasks,
+    the limits and usage only: no task is read, tasks and next_victim are None.
     Returns (domains, notes)."""
     notes = []
     if kernel_release is None:
@@ -168,14 +169,14 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
     # Tasks are read once, for the cgroups under some limit only.
     members = {}
     pids = []
-    for path in sorted(by_path):
+    for path in sorted(by_path) if rank_tasks else ():
         if tops_of[path]:
             # the audit's own processes are left out: gone when it ends
             pids += [(pid, path) for pid in read_procs(host, mount.rstrip('/') + path) if pid not in exclude_pids]
     if len(pids) > max_tasks:
         notes.append('ranked %d of the %d tasks in limited cgroups only' % (max_tasks, len(pids)))
     cgroup_of = dict(pids[:max_tasks])
-    for task in read_tasks(host, [pid for pid, dummy in pids[:max_tasks]], task_cache):
+    for task in read_tasks(host, [pid for pid, dummy in pids[:max_tasks]], task_cache) if pids else []:
         task['cgroup'] = cgroup_of[task['pid']]
         members.setdefault(task['cgroup'], []).append(task)
     inside_of = dict((top, []) for top in limited)
@@ -193,8 +194,8 @@ def memcg_domains(host, cgroups, mount, swap_total_kb, page_kb=4, max_tasks=MAX_
         domain = {
             'kind': 'memcg', 'path': top, 'unit': unit_of(top), 'limit_kb': limit_kb, 'usage_kb': usage_kb,
             'headroom_kb': limit_kb - usage_kb if usage_kb is not None else None,
-            'totalpages': totalpages, 'tasks': len(inside), 'group_kill': None, 'next_victim': None,
-            'group_victims': [], 'forecast': None,
+            'totalpages': totalpages, 'tasks': len(inside) if rank_tasks else None, 'group_kill': None,
+            'next_victim': None, 'group_victims': [], 'forecast': None,
             '_ranked': ranked,  # for what_if; collect() drops it
         }
         if victim is not None:
@@ -258,7 +259,7 @@ def _bound_pids(host, snap, restricted, mask_of):
 
 
 def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max_tasks=MAX_TASKS,
-                 task_cache=None):
+                 task_cache=None, rank_tasks=True):
     """One domain per set of NUMA nodes a cpuset confines tasks to (cpuset.mems, systemd's
     AllowedMemoryNodes). When such a set runs out, constrained_alloc() makes it a CONSTRAINT_CPUSET OOM:
     totalpages are the set's present pages plus all swap, and the candidates are every task whose
@@ -280,12 +281,12 @@ def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max
     if not cpusets:
         return [], notes
     bound = _bound_pids(host, snap, restricted, mask_of)
-    pids = sorted(int(name) for name in host.listdir('proc') if name.isdigit())
+    pids = sorted(int(name) for name in host.listdir('proc') if name.isdigit()) if rank_tasks else []
     pids = [pid for pid in pids if pid not in exclude_pids]
     if len(pids) > max_tasks:
         notes.append('ranked %d of the %d tasks for the NUMA node domains only' % (max_tasks, len(pids)))
         pids = pids[:max_tasks]
-    tasks = read_tasks(host, pids, task_cache)
+    tasks = read_tasks(host, pids, task_cache) if pids else []
     present_kb = {}
     for zone in snap.get('zones') or []:
         if zone.get('present_kb') is not None:
@@ -314,7 +315,7 @@ def node_domains(host, snap, page_kb=4, exclude_pids=(), at_least_one=False, max
             'cpusets': paths[:20], 'unit': unit_of(paths[0]) if len(paths) == 1 else None,
             'limit_kb': limit_kb, 'usage_kb': usage_kb,
             'headroom_kb': None if usage_kb is None else limit_kb - usage_kb,
-            'totalpages': totalpages, 'tasks': len(candidates),
+            'totalpages': totalpages, 'tasks': len(candidates) if rank_tasks else None,
             'bound_tasks': sum(1 for pid in bound if bound[pid] == mask),
             'group_kill': None, 'next_victim': None, 'group_victims': [], 'forecast': None,
             '_ranked': ranked,  # for what_if; collect() drops it
@@ -384,10 +385,11 @@ def _tightest_first(domain):
     return (domain['headroom_kb'] is None, domain['headroom_kb'] or 0, domain['path'])
 
 
-def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
+def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None, rank_tasks=True):
     """The domains of a snapshot (host first, then memory cgroups and NUMA node sets, tightest headroom
-    first), and what_if's
-    answer when what_if_request is given; (domains, what_if answer or None, notes)."""
+    first), and what_if's answer when what_if_request is given; (domains, what_if answer or None, notes).
+    Without rank_tasks (the monitor's collector, every minute), no task is read: the limits, usage and
+    headroom only, with no next victim."""
     processes = snap.get('processes') or {}
     domains = [host_domain(snap['memory'], processes.get('victims') or [])]
     notes = []
@@ -396,12 +398,13 @@ def collect(host, snap, page_kb=4, exclude_pids=(), what_if_request=None):
     if controller and snap.get('cgroups'):
         memcgs, notes = memcg_domains(host, snap['cgroups'], controller['mount'], snap['memory'].get('SwapTotal'),
                                       page_kb, exclude_pids=exclude_pids,
-                                      kernel_release=(snap.get('kernel') or {}).get('release'), task_cache=task_cache)
+                                      kernel_release=(snap.get('kernel') or {}).get('release'), task_cache=task_cache,
+                                      rank_tasks=rank_tasks)
         domains += memcgs
     release = kr.kernel_version((snap.get('kernel') or {}).get('release') or '')
     nodes, node_notes = node_domains(host, snap, page_kb, exclude_pids,
                                      at_least_one=release is not None and release < SIGNED_POINTS_SINCE,
-                                     task_cache=task_cache)
+                                     task_cache=task_cache, rank_tasks=rank_tasks)
     notes += node_notes
     domains[1:] = sorted(domains[1:] + nodes, key=_tightest_first)
     answer = None

@@ -295,10 +295,13 @@ def previous_boot_events(journalctl, boot_id):
 
 # -- the posture ---------------------------------------------------------------------------
 
-def read_posture(host, run_command=None, systemctl=None):
-    """(verdict, snapshot) of the host, read as oom_facts reads it (without slabinfo)."""
-    snap = snapshot.collect(host, skip=['slabinfo'], victims_count=1, run_command=run_command,
+def read_posture(host, state, now, run_command=None, systemctl=None):
+    """(verdict, snapshot) of the host, read as oom_facts reads it but without slabinfo and without ranking
+    the domains' tasks (a status read per task: too much every minute on a large host; oom_facts has the
+    next victims), its domains' forecasts from the usage of the last runs."""
+    snap = snapshot.collect(host, skip=['slabinfo', 'domain_victims'], victims_count=1, run_command=run_command,
                             systemctl_path=systemctl)
+    forecast_domains(state, exported_domains(snap), now)
     return judge(snap, None), snap
 
 
@@ -427,9 +430,8 @@ def run(textfile_dir, state_path, host=None, run_command=None, systemctl=None, j
     verdict = snap = None
     domains = []
     try:
-        verdict, snap = read_posture(host, run_command, systemctl)
+        verdict, snap = read_posture(host, state, started, run_command, systemctl)
         domains = exported_domains(snap)
-        forecast_domains(state, domains, started)
     except procfs.ReadError as exc:
         errors['posture'] = str(exc)
     write_atomic(state_path, json.dumps(state, sort_keys=True, separators=(',', ':')), 0o600)

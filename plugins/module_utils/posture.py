@@ -927,6 +927,8 @@ def check_group_kill_overrides_adj(snap, th):
     """A task protected by a negative oom_score_adj (above -1000) inside a memory.oom.group cgroup the
     next kill of its domain takes whole: the group kill takes it regardless (only -1000 is spared)."""
     domains = _section(snap, 'domains')
+    if snap.get('domain_victims') is False:
+        raise _Missing('domains: their tasks were not ranked (skip: domain_victims)')
     exposed = []
     for domain in domains:
         for task in domain.get('group_victims') or []:

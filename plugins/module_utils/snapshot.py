@@ -22,7 +22,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import domains as d
 from ansible_collections.oomguard.linux.plugins.module_utils.systemd import read_units
 
 # Parts a caller may skip because they cost more than a few file reads.
-SKIPPABLE = ('processes', 'cgroups', 'slabinfo', 'systemd', 'numa', 'domains')
+SKIPPABLE = ('processes', 'cgroups', 'slabinfo', 'systemd', 'numa', 'domains', 'domain_victims')
 
 
 def _page_kb(host):
@@ -123,8 +123,9 @@ def collect(host, skip=(), victims_count=10, run_command=None, systemctl_path=No
     if snap['processes'] is not None:
         excluded_pids = set(snap['processes'].pop('excluded_pids', ()))
         if 'domains' not in skip:
-            snap['domains'], snap['what_if'], domain_notes = domains_mod.collect(host, snap, page_kb, excluded_pids,
-                                                                                 what_if)
+            snap['domains'], snap['what_if'], domain_notes = domains_mod.collect(
+                host, snap, page_kb, excluded_pids, what_if, rank_tasks='domain_victims' not in skip)
+            snap['domain_victims'] = 'domain_victims' not in skip
             for note in domain_notes:
                 notes.add('domains', note)
             if samples > 1:

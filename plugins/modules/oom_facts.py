@@ -43,11 +43,13 @@ options:
         are listed in RV(ansible_facts.oom_posture.not_evaluated).
       - V(processes) skips the process scan (victims, early killer detection, forking programs).
       - V(cgroups) skips the cgroup walk; V(slabinfo) skips C(/proc/slabinfo); V(systemd) skips the
-        C(systemctl show) call; V(numa) skips the per-node meminfo; V(domains) skips the ranking inside
-        each limited memory cgroup (RV(ansible_facts.oom_posture.domains) is then null).
+        C(systemctl show) call; V(numa) skips the per-node meminfo; V(domains) skips the OOM domains
+        (RV(ansible_facts.oom_posture.domains) is then null); V(domain_victims) keeps the domains' limits, usage
+        and headroom but reads no task for their next victims (each domain's C(next_victim) and C(tasks) are
+        then null; the monitor's collector runs so every minute).
     type: list
     elements: str
-    choices: [processes, cgroups, slabinfo, systemd, numa, domains]
+    choices: [processes, cgroups, slabinfo, systemd, numa, domains, domain_victims]
     default: []
   thresholds:
     description:

@@ -31,9 +31,15 @@ packages=(systemd-sysv udev kmod dbus openssh-server python3 linux-image-amd64 i
 off_units=(earlyoom.service nginx.service)
 case "$suite" in
 bullseye) ;;
-bookworm | trixie)
+bookworm)
     packages+=(systemd-oomd)
     off_units+=(systemd-oomd.service systemd-oomd.socket)
+    ;;
+trixie)
+    # The monitor role's proof (molecule/shared/tests/test_monitor.py): Debian's node_exporter
+    # serves the collector's textfile and Debian's Prometheus scrapes it and evaluates the rules.
+    packages+=(systemd-oomd prometheus prometheus-node-exporter curl)
+    off_units+=(systemd-oomd.service systemd-oomd.socket prometheus.service prometheus-node-exporter.service)
     ;;
 *)
     echo "build-image.sh: suite '$suite': use bullseye, bookworm or trixie" >&2

@@ -74,7 +74,7 @@ SCENARIOS = {
                                              'MemoryMin': '33554432', 'CPUWeight': '1000'},
                      'oomguard-batch.service': {'OOMScoreAdjust': '800'},
                      'nginx.service': {'OOMPolicy': 'kill'}}},
-    'debian13': {'cgroup_modes': ['v2'], 'numa_nodes': 1, 'ooms': [MEMCG, HOST], 'unit_ooms': [LIMITED],
+    'debian13': {'monitor': True, 'cgroup_modes': ['v2'], 'numa_nodes': 1, 'ooms': [MEMCG, HOST], 'unit_ooms': [LIMITED],
                  'release': {'VERSION_ID': '13', 'systemd': 257, 'kernel': '6.12'}, 'too_new_case': True,
                  'early_killer': {'unit': 'systemd-oomd.service', 'dry_run': True}, 'oomd_pressure': True,
                  'unit_properties': {
@@ -94,8 +94,10 @@ SCENARIOS = {
 
 
 def pytest_collection_modifyitems(items):
-    """The fleet audit (test_fleet.py) runs last: its report counts the kills the other tests made."""
-    items.sort(key=lambda item: item.module.__name__.rpartition('.')[2] == 'test_fleet')
+    """The fleet audit (test_fleet.py) runs after the others: its report counts the kills they made. The
+    monitor's proof (test_monitor.py) runs last of all: it reboots the VM."""
+    order = {'test_fleet': 1, 'test_monitor': 2}
+    items.sort(key=lambda item: order.get(item.module.__name__.rpartition('.')[2], 0))
 
 
 @pytest.fixture(scope='session')

@@ -17,6 +17,7 @@ import pytest
 
 from ansible_collections.oomguard.linux.plugins.module_utils import cgroups as cg
 from ansible_collections.oomguard.linux.plugins.module_utils import domains
+from ansible_collections.oomguard.linux.plugins.module_utils import posture
 from ansible_collections.oomguard.linux.plugins.module_utils import procfs
 from ansible_collections.oomguard.linux.plugins.module_utils import snapshot
 from ansible_collections.oomguard.linux.tests.unit import fake_host
@@ -144,6 +145,21 @@ def test_the_posture_lists_the_host_first_then_the_tightest_cgroup(limited_tree)
     assert host['next_victim']['pid'] == snap['processes']['victims'][0]['pid']
     assert host['headroom_kb'] == snap['memory']['MemAvailable'] + snap['memory'].get('SwapFree', 0)
     assert 'excluded_pids' not in snap['processes']
+
+
+def test_without_their_victims_the_domains_keep_limits_and_headroom_and_read_no_task(limited_tree, monkeypatch):
+    fake_host.write_file(os.path.join(limited_tree, 'sys/fs/cgroup/system.slice/memory.oom.group'), '1\n')
+    ranked = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd'))
+    monkeypatch.setattr(domains, 'read_tasks', lambda *args: pytest.fail('a task was read'))
+    plain = snapshot.collect(procfs.HostRoot(limited_tree), skip=('slabinfo', 'systemd', 'domain_victims'))
+    for with_tasks, without in zip(ranked['domains'][1:], plain['domains'][1:]):
+        for key in ('kind', 'path', 'limit_kb', 'usage_kb', 'headroom_kb', 'totalpages'):
+            assert with_tasks[key] == without[key], key
+        assert (without['tasks'], without['next_victim'], without['group_victims']) == (None, None, [])
+    # The finding that needs the group's tasks is said not evaluated, not silently clean.
+    verdict = posture.judge(plain, None)
+    assert any(n['id'] == 'group_kill_overrides_adj' for n in verdict['not_evaluated'])
+    assert plain['domains'][0]['next_victim'] is not None  # the host's is the process scan's
 
 
 def test_the_live_host_has_a_host_domain():
