@@ -75,7 +75,8 @@ def files_allowed(targets, state_dir):
             "and its textfile DIR/%s; in %s: the drop-ins <unit>.d/NAME (NAME one of %s), %s, and the early killers' "
             "links <target>.wants/UNIT or <target>.requires/UNIT (UNIT one of %s) and %s"
             % (targets['sysctl_file'], targets['compaction_file'], targets['earlyoom_defaults'],
-               targets['oomd_conf_dir'], eo.DROPIN, targets['cron_dir'], mon.CRON_FILE, state_dir, mon.STATE_FILE,
+               targets['oomd_conf_dir'], eo.DROPIN, targets['cron_dir'], mon.CRON_FILE, state_dir,
+               mon.STATE_FILE + ' and ' + mon.monitor.POLICY_FILE,
                targets['monitor_lib_dir'], mon.ENTRY, targets['monitor_lib_dir'], mon.PACKAGE_DIR,
                mon.monitor.TEXTFILE_NAME, sd, ', '.join(DROPIN_NAMES), ', '.join(SYSTEMD_FILES),
                ', '.join(KILLER_UNITS), ', '.join(KILLER_ALIASES)))
@@ -86,7 +87,8 @@ def file_allowed(path, targets, state_dir):
         return False
     if path in (targets['sysctl_file'], targets['compaction_file'], targets['earlyoom_defaults'],
                 targets['oomd_conf_dir'] + '/' + eo.DROPIN, targets['cron_dir'] + '/' + mon.CRON_FILE,
-                os.path.join(state_dir, mon.STATE_FILE), targets['monitor_lib_dir'] + '/' + mon.ENTRY):
+                os.path.join(state_dir, mon.STATE_FILE), os.path.join(state_dir, mon.monitor.POLICY_FILE),
+                targets['monitor_lib_dir'] + '/' + mon.ENTRY):
         return True
     # The textfile's directory is the inventory's; the name is the collector's alone.
     if os.path.basename(path) == mon.monitor.TEXTFILE_NAME:

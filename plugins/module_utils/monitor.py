@@ -19,8 +19,10 @@ import sys
 import tempfile
 import time
 
+from ansible_collections.oomguard.linux.plugins.module_utils import audit
 from ansible_collections.oomguard.linux.plugins.module_utils import domains as domains_mod
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_events, oom_report, procfs, snapshot
+from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, Refused
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
 from ansible_collections.oomguard.linux.plugins.module_utils.posture import LEVELS, judge
 
@@ -43,6 +45,11 @@ LOG_TIMEOUT_S = 20
 # The previous boot's kernel lines looked at after a reboot (the end of that boot).
 PREVIOUS_BOOT_LINES = 20000
 TEXTFILE_NAME = 'oomguard.prom'
+# The hardening policy oom_monitor writes beside the state (the harden role's variables), for the drift
+# metric; the keys the drift audit takes, and how large the file may be.
+POLICY_FILE = 'monitor-policy.json'
+POLICY_KEYS = ('profile', 'sysctl', 'thp', 'services', 'cgroups', 'processes', 'protect_defaults', 'early_oom')
+MAX_POLICY_BYTES = 1 << 20
 
 HELP = (
     ('oomguard_monitor_last_run_timestamp_seconds', 'gauge', 'When the oomguard collector last finished, Unix time.'),
@@ -56,6 +63,8 @@ HELP = (
                                                    'carried across reboots.'),
     ('oomguard_oom_kills_by_unit_total', 'counter', 'Kernel OOM kills by the victim\'s systemd unit or cgroup.'),
     ('oomguard_early_killers', 'gauge', 'Userspace early OOM killers running on the host.'),
+    ('oomguard_drift_settings', 'gauge', 'Settings of the hardening policy by status: drift (the live value '
+                                         'differs) or missing (a file or unit of the policy is absent).'),
     ('oomguard_domain_limit_bytes', 'gauge', 'Memory an OOM domain may use before the kernel kills in it.'),
     ('oomguard_domain_headroom_bytes', 'gauge', 'Memory left in an OOM domain before its OOM.'),
     ('oomguard_domain_headroom_ratio', 'gauge', 'Headroom of an OOM domain as a share of its limit.'),
@@ -278,7 +287,9 @@ def previous_boot_events(journalctl, boot_id):
     if not journalctl or not boot_id or len(boot_id.replace('-', '')) != 32:
         return None, 'no journal to read the previous boot from'
     with tempfile.NamedTemporaryFile(prefix='oomguard-monitor-', suffix='.log') as out:
-        argv = [journalctl, '-k', '-b', boot_id.replace('-', ''), '-o', 'short-monotonic', '--no-pager', '-q',
+        # -o export: each entry keeps the kernel's own stamp (_SOURCE_MONOTONIC_TIMESTAMP), which the cursor
+        # is; short-monotonic shows when journald received the line, later than the kernel's stamp.
+        argv = [journalctl, '-k', '-b', boot_id.replace('-', ''), '-o', 'export', '--no-pager', '-q',
                 '-n', str(PREVIOUS_BOOT_LINES)]
         try:
             proc = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, timeout=LOG_TIMEOUT_S, check=False)
@@ -330,6 +341,31 @@ def forecast_domains(state, domains, now):
     state['samples'] = kept
 
 
+# -- drift from the hardening policy ---------------------------------------------------------
+
+def read_policy(path):
+    """(policy or None, problem): the policy oom_monitor wrote, or None where there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, None if exc.errno == errno.ENOENT else 'cannot open %s: %s' % (path, os.strerror(exc.errno))
+    with os.fdopen(fd, 'rb') as handle:
+        data = handle.read(MAX_POLICY_BYTES + 1)
+    try:
+        policy = json.loads(data.decode('utf-8')) if len(data) <= MAX_POLICY_BYTES else None
+    except (ValueError, UnicodeDecodeError):
+        policy = None
+    if not isinstance(policy, dict) or set(policy) - set(POLICY_KEYS):
+        return None, '%s is not a policy oom_monitor wrote' % path
+    return policy, None
+
+
+def drift_counts(policy, host, run_command, systemctl):
+    """{'drift': n, 'missing': n} of the host against the policy: the drift audit of oom_audit."""
+    result = audit.run(dict(policy), host, Labels(os.uname()[1]), run_command, systemctl)
+    return {'drift': result['drift'], 'missing': result['missing']}
+
+
 # -- the textfile -----------------------------------------------------------------------------
 
 def label(value):
@@ -360,7 +396,7 @@ def render(samples):
     return '\n'.join(lines) + '\n'
 
 
-def metrics(state, verdict, snap, domains, errors, finished, duration_s):
+def metrics(state, verdict, snap, domains, errors, finished, duration_s, drift=None):
     """{metric: [(labels, value)]} of one run."""
     out = dict((name, []) for name, dummy, dummy2 in HELP)
     out['oomguard_monitor_last_run_timestamp_seconds'].append(({}, round(finished, 3)))
@@ -384,6 +420,8 @@ def metrics(state, verdict, snap, domains, errors, finished, duration_s):
         out['oomguard_oom_kills_by_unit_total'].append(({'unit': unit}, state['by_unit'][unit]))
     if snap is not None and snap.get('processes') is not None:
         out['oomguard_early_killers'].append(({}, len(snap['processes'].get('early_killers') or [])))
+    for status in sorted(drift or {}):
+        out['oomguard_drift_settings'].append(({'status': status}, drift[status]))
     for domain in domains:
         labels = {'kind': domain['kind'], 'path': domain['path'] if domain['kind'] != 'node'
                   else 'node:' + domains_mod.format_node_list(domain.get('nodes') or [])}
@@ -434,11 +472,21 @@ def run(textfile_dir, state_path, host=None, run_command=None, systemctl=None, j
         domains = exported_domains(snap)
     except procfs.ReadError as exc:
         errors['posture'] = str(exc)
+    drift = None
+    policy, problem = read_policy(os.path.join(os.path.dirname(state_path), POLICY_FILE))
+    if problem:
+        errors['policy'] = problem
+    elif policy is not None:
+        try:
+            drift = drift_counts(policy, host, run_command, systemctl)
+        except (Refused, procfs.ReadError, OSError, ValueError) as exc:
+            # A policy this host refuses, a read that fails: the other metrics are still written.
+            errors['policy'] = 'the drift audit failed: %s' % exc
     write_atomic(state_path, json.dumps(state, sort_keys=True, separators=(',', ':')), 0o600)
     finished = clock()
     textfile = os.path.join(textfile_dir, TEXTFILE_NAME)
-    write_atomic(textfile, render(metrics(state, verdict, snap, domains, errors, finished, finished - started)),
-                 0o644)
+    write_atomic(textfile, render(metrics(state, verdict, snap, domains, errors, finished, finished - started,
+                                          drift)), 0o644)
     return {'textfile': textfile, 'errors': errors, 'new_kills': new, 'duration_s': round(finished - started, 3)}
 
 

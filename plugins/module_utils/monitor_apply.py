@@ -13,6 +13,7 @@ restore removes them with the rest.
 
 import ast
 import hashlib
+import json
 import importlib
 import importlib.util
 import marshal
@@ -36,6 +37,8 @@ STATE_FILE = 'monitor-state.json'
 PATH_OPTIONS = ('systemd_dir', 'state_dir', 'monitor_lib_dir', 'cron_dir')
 DEFAULT_PATHS = _argspec.default_paths(*PATH_OPTIONS)
 SETTINGS = ('textfile_dir', 'interval_s')
+POLICY_TYPES = {'profile': str, 'sysctl': dict, 'thp': dict, 'services': dict, 'cgroups': dict, 'processes': list,
+                'protect_defaults': bool, 'early_oom': dict}
 INTERVAL_S = (15, 3600)
 DEFAULT_INTERVAL_S = 60
 
@@ -188,6 +191,11 @@ def plan(params, host, labels, systemd, check_mode=False):
         checker.refuse('unsupported', 'the collector needs a scheduler: systemd is not PID 1 and there is no %s '
                        'for a cron file; install cron (or run systemd), then run again' % paths['cron_dir'],
                        key='monitor')
+    policy = params.get('policy') or {}
+    for key in sorted(policy, key=str):
+        if key not in POLICY_TYPES or not isinstance(policy[key], POLICY_TYPES[key]):
+            checker.invalid('policy[%s]' % key, policy[key], 'the harden role\'s variables: %s' % ', '.join(
+                '%s (%s)' % (k, t.__name__) for k, t in sorted(POLICY_TYPES.items())))
     judged = engine.Plan(checker.problems)
     if checker.problems:
         return judged
@@ -218,6 +226,10 @@ def plan(params, host, labels, systemd, check_mode=False):
             files[path] = {'type': 'link', 'target': spec}
         else:
             files[path] = {'type': 'file', 'content': spec, 'mode': 0o644}
+    # The policy the drift metric compares the host with (none: no drift metric).
+    policy_path = os.path.join(paths['state_dir'], monitor.POLICY_FILE)
+    files[policy_path] = ({'type': 'file', 'content': json.dumps(policy, indent=1, sort_keys=True) + '\n',
+                           'mode': 0o600} if policy else {'type': 'absent'})
     judged.files = files
     judged.file_changes = [_digested(c, files[c['path']]) if c['path'].startswith(lib_dir + '/' + PACKAGE_DIR) else c
                            for c in engine.plan_files(files)]

@@ -46,6 +46,15 @@ options:
         C(interval_s) rounded up to whole minutes.
     type: dict
     default: {}
+  policy:
+    description:
+      - The host's hardening policy, as the C(oomguard.linux.harden) role's variables without their C(oomguard_)
+        prefix (C(profile), C(sysctl), C(thp), C(services), C(cgroups), C(processes), C(protect_defaults),
+        C(early_oom)). It is written to C(monitor-policy.json) in O(state_dir), and every run of the collector
+        compares the live host with it the way M(oomguard.linux.oom_audit) does, for C(oomguard_drift_settings).
+      - Empty (the default) - no drift metric.
+    type: dict
+    default: {}
   monitor_lib_dir:
     description: Where the collector's files go.
     type: path
@@ -144,6 +153,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils.monitor_apply impor
 def argument_spec():
     return dict(
         monitor=dict(type='dict', default={}),
+        policy=dict(type='dict', default={}),
         **_argspec.path_spec('monitor_lib_dir', 'cron_dir'),
         **_argspec.change_spec(),
         **_argspec.labels_spec(),

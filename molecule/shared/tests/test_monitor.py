@@ -52,8 +52,8 @@ def _put(host, path, text):
 def _counts(host):
     """{cause: n} and the kernel total from the textfile the collector wrote."""
     text = host.file(TEXTFILE).content_string
-    causes = dict((c, int(n)) for c, n in re.findall(r'^oomguard_oom_kills_total\{cause="([a-z_]+)"\} (\d+)$', text,
-                                                       re.M))
+    found = re.findall(r'^oomguard_oom_kills_total\{cause="([a-z_]+)"\} (\d+)$', text, re.M)
+    causes = dict((cause, int(count)) for cause, count in found)
     total = int(re.search(r'^oomguard_kernel_oom_kills_total (\d+)$', text, re.M).group(1))
     return causes, total
 

@@ -25,6 +25,7 @@ from ansible_collections.oomguard.linux.plugins.module_utils import monitor
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, '..', '..', 'fixtures', 'oom_reports')
 VM_BOOT = os.path.abspath(os.path.join(CORPUS, 'generated', 'debian12-6.1-cgroupv2-mixed', 'dmesg.txt'))
+EXPORT = os.path.abspath(os.path.join(CORPUS, 'journal-exports', 'derived-from-debian12-6.1-cgroupv2-mixed.export.txt.gz'))
 GROUP = os.path.abspath(os.path.join(CORPUS, 'public', '5.0-next-memcg-oom-group-kills-init-panic-printk-caller-lkml.txt'))
 BOOT_A = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0'
 BOOT_B = '11111111-2222-3333-4444-555555555555'
@@ -93,6 +94,18 @@ def test_a_reboot_carries_the_counts_and_reads_the_previous_boots_tail(vm_events
     monitor.count_kills(state, BOOT_A, 12, vm_events[:12])
     monitor.count_kills(state, BOOT_B, 0, [], previous_boot_events=None)
     assert state['kernel_total'] == 12 and state['cursor_uptime_s'] is None
+
+
+def test_the_previous_boot_read_from_its_journal_export_is_not_counted_twice(vm_events):
+    # The same boot as journalctl -o export gives it (derived from the VM's capture): the kernel's own
+    # stamps, so the cursor taken from the ring buffer splits it at the same report.
+    exported = _events(EXPORT)
+    assert [e['uptime_s'] for e in exported] == [e['uptime_s'] for e in vm_events]
+    state = monitor.fresh_state()
+    monitor.count_kills(state, BOOT_A, 12, vm_events[:12])
+    new = monitor.count_kills(state, BOOT_B, 0, [], previous_boot_events=exported)
+    assert dict((c, n) for c, n in new.items() if n) == {'manual': 1, 'host': 1}
+    assert state['kernel_total'] == 14
 
 
 def test_an_oom_group_kill_counts_every_member():
@@ -208,3 +221,26 @@ def test_a_run_on_this_machine_writes_both_files(tmp_path):
     monitor.run(textfile_dir, state_path, log_paths=[VM_BOOT])
     state, dummy = monitor.load_state(state_path)
     assert len(state['samples']['host:/']) == 2 and os.listdir(textfile_dir) == ['oomguard.prom']
+
+
+def test_with_a_policy_the_drift_is_counted_on_this_machine(tmp_path):
+    textfile_dir, state_path = str(tmp_path / 'textfile'), str(tmp_path / 'state.json')
+    os.mkdir(textfile_dir)
+    with open('/proc/sys/vm/panic_on_oom') as handle:
+        live = int(handle.read())
+    policy_path = str(tmp_path / monitor.POLICY_FILE)
+    # The live value, and one that is not: one setting drifts (the audit reads, never writes).
+    for value, drift in ((live, 0), (1 - min(live, 1), 1)):
+        monitor.write_atomic(policy_path, json.dumps({'sysctl': {'vm.panic_on_oom': value}}), 0o600)
+        result = monitor.run(textfile_dir, state_path, log_paths=[VM_BOOT])
+        assert 'policy' not in result['errors'], result['errors']
+        with open(result['textfile']) as handle:
+            text = handle.read()
+        assert 'oomguard_drift_settings{status="drift"} %d' % drift in text, text
+        assert re.search(r'^oomguard_drift_settings\{status="missing"\} \d+$', text, re.M)
+    # A file that is not a policy: said, and no drift metric.
+    monitor.write_atomic(policy_path, json.dumps({'sysctl': {}, 'rm -rf': 1}), 0o600)
+    result = monitor.run(textfile_dir, state_path, log_paths=[VM_BOOT])
+    assert 'is not a policy oom_monitor wrote' in result['errors']['policy']
+    with open(result['textfile']) as handle:
+        assert 'oomguard_drift_settings' not in handle.read()

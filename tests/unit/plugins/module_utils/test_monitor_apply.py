@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from ansible_collections.oomguard.linux.tests.unit import fake_host
 from ansible_collections.oomguard.linux.tests.unit.trees import tree_state
 
 LABELS = engine.Labels('h1')
+POLICY = {'profile': 'database', 'sysctl': {'vm.swappiness': 10}, 'protect_defaults': True}
 
 
 class Root:
@@ -49,8 +51,9 @@ class Root:
     def paths(self):
         return dict(self._paths)
 
-    def apply(self, monitor=None, check_mode=False, systemctl=None):
-        params = {'monitor': dict({'textfile_dir': self.textfile_dir}, **(monitor or {})), 'paths': self.paths()}
+    def apply(self, monitor=None, check_mode=False, systemctl=None, policy=None):
+        params = {'monitor': dict({'textfile_dir': self.textfile_dir}, **(monitor or {})), 'paths': self.paths(),
+                  'policy': policy or {}}
         return ma.apply(params, self.host, LABELS, check_mode, run_command=systemctl,
                         systemctl='systemctl' if systemctl else None)
 
@@ -100,11 +103,11 @@ def test_bad_settings_are_refused_all_at_once(managed):
 def test_timer_install_is_idempotent_and_restore_puts_the_tree_back(managed):
     original = tree_state(managed.root)
     systemctl = fake_host.Systemctl(version=252)
-    planned = managed.apply(check_mode=True, systemctl=systemctl)
+    planned = managed.apply(check_mode=True, systemctl=systemctl, policy=POLICY)
     assert planned['changed'] and tree_state(managed.root) == original
     assert systemctl.calls == [['is-active', ma.TIMER]]
     systemctl.calls = []
-    result = managed.apply(systemctl=systemctl)
+    result = managed.apply(systemctl=systemctl, policy=POLICY)
     assert result['scheduler'] == 'systemd timer' and result['changed']
     assert systemctl.calls == [['is-active', ma.TIMER], ['daemon-reload'], ['restart', ma.TIMER],
                                ['start', ma.SERVICE]]
@@ -123,11 +126,13 @@ def test_timer_install_is_idempotent_and_restore_puts_the_tree_back(managed):
     assert ledger['files'][os.path.join(managed.textfile_dir, 'oomguard.prom')]['type'] == 'absent'
     assert ledger['files'][os.path.join(managed.state_dir, 'monitor-state.json')]['type'] == 'absent'
     systemctl.calls = []
-    again = managed.apply(systemctl=systemctl)
+    again = managed.apply(systemctl=systemctl, policy=POLICY)
+    with open(os.path.join(managed.state_dir, 'monitor-policy.json')) as handle:
+        assert json.load(handle) == POLICY
     assert again['changed'] is False and again['files'] == [] and systemctl.calls == [['is-active', ma.TIMER]]
     # A new interval: the timer file changes and the timer restarts.
     systemctl.calls = []
-    changed = managed.apply({'interval_s': 120}, systemctl=systemctl)
+    changed = managed.apply({'interval_s': 120}, systemctl=systemctl, policy=POLICY)
     assert [f['path'] for f in changed['files']] == [os.path.join(sd, ma.TIMER)]
     assert ['restart', ma.TIMER] in systemctl.calls
     # The installed collector runs (this machine, read-only) and writes its two files.
@@ -145,6 +150,14 @@ def test_timer_install_is_idempotent_and_restore_puts_the_tree_back(managed):
     restored = managed.restore(systemctl=systemctl)
     assert restored['units_stopped'] == [ma.TIMER]
     assert tree_state(managed.root) == original
+
+
+def test_a_policy_of_another_shape_is_refused(managed):
+    with pytest.raises(engine.Refused) as refused:
+        managed.apply(policy={'sysctl': ['vm.swappiness'], 'colour': 'red'})
+    assert len(refused.value.problems) == 2
+    assert "policy[sysctl] = ['vm.swappiness']; allowed: the harden role's variables: cgroups (dict)" in str(
+        refused.value)
 
 
 def test_without_systemd_cron_runs_it(tmp_path):
