@@ -678,4 +678,8 @@ def textfile_name(host_name):
 
 def to_json(document):
     # Every value was checked to be JSON (finite numbers, text keys); allow_nan=False keeps it so.
-    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False) + '\n'
+    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False) + '\n'
+    # A lone surrogate (a non-UTF-8 byte Python kept, or a broken \ud800 escape in a result) cannot be
+    # written as UTF-8: it becomes its JSON escape, which reads back as the same text.  Backslashes in
+    # the strings are already doubled, so the escape cannot join one before it.
+    return text.encode('utf-8', 'backslashreplace').decode('utf-8')

@@ -2,7 +2,9 @@
 # The fleet audit (playbooks/audit.yml) over 100 local-connection aliases of this
 # machine (50 without a policy, 50 with the default profile) and one host whose SSH port refuses: one report with 100 hosts audited and
 # the unreachable one listed; every textfile parses as Prometheus exposition format.
-# The HTML is opened in headless chromium (check_browser.py).
+# The HTML is opened in headless chromium (check_browser.py). Then the report of 10,000
+# generated host results (check_scale.py): chromium must have its first page of rows in the
+# DOM within 5 s, and sort, filter and page over all 10,000.
 # Read-only on this machine; the report goes to a temporary directory.
 set -eux
 work="$(mktemp -d)"
@@ -23,3 +25,4 @@ ANSIBLE_FORKS=10 ansible-playbook -i "$work/inventory.yml" oomguard.linux.audit 
     -e oomguard_report_dir="$work/report" -e oomguard_audit_print=false "$@"
 python check_report.py "$work/report"
 python check_browser.py "$work/report"
+python check_scale.py "$work/scale"

@@ -136,7 +136,7 @@ class _Page(HTMLParser):
         HTMLParser.__init__(self)
         self.rows = 0
         self.urls = []
-        self.scripts = 0
+        self.scripts = []
         self.svg = 0
 
     def handle_starttag(self, tag, attrs):
@@ -146,7 +146,7 @@ class _Page(HTMLParser):
         if tag == 'svg':
             self.svg += 1
         if tag == 'script':
-            self.scripts += 1
+            self.scripts.append(attrs)
             assert 'src' not in attrs
         for key in ('src', 'href'):
             if attrs.get(key):
@@ -157,7 +157,8 @@ def test_the_html_is_self_contained_and_lists_every_host(document):
     page = fleet_html.render(document)
     parser = _Page()
     parser.feed(page)
-    assert parser.rows == 4 and parser.scripts == 1 and parser.svg >= 2
+    # The rows as data for the page's script (not run: JSON), then the script.
+    assert parser.rows == 4 and parser.scripts == [{'type': 'application/json', 'id': 'fleet-data'}, {}] and parser.svg >= 2
     assert parser.urls == ['data:,']           # the favicon; nothing fetched from anywhere
     assert not re.search(r'https?://', page.replace('http://www.w3.org', ''))
     for name in ORIGINS:
@@ -222,7 +223,7 @@ def test_the_html_says_reachable_and_names_each_severity_count(document):
     assert '>reachable</span>' in row and '#2e7d32">reachable' not in row and '>ok<' not in row
     assert 'background:%s">medium</span>' % fleet_html.LEVEL_COLOURS['medium'] in row
     counts = re.sub(r'<[^>]+>', '', re.search(r'<span class="counts">(.*?)</span></td>', row).group(1))
-    assert counts == '2 medium &middot; 1 low &middot; 1 info'
+    assert counts == '2 medium \u00b7 1 low \u00b7 1 info'
     assert 'Findings are counted by severity:' in page
     assert re.sub(r'<[^>]+>', '', re.search(r'<span class="counts">(.*?)</span></td>', _row_of(page, 'no-python')).group(1)) \
         == 'no findings'
