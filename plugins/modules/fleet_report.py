@@ -20,8 +20,9 @@ description:
     hosts per finding, hosts that drift, hosts flagged for slab, OOM kills by cause) and every host, riskiest first,
     with its basics from the posture (kernel release, RAM total and available, swap, cgroup mode, memory PSI, the
     likeliest OOM victim);
-  - C(oom-fleet-report.html), the same as one self-contained page (no network asset), hosts sortable and filterable,
-    with charts of hosts by risk, kills by cause and findings;
+  - C(oom-fleet-report.html), the same as one self-contained page (no network asset), hosts sortable and filterable
+    and shown a page at a time (every host is in the page; it stays usable at 10,000 hosts), with charts of hosts by
+    risk, kills by cause and findings;
   - C(textfiles/oomguard-<host>.prom), one Prometheus textfile per host for node_exporter's textfile collector (risk score,
     findings by severity, drift count, slab, OOM kills by cause), every metric labelled with C(host). A host name of
     lower-case letters, digits, C(.), C(_) and C(-) is the file name as it is; any other name keeps those characters and
