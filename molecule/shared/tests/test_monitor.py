@@ -96,6 +96,9 @@ def test_node_exporter_serves_the_collectors_textfile_on_loopback_only(prometheu
     metrics = host.check_output('curl -fsS --max-time 10 http://127.0.0.1:9100/metrics')
     assert re.search(r'^oomguard_risk_score \d+$', metrics, re.M), metrics[-2000:]
     assert 'node_textfile_scrape_error 0' in metrics
+    # The role gave the collector the scenario's hardening policy, and the hardened VM keeps to it.
+    assert 'oomguard_drift_settings{status="drift"} 0' in metrics and \
+        'oomguard_drift_settings{status="missing"} 0' in metrics, metrics[-3000:]
     listening = host.check_output('ss -Hltn')
     for port in ('9090', '9100'):
         assert re.search(r'127\.0\.0\.1:%s\b' % port, listening) and not re.search(
