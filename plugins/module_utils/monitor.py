@@ -21,6 +21,7 @@ import time
 
 from ansible_collections.oomguard.linux.plugins.module_utils import audit
 from ansible_collections.oomguard.linux.plugins.module_utils import domains as domains_mod
+from ansible_collections.oomguard.linux.plugins.module_utils import ledger
 from ansible_collections.oomguard.linux.plugins.module_utils import oom_events, oom_report, procfs, snapshot
 from ansible_collections.oomguard.linux.plugins.module_utils._engine import Labels, Refused
 from ansible_collections.oomguard.linux.plugins.module_utils.cgroups import unit_of
@@ -121,44 +122,35 @@ def check_state(state):
     return state
 
 
-def load_state(path):
-    """(state, problem): the saved state, or a fresh one and why the saved one was not used."""
+def read_json(path, limit):
+    """(value, problem) of a JSON file this collector or oom_monitor wrote: (None, None) where there is none;
+    never a symlink (O_NOFOLLOW), never more than limit bytes, never a wait (O_NONBLOCK)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return fresh_state(), None
-        return fresh_state(), 'cannot open %s: %s' % (path, os.strerror(exc.errno))
+        return None, None if exc.errno == errno.ENOENT else 'cannot open %s: %s' % (path, os.strerror(exc.errno))
     try:
         with os.fdopen(fd, 'rb') as handle:
-            data = handle.read(MAX_STATE_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
-        return fresh_state(), 'cannot read %s: %s' % (path, os.strerror(exc.errno))
-    if len(data) > MAX_STATE_BYTES:
-        return fresh_state(), '%s is larger than %d bytes' % (path, MAX_STATE_BYTES)
+        return None, 'cannot read %s: %s' % (path, os.strerror(exc.errno))
+    if len(data) > limit:
+        return None, '%s is larger than %d bytes' % (path, limit)
     try:
-        return check_state(json.loads(data.decode('utf-8'))), None
-    except (ValueError, UnicodeDecodeError, StateError) as exc:
+        return json.loads(data.decode('utf-8')), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, '%s is not JSON: %s' % (path, exc)
+
+
+def load_state(path):
+    """(state, problem): the saved state, or a fresh one and why the saved one was not used."""
+    state, problem = read_json(path, MAX_STATE_BYTES)
+    if problem or state is None:
+        return fresh_state(), problem
+    try:
+        return check_state(state), None
+    except StateError as exc:
         return fresh_state(), '%s is not a state this collector wrote (%s): counting starts again' % (path, exc)
-
-
-def write_atomic(path, text, mode):
-    """path holds text or what it held before: a temporary file beside it, fsync, rename."""
-    directory = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.rename(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
 
 
 # -- counting -------------------------------------------------------------------------
@@ -345,16 +337,9 @@ def forecast_domains(state, domains, now):
 
 def read_policy(path):
     """(policy or None, problem): the policy oom_monitor wrote, or None where there is none."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        return None, None if exc.errno == errno.ENOENT else 'cannot open %s: %s' % (path, os.strerror(exc.errno))
-    with os.fdopen(fd, 'rb') as handle:
-        data = handle.read(MAX_POLICY_BYTES + 1)
-    try:
-        policy = json.loads(data.decode('utf-8')) if len(data) <= MAX_POLICY_BYTES else None
-    except (ValueError, UnicodeDecodeError):
-        policy = None
+    policy, problem = read_json(path, MAX_POLICY_BYTES)
+    if problem or policy is None:
+        return None, problem
     if not isinstance(policy, dict) or set(policy) - set(POLICY_KEYS):
         return None, '%s is not a policy oom_monitor wrote' % path
     return policy, None
@@ -482,11 +467,11 @@ def run(textfile_dir, state_path, host=None, run_command=None, systemctl=None, j
         except (Refused, procfs.ReadError, OSError, ValueError) as exc:
             # A policy this host refuses, a read that fails: the other metrics are still written.
             errors['policy'] = 'the drift audit failed: %s' % exc
-    write_atomic(state_path, json.dumps(state, sort_keys=True, separators=(',', ':')), 0o600)
+    ledger.write_file(state_path, json.dumps(state, sort_keys=True, separators=(',', ':')), 0o600)
     finished = clock()
     textfile = os.path.join(textfile_dir, TEXTFILE_NAME)
-    write_atomic(textfile, render(metrics(state, verdict, snap, domains, errors, finished, finished - started,
-                                          drift)), 0o644)
+    text = render(metrics(state, verdict, snap, domains, errors, finished, finished - started, drift))
+    ledger.write_file(textfile, text, 0o644)
     return {'textfile': textfile, 'errors': errors, 'new_kills': new, 'duration_s': round(finished - started, 3)}
 
 

@@ -16,6 +16,7 @@ report of the others.
 import hashlib
 import json
 
+from ansible_collections.oomguard.linux.plugins.module_utils.monitor import label, sample_text
 from ansible_collections.oomguard.linux.plugins.plugin_utils import report_text as rt
 from ansible_collections.oomguard.linux.plugins.plugin_utils.report_text import plural
 
@@ -606,17 +607,10 @@ METRICS = (
 )
 
 
-def _label(value):
-    # The exposition format escapes exactly these three in a label value; a lone
-    # surrogate (not UTF-8) is written as its escape instead of failing the file.
-    text = str(value).encode('utf-8', 'backslashreplace').decode('utf-8')
-    return text.replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
-
-
 def prometheus(host, timestamp):
     """The textfile of one host entry (node_exporter's textfile collector format); every metric has a host label."""
     samples = dict((name, []) for name, dummy in METRICS)
-    name = _label(host['name'])
+    name = label(host['name'])
     up = host['status'] in ('ok', 'partial')
     samples['oomguard_audit_up'].append(('host="%s"' % name, 1 if up else 0))
     samples['oomguard_audit_timestamp_seconds'].append(('host="%s"' % name, timestamp))
@@ -635,7 +629,7 @@ def prometheus(host, timestamp):
         samples['oomguard_slab_leak_flagged'].append(('host="%s"' % name, 1 if host['slab']['flagged'] else 0))
     if host['events'] is not None:
         for cause, count in sorted(host['events']['by_cause'].items()):
-            samples['oomguard_oom_kills'].append(('host="%s",cause="%s"' % (name, _label(cause)), count))
+            samples['oomguard_oom_kills'].append(('host="%s",cause="%s"' % (name, label(cause)), count))
         samples['oomguard_early_kills'].append(('host="%s"' % name, host['events']['early_kills'] or 0))
     lines = []
     for metric, text in METRICS:
@@ -644,16 +638,8 @@ def prometheus(host, timestamp):
         lines.append('# HELP %s %s' % (metric, text))
         lines.append('# TYPE %s gauge' % metric)
         for labels, value in samples[metric]:
-            lines.append('%s{%s} %s' % (metric, labels, _sample(value)))
+            lines.append('%s{%s} %s' % (metric, labels, sample_text(value)))
     return '\n'.join(lines) + '\n'
-
-
-def _sample(value):
-    if isinstance(value, bool):
-        return '1' if value else '0'
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
 
 
 SAFE_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyz0123456789._-')

@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.oomguard.linux.plugins.module_utils import monitor
+from ansible_collections.oomguard.linux.plugins.module_utils import ledger, monitor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, '..', '..', 'fixtures', 'oom_reports')
@@ -145,7 +145,7 @@ def test_the_state_round_trips_and_a_bad_one_starts_again(tmp_path, vm_events):
     path = str(tmp_path / 'monitor-state.json')
     state = monitor.fresh_state()
     monitor.count_kills(state, BOOT_A, 14, vm_events)
-    monitor.write_atomic(path, json.dumps(state), 0o600)
+    ledger.write_file(path, json.dumps(state), 0o600)
     assert os.stat(path).st_mode & 0o777 == 0o600
     loaded, problem = monitor.load_state(path)
     assert problem is None and loaded == state
@@ -231,7 +231,7 @@ def test_with_a_policy_the_drift_is_counted_on_this_machine(tmp_path):
     policy_path = str(tmp_path / monitor.POLICY_FILE)
     # The live value, and one that is not: one setting drifts (the audit reads, never writes).
     for value, drift in ((live, 0), (1 - min(live, 1), 1)):
-        monitor.write_atomic(policy_path, json.dumps({'sysctl': {'vm.panic_on_oom': value}}), 0o600)
+        ledger.write_file(policy_path, json.dumps({'sysctl': {'vm.panic_on_oom': value}}), 0o600)
         result = monitor.run(textfile_dir, state_path, log_paths=[VM_BOOT])
         assert 'policy' not in result['errors'], result['errors']
         with open(result['textfile']) as handle:
@@ -239,7 +239,7 @@ def test_with_a_policy_the_drift_is_counted_on_this_machine(tmp_path):
         assert 'oomguard_drift_settings{status="drift"} %d' % drift in text, text
         assert re.search(r'^oomguard_drift_settings\{status="missing"\} \d+$', text, re.M)
     # A file that is not a policy: said, and no drift metric.
-    monitor.write_atomic(policy_path, json.dumps({'sysctl': {}, 'rm -rf': 1}), 0o600)
+    ledger.write_file(policy_path, json.dumps({'sysctl': {}, 'rm -rf': 1}), 0o600)
     result = monitor.run(textfile_dir, state_path, log_paths=[VM_BOOT])
     assert 'is not a policy oom_monitor wrote' in result['errors']['policy']
     with open(result['textfile']) as handle:
