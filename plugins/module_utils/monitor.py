@@ -185,9 +185,10 @@ def count_kills(state, boot_id, vmstat_kills, events, previous_boot_events=None)
     """Add the kills since the last run to state; returns {cause: new kills}.
 
     events: this boot's reports (oom_events), oldest first. The kernel's counter
-    says how many kills happened; the reports after the cursor say why, newest
-    first when there are more reports than kills (the older ones were counted),
-    and what no report explains is 'unattributed'. After a reboot the counter
+    says how many kills happened; the reports after the cursor say why, oldest
+    first, and what no report explains is 'unattributed'. More reports than kills
+    means a kill was printed after the counter was read: the cursor stops at the
+    last report counted, and the next run counts the rest. After a reboot the counter
     starts again from 0; previous_boot_events, the previous boot's reports after
     the cursor, are the kills that boot made after the last run (None: the
     previous boot's log could not be read).
@@ -210,21 +211,16 @@ def count_kills(state, boot_id, vmstat_kills, events, previous_boot_events=None)
         # No kernel counter (before 4.13): the reports are all there is.
         delta = sum(_victims(e) for e in fresh)
     left = delta
-    counted = []
-    for event in reversed(fresh):
-        if left <= 0:
+    if not same_boot:
+        state['cursor_uptime_s'] = None
+    for event in fresh:
+        if left < _victims(event):
             break
-        kills = min(_victims(event), left)
-        counted.append((event, kills))
-        left -= kills
-    for event, kills in reversed(counted):
-        _add(state, new, event, kills)
+        _add(state, new, event, _victims(event))
+        left -= _victims(event)
+        state['cursor_uptime_s'] = event.get('uptime_s') or 0
     if left > 0:
         _add(state, new, None, left)
-    if fresh:
-        state['cursor_uptime_s'] = max(e.get('uptime_s') or 0 for e in fresh)
-    elif not same_boot:
-        state['cursor_uptime_s'] = None
     state['boot_id'] = boot_id
     if vmstat_kills is not None:
         state['vmstat_oom_kill'] = vmstat_kills

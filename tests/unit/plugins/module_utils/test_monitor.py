@@ -74,11 +74,16 @@ def test_more_kills_than_reports_and_more_reports_than_kills(vm_events):
     state = monitor.fresh_state()
     monitor.count_kills(state, BOOT_A, 16, vm_events)
     assert state['by_cause']['unattributed'] == 2 and state['kernel_total'] == 16
-    # The counter is the truth: a first run on a host whose count is below the reports'
-    # (a state file removed mid-boot) counts the newest reports only.
+    # The counter is the truth: more reports than it moved means kills printed after it was
+    # read; the oldest reports are counted and the next run counts the rest.
     state = monitor.fresh_state()
     monitor.count_kills(state, BOOT_A, 2, vm_events)
-    assert state['kernel_total'] == 2 and state['by_cause']['host'] == 1 and state['by_cause']['manual'] == 1
+    assert state['kernel_total'] == 2 and state['by_cause']['memcg_limit'] == 1
+    assert state['by_cause']['parent_memcg_limit'] == 1 and state['cursor_uptime_s'] == vm_events[1]['uptime_s']
+    once = monitor.fresh_state()
+    monitor.count_kills(once, BOOT_A, 14, vm_events)
+    monitor.count_kills(state, BOOT_A, 14, vm_events)
+    assert state['by_cause'] == once['by_cause'] and state['by_unit'] == once['by_unit']
 
 
 def test_a_reboot_carries_the_counts_and_reads_the_previous_boots_tail(vm_events):
